@@ -1,0 +1,53 @@
+# gitops-mesh — the commands everyone relies on. See README.md.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK := deploy/local/stack.sh
+PYTEST_ARGS ?=
+
+.PHONY: setup venv stack-build stack-up stack-down stack-status test test-unit lint typecheck bench clean
+
+setup: venv stack-build ## Python deps into .venv and the stack's binaries into ~/.cache/gitops-mesh
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+stack-build:
+	deploy/local/build.sh
+
+stack-up: venv
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+stack-status:
+	$(STACK) status
+
+lint: venv ## ruff, mypy --strict, import layers
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test-unit: venv
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+# The README's test command: lint, then every test tier against the real stack (brought up if it is not).
+test: lint
+	$(STACK) status >/dev/null 2>&1 || $(STACK) up
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(STACK) status >/dev/null 2>&1 || $(STACK) up
+	$(PY) -m bench
+
+clean:
+	rm -rf .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# The local stack: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and a KRaft Kafka,
+# all on loopback, all real. State lives in .stack/ (env, kubeconfig, logs, pids, data).
+#   stack.sh up | down | status            the whole stack
+#   stack.sh stop|start|restart COMPONENT  one component (tests restart kube-apiserver and kafka)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+STACK=${STACK_DIR:-$root/.stack}
+PY=${PYTHON:-$root/.venv/bin/python}
+ETCD_PORT=${ETCD_PORT:-23790}
+APISERVER_PORT=${APISERVER_PORT:-26443}
+KAFKA_PORT=${KAFKA_PORT:-29092}
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-29093}
+KWOK_NODES=${KWOK_NODES:-3}
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kafka)
+
+eval "$("$here/build.sh" --print)"
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+pidfile() { echo "$STACK/run/$1.pid"; }
+running() { local p; p=$(cat "$(pidfile "$1")" 2>/dev/null) && kill -0 "$p" 2>/dev/null; }
+
+# Start $1 detached from our process group (so make's exit does not take it down), logging to .stack/logs.
+spawn() {
+  local name=$1; shift
+  running "$name" && return 0
+  setsid "$@" >>"$STACK/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$(pidfile "$name")"
+}
+
+# wait_for NAME SECONDS CMD...: poll CMD until it succeeds; on failure name the component and its log.
+wait_for() {
+  local name=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    running "$name" || die "$name exited during start-up; see $STACK/logs/$name.log: $(tail -n 5 "$STACK/logs/$name.log" 2>/dev/null)"
+    ((SECONDS < deadline)) || die "$name not ready after ${secs}s; see $STACK/logs/$name.log"
+    sleep 0.3
+  done
+}
+
+kubectl_() { "$KUBECTL" --kubeconfig "$STACK/kubeconfig" "$@"; }
+
+pki() {
+  local d=$STACK/pki
+  [[ -f $d/.complete ]] && return 0
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=gitops-mesh-local-ca" \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout "$d/apiserver.key" \
+    -out "$d/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n' >"$d/san.ext"
+  openssl x509 -req -in "$d/apiserver.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
+    -extfile "$d/san.ext" -out "$d/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "$d/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
+  echo "$(openssl rand -hex 24),admin,admin,system:masters" >"$d/tokens.csv"
+  touch "$d/.complete"
+}
+
+write_kubeconfig() {
+  local token; token=$(cut -d, -f1 "$STACK/pki/tokens.csv")
+  cat >"$STACK/kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority: $STACK/pki/ca.crt
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: local
+  context: {cluster: local, user: admin}
+current-context: local
+KC
+  chmod 600 "$STACK/kubeconfig"
+}
+
+write_env() {
+  cat >"$STACK/env" <<ENV
+export KUBECONFIG=$STACK/kubeconfig
+export KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+export KUBECTL=$KUBECTL
+export HELM=$HELM
+export KUSTOMIZE=$KUSTOMIZE
+export ETCD_ENDPOINT=http://127.0.0.1:$ETCD_PORT
+export STACK_DIR=$STACK
+ENV
+}
+
+start_etcd() {
+  spawn etcd "$ETCD" --name default --data-dir "$STACK/data/etcd" --unsafe-no-fsync \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" \
+    --initial-cluster "default=http://127.0.0.1:$((ETCD_PORT + 10))" --listen-metrics-urls ""
+  wait_for etcd 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+}
+
+start_apiserver() {
+  local d=$STACK/pki
+  spawn kube-apiserver "$KUBE_APISERVER" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --cert-dir "$STACK/data/apiserver-certs" --tls-cert-file "$d/apiserver.crt" --tls-private-key-file "$d/apiserver.key" \
+    --client-ca-file "$d/ca.crt" --token-auth-file "$d/tokens.csv" --authorization-mode RBAC \
+    --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \
+    --disable-admission-plugins ServiceAccount \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$d/sa.pub" --service-account-signing-key-file "$d/sa.key" \
+    --profiling=false --enable-priority-and-fairness=false
+  wait_for kube-apiserver 120 kubectl_ get --raw /readyz
+}
+
+start_controller_manager() {
+  spawn kube-controller-manager "$KUBE_CONTROLLER_MANAGER" --kubeconfig "$STACK/kubeconfig" \
+    --service-account-private-key-file "$STACK/pki/sa.key" --root-ca-file "$STACK/pki/ca.crt" \
+    --leader-elect=false --bind-address 127.0.0.1 --secure-port 0 --controllers '*' \
+    --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 --kube-api-qps 200 --kube-api-burst 400
+  wait_for kube-controller-manager 60 kubectl_ get serviceaccount default -n default
+}
+
+start_scheduler() {
+  spawn kube-scheduler "$KUBE_SCHEDULER" --kubeconfig "$STACK/kubeconfig" --authentication-kubeconfig "$STACK/kubeconfig" \
+    --authorization-kubeconfig "$STACK/kubeconfig" --leader-elect=false --bind-address 127.0.0.1 --secure-port 0 \
+    --kube-api-qps 200 --kube-api-burst 400
+  sleep 0.5
+  running kube-scheduler || die "kube-scheduler exited; see $STACK/logs/kube-scheduler.log"
+}
+
+start_kwok() {
+  spawn kwok "$KWOK" --kubeconfig "$STACK/kubeconfig" --manage-all-nodes=false \
+    --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake --manage-nodes-with-label-selector= \
+    --disregard-status-with-annotation-selector kwok.x-k8s.io/status=custom --disregard-status-with-label-selector= \
+    --cidr 10.0.0.1/24 --node-ip 10.0.0.1 --node-lease-duration-seconds 40 --server-address 127.0.0.1:0
+  local i
+  for ((i = 0; i < KWOK_NODES; i++)); do
+    cat <<NODE
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
+  labels: {type: kwok, kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "250"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "250"}
+---
+NODE
+  done | kubectl_ apply -f - >/dev/null
+  wait_for kwok 60 kubectl_ wait --for condition=Ready node --all --timeout 1s
+}
+
+kafka_props() {
+  local d=$STACK/kafka
+  mkdir -p "$d"
+  cat >"$d/server.properties" <<P
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$STACK/data/kafka
+num.partitions=3
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.flush.interval.messages=9223372036854775807
+P
+  cat >"$d/log4j2.properties" <<P
+rootLogger.level=WARN
+rootLogger.appenderRef.stdout.ref=STDOUT
+appender.stdout.type=Console
+appender.stdout.name=STDOUT
+appender.stdout.layout.type=PatternLayout
+appender.stdout.layout.pattern=[%d] %p %m (%c)%n
+logger.kafka.name=kafka
+logger.kafka.level=INFO
+P
+}
+
+java_kafka() { java -Xmx512m -Xms128m -XX:+UseSerialGC -Dlog4j2.configurationFile="$STACK/kafka/log4j2.properties" -cp "$KAFKA_LIBS/*" "$@"; }
+
+start_kafka() {
+  kafka_props
+  if [[ ! -f $STACK/data/kafka/meta.properties ]]; then
+    local id; id=$("$PY" -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    java_kafka kafka.tools.StorageTool format -t "$id" -c "$STACK/kafka/server.properties" >>"$STACK/logs/kafka.log" 2>&1 \
+      || die "formatting Kafka storage failed; see $STACK/logs/kafka.log"
+  fi
+  spawn kafka java -Xmx512m -Xms128m -XX:+UseSerialGC -Dlog4j2.configurationFile="$STACK/kafka/log4j2.properties" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$STACK/kafka/server.properties"
+  wait_for kafka 90 "$PY" -m gitops_mesh.bus.topics --bootstrap "127.0.0.1:$KAFKA_PORT" --check
+}
+
+install_crds() {
+  kubectl_ apply --server-side --force-conflicts -f "$root/deploy/crds/" >/dev/null \
+    || die "installing CRDs from deploy/crds failed"
+  kubectl_ wait --for condition=Established crd --all --timeout 60s >/dev/null
+}
+
+start_component() {
+  case $1 in
+    etcd) start_etcd ;;
+    kube-apiserver) start_apiserver ;;
+    kube-controller-manager) start_controller_manager ;;
+    kube-scheduler) start_scheduler ;;
+    kwok) start_kwok ;;
+    kafka) start_kafka ;;
+    *) die "unknown component $1 (one of: ${COMPONENTS[*]})" ;;
+  esac
+}
+
+stop_component() {
+  local name=$1 pf p i
+  pf=$(pidfile "$name")
+  p=$(cat "$pf" 2>/dev/null) || return 0
+  if kill -0 "$p" 2>/dev/null; then
+    kill -TERM "$p" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
+    for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$pf"
+}
+
+up() {
+  "$here/build.sh"
+  [[ -x $PY ]] || die "no Python venv at $PY; run 'make setup' first"
+  mkdir -p "$STACK"/{logs,run,data}
+  local any=0 c
+  for c in "${COMPONENTS[@]}"; do running "$c" && any=1; done
+  if ((any == 0)); then rm -rf "$STACK/data" && mkdir -p "$STACK/data"; fi # a fresh cluster per full start
+  pki
+  write_kubeconfig
+  write_env
+  local t0=$SECONDS
+  for c in "${COMPONENTS[@]}"; do start_component "$c"; done
+  install_crds
+  "$PY" -m gitops_mesh.bus.topics --bootstrap "127.0.0.1:$KAFKA_PORT" --ensure
+  log "up in $((SECONDS - t0))s; source $STACK/env"
+}
+
+down() {
+  local i
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop_component "${COMPONENTS[i]}"; done
+  log "down"
+}
+
+status() {
+  local c rc=0 p
+  for c in "${COMPONENTS[@]}"; do
+    if running "$c"; then p=$(cat "$(pidfile "$c")"); printf '%-24s running  pid %s\n' "$c" "$p"
+    else printf '%-24s stopped\n' "$c"; rc=1; fi
+  done
+  if ((rc == 0)); then
+    kubectl_ get --raw /readyz >/dev/null 2>&1 && echo "kube-apiserver ready    https://127.0.0.1:$APISERVER_PORT" || { echo "kube-apiserver not ready"; rc=1; }
+    printf 'nodes ready             %s\n' "$(kubectl_ get nodes --no-headers 2>/dev/null | grep -c ' Ready')"
+    printf 'CRDs established        %s\n' "$(kubectl_ get crd --no-headers 2>/dev/null | wc -l)"
+    "$PY" -m gitops_mesh.bus.topics --bootstrap "127.0.0.1:$KAFKA_PORT" --check >/dev/null 2>&1 \
+      && echo "kafka ready             127.0.0.1:$KAFKA_PORT" || { echo "kafka not ready"; rc=1; }
+  fi
+  return $rc
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  start) mkdir -p "$STACK"/{logs,run,data}; start_component "${2:?component}" ;;
+  stop) stop_component "${2:?component}" ;;
+  restart) stop_component "${2:?component}"; start_component "$2" ;;
+  *) echo "usage: $0 up|down|status|start C|stop C|restart C" >&2; exit 2 ;;
+esac
