@@ -75,7 +75,8 @@ build_kubernetes() {
     for b in "${want[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$b"; done
     printf ')\n'
   } >"$src/tools.go"
-  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*} ldflags="" p
+  local minor=${K8S_VERSION#v1.} ldflags="" p
+  minor=${minor%%.*}
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"

@@ -1,17 +1,17 @@
 """The runtime's own exception tree; adapters wrap library errors into these at their edge.
 
-    GitopsMeshError
-    ├── TransientError          retry with backoff (or after ``retry_after``)
-    │   ├── KubeUnavailable     apiserver unreachable, 5xx, timeouts
-    │   ├── Conflict            409: stale resourceVersion or apply conflict
-    │   ├── Gone                410: watch resourceVersion expired, relist
-    │   ├── BusUnavailable      Kafka unreachable
-    │   └── DependencyNotReady  a dependency is not ready yet (requeue on --requeue-dependency)
-    └── TerminalError           no retry until the spec changes (Stalled=True)
-        ├── NotFound            404
-        ├── Forbidden           401/403
-        ├── Invalid             400/422: the apiserver rejected the object
-        └── InvalidSpec         our own validation of a spec failed
+GitopsMeshError
+├── TransientError          retry with backoff (or after ``retry_after``)
+│   ├── KubeUnavailable     apiserver unreachable, 5xx, timeouts
+│   ├── Conflict            409: stale resourceVersion or apply conflict
+│   ├── Gone                410: watch resourceVersion expired, relist
+│   ├── BusUnavailable      Kafka unreachable
+│   └── DependencyNotReady  a dependency is not ready yet (requeue on --requeue-dependency)
+└── TerminalError           no retry until the spec changes (Stalled=True)
+    ├── NotFound            404
+    ├── Forbidden           401/403
+    ├── Invalid             400/422: the apiserver rejected the object
+    └── InvalidSpec         our own validation of a spec failed
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
@@ -56,12 +57,11 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
-            try:
+            # Another process may win the race; the topic is then there, which is all we want.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in missing]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another process won the race; the topic is there, which is all we want
         return missing
     except KafkaError as e:
         raise BusUnavailable(f"cannot create topics on {bootstrap}: {e}") from e

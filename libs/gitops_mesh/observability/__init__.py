@@ -1,0 +1,1 @@
+"""Logging, metrics and the health/metrics HTTP server every controller serves."""

@@ -1,0 +1,76 @@
+"""Every Prometheus metric the runtime exports, with Flux's and controller-runtime's names.
+
+Metrics live in prometheus-client's default registry, defined once here so that a process can host
+several controllers (and tests several instances) without registering a name twice.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_OBJ = ("kind", "name", "namespace")
+
+# Flux's own names, so existing dashboards keep working.
+reconcile_duration = Histogram(
+    "gotk_reconcile_duration_seconds",
+    "The duration in seconds of a GitOps Toolkit resource reconciliation.",
+    _OBJ,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+)
+reconcile_condition = Gauge(
+    "gotk_reconcile_condition",
+    "The current condition status of a GitOps Toolkit resource reconciliation.",
+    (*_OBJ, "type", "status"),
+)
+suspend_status = Gauge("gotk_suspend_status", "The current suspend status of a GitOps Toolkit resource.", _OBJ)
+
+# controller-runtime's names.
+reconcile_total = Counter(
+    "controller_runtime_reconcile_total", "Total number of reconciliations per controller", ("controller", "result")
+)
+reconcile_errors = Counter(
+    "controller_runtime_reconcile_errors_total", "Total number of reconciliation errors per controller", ("controller",)
+)
+active_workers = Gauge(
+    "controller_runtime_active_workers", "Number of currently used workers per controller", ("controller",)
+)
+max_concurrent = Gauge(
+    "controller_runtime_max_concurrent_reconciles",
+    "Maximum number of concurrent reconciles per controller",
+    ("controller",),
+)
+workqueue_depth = Gauge("workqueue_depth", "Current depth of workqueue", ("name",))
+workqueue_adds = Counter("workqueue_adds_total", "Total number of adds handled by workqueue", ("name",))
+workqueue_retries = Counter("workqueue_retries_total", "Total number of retries handled by workqueue", ("name",))
+workqueue_queue_duration = Histogram(
+    "workqueue_queue_duration_seconds",
+    "How long in seconds an item stays in workqueue before being requested",
+    ("name",),
+    buckets=(0.001, 0.01, 0.1, 0.5, 1, 5, 10, 60),
+)
+workqueue_work_duration = Histogram(
+    "workqueue_work_duration_seconds",
+    "How long in seconds processing an item from workqueue takes",
+    ("name",),
+    buckets=(0.001, 0.01, 0.1, 0.5, 1, 5, 10, 60),
+)
+
+# Kube access.
+informer_events = Counter(
+    "gitops_informer_events_total", "Watch events received per resource and type", ("resource", "type")
+)
+informer_relists = Counter(
+    "gitops_informer_relists_total", "Full relists per resource (410 Gone, start)", ("resource",)
+)
+informer_watch_errors = Counter(
+    "gitops_informer_watch_errors_total", "Watch disconnects and errors per resource", ("resource",)
+)
+kube_requests = Counter("gitops_kube_requests_total", "Requests to the apiserver", ("verb", "code"))
+
+# The bus.
+bus_published = Counter("gitops_bus_published_total", "Messages acknowledged by Kafka", ("topic",))
+bus_publish_errors = Counter("gitops_bus_publish_errors_total", "Failed publish attempts (retried)", ("topic",))
+bus_buffered = Gauge("gitops_bus_buffered_messages", "Messages waiting to be acknowledged by Kafka")
+bus_connected = Gauge("gitops_bus_connected", "1 while the producer reaches Kafka, else 0")
+bus_consumed = Counter("gitops_bus_consumed_total", "Messages handled by consumers", ("topic", "result"))
+bus_dlq = Counter("gitops_bus_dead_lettered_total", "Messages sent to the dead-letter topic", ("topic", "reason"))
