@@ -1,0 +1,81 @@
+"""The local stack's own life cycle: up brings everything, status says so, down leaves nothing behind.
+
+Runs a second, throw-away stack (own directory and ports) so the shared one other tests use stays up.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import STACK_SCRIPT
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kafka")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    hits = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            hits.append(f"{proc.name}: {cmdline[:200]}")
+    return hits
+
+
+@pytest.mark.stack
+def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
+    stack_dir = tmp_path / "stack"
+    env = {
+        **os.environ,
+        "STACK_DIR": str(stack_dir),
+        "ETCD_PORT": "33790",
+        "APISERVER_PORT": "36443",
+        "KAFKA_PORT": "39092",
+        "KAFKA_CONTROLLER_PORT": "39093",
+        "KWOK_NODES": "1",
+    }
+
+    def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(STACK_SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+    try:
+        up = run("up")
+        assert up.returncode == 0, up.stderr
+        status = run("status", timeout=60)
+        assert status.returncode == 0, status.stdout + status.stderr
+        for c in COMPONENTS:
+            assert f"{c}" in status.stdout
+        assert "stopped" not in status.stdout
+        assert "kube-apiserver ready" in status.stdout
+        assert "kafka ready" in status.stdout
+        assert "nodes ready             1" in status.stdout
+        exported = (stack_dir / "env").read_text()
+        for key in ("KUBECONFIG", "KAFKA_BOOTSTRAP", "KUBECTL", "HELM", "KUSTOMIZE"):
+            assert f"export {key}=" in exported
+        assert "127.0.0.1:39092" in exported
+        pids = {c: int((stack_dir / "run" / f"{c}.pid").read_text()) for c in COMPONENTS}
+        assert all(_alive(p) for p in pids.values())
+    finally:
+        down = run("down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert not [c for c, p in pids.items() if _alive(p)], "processes left running after down"
+    assert _processes_mentioning(str(stack_dir)) == []
+    after = run("status", timeout=60)
+    assert after.returncode != 0
+    assert after.stdout.count("stopped") == len(COMPONENTS)
