@@ -48,9 +48,9 @@ def configure_logging(*, level: str = "info", controller: str | None = None, jso
 
 
 def get_logger(name: str | None = None) -> Any:
-    """A structlog logger; ``name`` becomes the ``logger`` field."""
-    log = structlog.get_logger()
-    return log.bind(logger=name) if name else log
+    """A structlog logger; ``name`` becomes the ``module`` field."""
+    # Initial values stay lazy, so module-level loggers made before configure_logging() still use it.
+    return structlog.get_logger(module=name) if name else structlog.get_logger()
 
 
 @contextmanager
