@@ -24,6 +24,7 @@ KUBE_CONTROLLER_MANAGER=$K8S_DIR/kube-controller-manager
 KUBE_SCHEDULER=$K8S_DIR/kube-scheduler
 KUBECTL=$K8S_DIR/kubectl
 KWOK=$KWOK_DIR/kwok
+KWOK_STAGES=$KWOK_DIR/stages.yaml
 HELM=$HELM_DIR/helm
 KUSTOMIZE=$KUSTOMIZE_DIR/kustomize
 KAFKA_LIBS=$KAFKA_DIR/libs
@@ -124,11 +125,21 @@ POM
   touch "$stamp"
 }
 
+# kwok ships its node and pod life-cycle Stages as kustomize bases in its module; render the "fast" set once.
+build_kwok_stages() {
+  [[ -s $KWOK_DIR/stages.yaml ]] && return 0
+  local dir
+  dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  "$KUSTOMIZE_DIR/kustomize" build "$dir/kustomize/stage/fast" >"$KWOK_DIR/stages.yaml.tmp" \
+    && mv "$KWOK_DIR/stages.yaml.tmp" "$KWOK_DIR/stages.yaml"
+}
+
 build_kafka
 build_etcd
 go_install "$HELM_DIR" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm \
   "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 go_install "$KUSTOMIZE_DIR" "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" kustomize "-s -w"
 go_install "$KWOK_DIR" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" kwok "-s -w"
+build_kwok_stages
 build_kubernetes
 log "all binaries in $CACHE"

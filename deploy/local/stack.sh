@@ -134,9 +134,8 @@ start_scheduler() {
 }
 
 start_kwok() {
-  spawn kwok "$KWOK" --kubeconfig "$STACK/kubeconfig" --manage-all-nodes=false \
+  spawn kwok "$KWOK" --kubeconfig "$STACK/kubeconfig" --config "$KWOK_STAGES" --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake --manage-nodes-with-label-selector= \
-    --disregard-status-with-annotation-selector kwok.x-k8s.io/status=custom --disregard-status-with-label-selector= \
     --cidr 10.0.0.1/24 --node-ip 10.0.0.1 --node-lease-duration-seconds 40 --server-address 127.0.0.1:0
   local i
   for ((i = 0; i < KWOK_NODES; i++)); do
