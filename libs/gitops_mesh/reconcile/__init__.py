@@ -1,0 +1,1 @@
+"""The reconcile engine: conditions, result finaliser, guard clauses, work queue, controller workers."""
