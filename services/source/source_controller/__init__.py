@@ -1,0 +1,1 @@
+"""source-controller: GitRepository, HelmRepository, HelmChart, Bucket and OCIRepository to artifacts."""
