@@ -74,3 +74,8 @@ bus_buffered = Gauge("gitops_bus_buffered_messages", "Messages waiting to be ack
 bus_connected = Gauge("gitops_bus_connected", "1 while the producer reaches Kafka, else 0")
 bus_consumed = Counter("gitops_bus_consumed_total", "Messages handled by consumers", ("topic", "result"))
 bus_dlq = Counter("gitops_bus_dead_lettered_total", "Messages sent to the dead-letter topic", ("topic", "reason"))
+bus_dropped = Counter(
+    "gitops_bus_dropped_total",
+    "Events not published: the buffer was full, the message can never be accepted, or shutdown timed out",
+    ("topic",),
+)
