@@ -5,9 +5,12 @@ PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup venv stack-build stack-up stack-down stack-status test test-unit lint typecheck bench clean
+.PHONY: setup system-packages venv stack-build stack-up stack-down stack-status test test-unit lint typecheck bench clean
 
-setup: venv stack-build ## Python deps into .venv and the stack's binaries into ~/.cache/gitops-mesh
+setup: system-packages venv stack-build ## Debian peers (sshd, gpg), Python deps into .venv, the stack binaries into ~/.cache/gitops-mesh
+
+system-packages:
+	deploy/local/system-packages.sh
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
