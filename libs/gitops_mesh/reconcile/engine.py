@@ -205,18 +205,20 @@ class Controller(Generic[K]):
                     raise
                 except (TransientError, TerminalError) as e:
                     action = requeue_for(None, e, requeue_dependency=self.requeue_dependency)
-                    self._log_failure(e, self._apply(key, action))
+                    self._log_failure(e, self._apply(key, action), loop.time() - started)
                 except Exception as e:  # the worker's top: one reconcile's bug must not take the worker down
                     action = requeue_for(None, e, requeue_dependency=self.requeue_dependency)
-                    delay = self._apply(key, action)
-                    log.exception("reconcile raised an unexpected error; retrying", retry_in=delay)
+                    retry_in = self._apply(key, action)
+                    log.exception(
+                        "reconcile raised an unexpected error", retry_in=retry_in, duration=loop.time() - started
+                    )
                 else:
                     action = requeue_for(result, requeue_dependency=self.requeue_dependency)
-                    log.debug("reconcile succeeded", result=action.result, requeue_in=self._apply(key, action))
+                    retry_in = self._apply(key, action)
+                    log.debug("reconcile succeeded", requeue_in=retry_in, duration=loop.time() - started)
             finally:
                 self._active -= 1
                 self._m_active.dec()
-                log.debug("reconcile finished", duration=round(loop.time() - started, 6))
 
     def _apply(self, key: K, action: Requeue) -> float | None:
         """Count the outcome and requeue ``key``; returns the delay before its next run, if any."""
@@ -231,8 +233,8 @@ class Controller(Generic[K]):
             self.queue.add_after(key, action.after)
         return action.after
 
-    def _log_failure(self, error: TransientError | TerminalError, retry_in: float | None) -> None:
-        fields = {"error": str(error), "reason": error.reason, "error_type": type(error).__name__}
+    def _log_failure(self, error: TransientError | TerminalError, retry_in: float | None, duration: float) -> None:
+        fields = {"error": str(error), "reason": error.reason, "error_type": type(error).__name__, "duration": duration}
         if isinstance(error, DependencyNotReady):
             log.info("dependencies not ready; waiting", retry_in=retry_in, **fields)
         elif isinstance(error, TerminalError):
