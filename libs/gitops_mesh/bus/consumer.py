@@ -127,6 +127,9 @@ class Consumer:
         self._joined = False
         self._reachable = True
         self._last_error = ""
+        self._commit_task: asyncio.Task[None] | None = None
+        self._commit_failing = False
+        self._commit_timeout = max(probe_interval, 5.0)
 
     # ---- life cycle ----------------------------------------------------------------------------------
 
@@ -231,14 +234,14 @@ class Consumer:
                     q = self._parts.get(tp)
                     if q is None or len(q.backlog) < self._max_backlog // 2:
                         consumer.resume(tp)
-                await self._commit(consumer)
+                self._commit_in_background(consumer)
         finally:
             await cancel_and_wait(probe)
 
     async def _teardown(self, consumer: Any) -> None:
         self._joined = False
         await self._stop_workers(list(self._parts.values()))
-        await self._commit(consumer)
+        await self._commit_now(consumer)
         self._parts.clear()
         await stop_client(consumer)
         await self._dlq.close()
@@ -293,9 +296,17 @@ class Consumer:
     async def _revoke(self, consumer: Any, revoked: set[TopicPartition]) -> None:
         parts = [p for tp in revoked if (p := self._parts.get(tp)) is not None]
         await self._stop_workers(parts)
-        await self._commit(consumer, only=revoked)
+        await self._commit_now(consumer, only=revoked)
         for tp in revoked:
             self._parts.pop(tp, None)
+
+    def _commit_in_background(self, consumer: Any) -> None:
+        """Start a commit unless one is running: a slow or unreachable coordinator must not stall fetching."""
+        task = self._commit_task
+        if task is not None and task.done() and not task.cancelled() and (err := task.exception()) is not None:
+            raise RuntimeError("committing offsets failed unexpectedly") from err
+        if task is None or task.done():
+            self._commit_task = asyncio.create_task(self._commit(consumer), name=f"bus-consumer-commit-{self.group_id}")
 
     async def _commit(self, consumer: Any, *, only: set[TopicPartition] | None = None) -> None:
         offsets = {
@@ -306,16 +317,29 @@ class Consumer:
         if not offsets:
             return
         try:
-            await asyncio.wait_for(consumer.commit(offsets), self._probe_interval)
+            await asyncio.wait_for(consumer.commit(offsets), self._commit_timeout)
         except (CommitFailedError, IllegalStateError) as e:
             # The group rebalanced under us: the new owner starts from the last commit (at-least-once).
             log.warning("commit refused after a rebalance", group=self.group_id, error=describe(e))
         except UNREACHABLE as e:
-            log.warning("commit failed; retrying on the next poll", group=self.group_id, error=describe(e))
+            # Once per outage: the offsets stay pending and the next poll tries again.
+            if not self._commit_failing:
+                log.warning("commit failed; retrying", group=self.group_id, error=describe(e))
+            self._commit_failing = True
         else:
+            if self._commit_failing:
+                log.info("commits succeed again", group=self.group_id)
+            self._commit_failing = False
             for tp, offset in offsets.items():
                 if (p := self._parts.get(tp)) is not None:
                     p.committed = offset
+
+    async def _commit_now(self, consumer: Any, *, only: set[TopicPartition] | None = None) -> None:
+        """Commit in the foreground (revocation, shutdown), after any background commit has finished."""
+        task = self._commit_task
+        if task is not None and not task.done():
+            await asyncio.wait({task})
+        await self._commit(consumer, only=only)
 
     # ---- handling --------------------------------------------------------------------------------------
 

@@ -101,4 +101,7 @@ async def stop_client(client: Any, *, timeout: float = 10.0) -> None:
 
 def describe(e: BaseException) -> str:
     """``Type: message`` for logs and readiness reasons (many aiokafka errors have an empty message)."""
-    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    text, name = str(e), type(e).__name__
+    if not text:
+        return name
+    return text if text.startswith(name) else f"{name}: {text}"

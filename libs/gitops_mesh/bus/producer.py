@@ -194,6 +194,7 @@ class Publisher:
             await asyncio.sleep(backoff.next())
 
     async def _connect(self, backoff: Backoff) -> Any:
+        first_attempt = True
         while True:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
@@ -209,6 +210,9 @@ class Publisher:
                 await asyncio.wait_for(producer.start(), self._connect_timeout)
             except UNREACHABLE as e:
                 await stop_producer(producer)
+                if first_attempt:
+                    log.warning("cannot connect to kafka yet; retrying", bootstrap=self.bootstrap, error=describe(e))
+                first_attempt = False
                 self._set_connected(False, describe(e))
                 await asyncio.sleep(backoff.next())
                 continue
@@ -314,7 +318,6 @@ class Publisher:
 
     def _drop(self, topic: str, why: str, n: int, *, force_log: bool = False) -> None:
         metrics.bus_dropped.labels(topic=topic).inc(n)
-        self._dropped_unlogged += n
         now = time.monotonic()
         # One line per interval, not per event: a full buffer during an outage would flood the logs.
         if force_log or now - self._last_drop_log >= _DROP_LOG_INTERVAL:
@@ -322,8 +325,11 @@ class Publisher:
                 "events dropped; controllers will converge from the Kubernetes API on their interval",
                 topic=topic,
                 why=why,
-                dropped=self._dropped_unlogged,
+                dropped=n,
+                dropped_unlogged_before=self._dropped_unlogged,
                 buffered=len(self._buffer),
             )
             self._dropped_unlogged = 0
             self._last_drop_log = now
+        else:
+            self._dropped_unlogged += n
