@@ -96,7 +96,7 @@ class Informer:
     def list(self) -> builtins.list[KubeObject]:
         return list(self._cache.values())
 
-    def keys(self) -> builtins.list[ObjectKey]:
+    def object_keys(self) -> builtins.list[ObjectKey]:
         return list(self._cache)
 
     def __len__(self) -> int:
