@@ -303,17 +303,22 @@ class Consumer:
     def _commit_in_background(self, consumer: Any) -> None:
         """Start a commit unless one is running: a slow or unreachable coordinator must not stall fetching."""
         task = self._commit_task
-        if task is not None and task.done() and not task.cancelled() and (err := task.exception()) is not None:
+        if task is not None and not task.done():
+            return
+        if task is not None and not task.cancelled() and (err := task.exception()) is not None:
             raise RuntimeError("committing offsets failed unexpectedly") from err
-        if task is None or task.done():
+        if self._uncommitted():
             self._commit_task = asyncio.create_task(self._commit(consumer), name=f"bus-consumer-commit-{self.group_id}")
 
-    async def _commit(self, consumer: Any, *, only: set[TopicPartition] | None = None) -> None:
-        offsets = {
+    def _uncommitted(self, only: set[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        return {
             tp: p.done
             for tp, p in self._parts.items()
             if p.done is not None and p.done != p.committed and (only is None or tp in only)
         }
+
+    async def _commit(self, consumer: Any, *, only: set[TopicPartition] | None = None) -> None:
+        offsets = self._uncommitted(only)
         if not offsets:
             return
         try:
@@ -336,9 +341,11 @@ class Consumer:
 
     async def _commit_now(self, consumer: Any, *, only: set[TopicPartition] | None = None) -> None:
         """Commit in the foreground (revocation, shutdown), after any background commit has finished."""
-        task = self._commit_task
-        if task is not None and not task.done():
+        task, self._commit_task = self._commit_task, None
+        if task is not None:
             await asyncio.wait({task})
+            if not task.cancelled() and (err := task.exception()) is not None:
+                log.error("committing offsets failed unexpectedly", group=self.group_id, error=describe(err))
         await self._commit(consumer, only=only)
 
     # ---- handling --------------------------------------------------------------------------------------

@@ -62,16 +62,22 @@ def supervise(name: str, body: Callable[[], Coroutine[Any, Any, None]], *, backo
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a task we own and wait for it to unwind (its own CancelledError is expected, not ours)."""
+    """Cancel a task we own and wait for it to unwind.
+
+    Its CancelledError is expected and swallowed; a cancellation of our own caller that arrives meanwhile
+    is not. Comparing ``cancelling()`` before and after keeps cleanup code that already runs under a
+    cancellation (a ``finally`` during shutdown) able to finish.
+    """
     if task is None or task.done():
         return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    # If our own caller was cancelled meanwhile, the suppress above must not swallow that.
     current = asyncio.current_task()
-    if current is not None and current.cancelling():
-        raise asyncio.CancelledError
+    before = current.cancelling() if current is not None else 0
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        if current is not None and current.cancelling() > before:
+            raise
 
 
 async def stop_producer(producer: Any, *, timeout: float = 5.0) -> None:

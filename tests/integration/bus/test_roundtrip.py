@@ -137,3 +137,47 @@ async def _eventually_ready(pub: Publisher, timeout: float = 10.0) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def test_partitions_are_handled_concurrently_within_the_bound(
+    kafka_bootstrap: str, bus_topics: Topics, unique: str
+) -> None:
+    running = 0
+    peak = 0
+    per_partition_peak: dict[int, int] = defaultdict(int)
+    per_partition_running: dict[int, int] = defaultdict(int)
+    done: list[str] = []
+
+    async def handle(ev: Event, meta: RecordMeta) -> None:
+        nonlocal running, peak
+        running += 1
+        per_partition_running[meta.partition] += 1
+        peak = max(peak, running)
+        per_partition_peak[meta.partition] = max(
+            per_partition_peak[meta.partition], per_partition_running[meta.partition]
+        )
+        await asyncio.sleep(0.2)
+        running -= 1
+        per_partition_running[meta.partition] -= 1
+        done.append(ev.involved_object.name)
+
+    names = [f"obj{i}" for i in range(12)]
+    async with Publisher(bootstrap=kafka_bootstrap, topics=bus_topics) as pub:
+        for name in names:
+            pub.publish(Topic.APPLIED, event(name))
+        assert await pub.flush(20)
+
+    async with Consumer(
+        bootstrap=kafka_bootstrap,
+        group_id=f"{unique}-group",
+        topics=[Topic.APPLIED],
+        names=bus_topics,
+        handler=handle,
+        offset_reset="earliest",
+        max_concurrency=2,
+    ):
+        await wait_until(lambda: len(done) == len(names), 30, "all events handled")
+    assert sorted(done) == sorted(names)
+    assert len(per_partition_peak) > 1, "12 keys should spread over more than one partition"
+    assert peak == 2, "partitions run side by side, never more than max_concurrency at once"
+    assert set(per_partition_peak.values()) == {1}, "one message at a time within a partition"
