@@ -60,7 +60,9 @@ def from_configuration(configuration: Any, loader: Any = None) -> KubeConfig:
         if uses_exec:
             # Cached by the loader until the credential's expirationTimestamp; re-runs the plugin after.
             await loader.load_from_exec_plugin()
-            configuration.api_key["BearerToken"] = loader.token
+            # Plugins may answer with a client certificate instead, which the TLS context already holds.
+            if getattr(loader, "token", None):
+                configuration.api_key["BearerToken"] = loader.token
         # Goes through refresh_api_key_hook, which rereads rotated in-cluster service account tokens.
         value = await configuration.get_api_key_with_prefix("BearerToken")
         return str(value) if value else None
