@@ -87,6 +87,8 @@ class Publisher:
         self._last_error = "not connected yet"
         self._dropped_unlogged = 0
         self._last_drop_log = 0.0
+        #: How many messages at the head of the buffer to send singly (see _pump).
+        self._suspects = 0
 
     # ---- the caller's side ---------------------------------------------------------------------------
 
@@ -234,7 +236,11 @@ class Publisher:
                 except TimeoutError:
                     await self._probe(producer)
                 continue
-            window = list(itertools.islice(self._buffer, self._max_in_flight))
+            # After Kafka rejected a batch as too large, the messages in it go one by one, so only the one
+            # that is really too large is dropped, not the batch-mates it happened to travel with.
+            window = list(itertools.islice(self._buffer, 1 if self._suspects else self._max_in_flight))
+            if self._suspects:
+                self._suspects -= 1
             futures: dict[int, asyncio.Future[Any]] = {}
             rejected: list[tuple[int, BaseException]] = []
             stalled: tuple[int, BaseException] | None = None
@@ -260,9 +266,11 @@ class Publisher:
                 err = fut.exception()
                 if err is None:
                     metrics.bus_published.labels(topic=msg.topic).inc()
-                elif isinstance(err, _POISON):
+                elif isinstance(err, _POISON) and len(window) == 1:
                     rejected.append((i, err))
                 else:
+                    if isinstance(err, _POISON):
+                        self._suspects = max(self._suspects, i + 1)
                     metrics.bus_publish_errors.labels(topic=msg.topic).inc()
                     failed.append(f"{msg.topic}: {describe(err)}")
                     keep.append(msg)

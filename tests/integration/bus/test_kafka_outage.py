@@ -29,7 +29,12 @@ async def test_events_published_while_kafka_is_stopped_are_delivered_after(
 
     def publisher(client_id: str) -> Publisher:
         return Publisher(
-            bootstrap=kafka_bootstrap, topics=bus_topics, client_id=client_id, probe_interval=0.3, max_backoff=1.0
+            bootstrap=kafka_bootstrap,
+            topics=bus_topics,
+            client_id=client_id,
+            probe_interval=0.3,
+            max_backoff=1.0,
+            request_timeout=2.0,
         )
 
     pub = publisher("early")
