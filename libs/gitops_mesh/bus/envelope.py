@@ -121,6 +121,7 @@ class Event:
     """A parsed envelope: the CloudEvents attributes and the flattened Flux event they carry."""
 
     id: str
+    #: The event's kind from ``type`` (``artifact-ready``); the object's Kind is ``involved_object.kind``.
     kind: str
     source: str
     subject: str
