@@ -79,3 +79,28 @@ bus_dropped = Counter(
     "Events not published: the buffer was full, the message can never be accepted, or shutdown timed out",
     ("topic",),
 )
+
+# Artifacts: the source's storage and file server, the consumers' fetches and unpacked-tree cache.
+artifact_pack_duration = Histogram(
+    "gitops_artifact_pack_duration_seconds",
+    "Time to archive a source tree into a stored artifact",
+    ("kind",),
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
+)
+artifact_stored_bytes = Counter(
+    "gitops_artifact_stored_bytes_total", "Bytes of artifacts written to storage", ("kind",)
+)
+artifact_gc_removed = Counter(
+    "gitops_artifact_gc_removed_total", "Artifact files removed by garbage collection", ("kind",)
+)
+artifact_requests = Counter("gitops_artifact_requests_total", "Requests to the artifact file server", ("code",))
+artifact_served_bytes = Counter(
+    "gitops_artifact_served_bytes_total", "Bytes of artifact content sent by the file server (200 and 206)"
+)
+artifact_fetched_bytes = Counter("gitops_artifact_fetched_bytes_total", "Bytes of artifacts downloaded by consumers")
+artifact_fetch_errors = Counter("gitops_artifact_fetch_errors_total", "Failed artifact downloads by cause", ("reason",))
+artifact_tree_cache = Counter(
+    "gitops_artifact_tree_cache_total",
+    "Unpacked-tree cache lookups: hit (ready), shared (joined an unpack in flight), miss (unpacked)",
+    ("result",),
+)

@@ -1,0 +1,281 @@
+"""Artifacts, producer side: a directory becomes a deterministic tar.gz with Flux's normalised headers.
+
+Conventions (Flux's ``storage.Archive`` and ``sanitizeHeader``/``setDefaultMode``):
+
+* only regular files and directories are archived; symlinks, sockets, fifos and devices are skipped;
+* names are relative to the root with ``/`` separators (the root itself has no entry; Flux writes one
+  named ``.``, which unpacks to nothing, so leaving it out changes no extracted tree);
+* depth-first, each directory's entries in byte order of their names - the order of Go's
+  ``filepath.Walk`` - so the same tree always gives the same stream;
+* uid/gid 0, empty uname/gname, mtime 0; modes are not copied but normalised: directories 0750,
+  files with any execute bit 0700, other files 0600;
+* the gzip header carries mtime 0 and no file name; the digest is ``sha256:`` over the compressed bytes.
+
+The digest is stable for a given tree and zlib build; it is not byte-identical to Flux's (Go's deflate
+differs from zlib's), which nothing relies on: consumers verify the digest the producer announces.
+
+Reading files and compressing overlap: the calling thread walks and builds the tar stream in 1 MiB
+chunks, a second thread deflates, hashes and writes them (zlib and hashlib release the GIL), with a
+bounded queue between the two, so memory stays a few MiB whatever the size of the tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import queue
+import stat
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitops_mesh.artifacts.errors import StorageError
+
+#: Modes written for every entry, whatever the file system says (Flux's defaults).
+DIR_MODE = 0o750
+EXEC_FILE_MODE = 0o700
+FILE_MODE = 0o600
+
+#: Default deflate level: the same as ``gzip -6`` and Go's ``gzip.DefaultCompression``.
+DEFAULT_LEVEL = 6
+
+#: ``include(relpath, is_dir)``: True keeps the entry; a directory left out is not walked at all.
+Include = Callable[[str, bool], bool]
+
+BLOCK = 512
+_CHUNK = 1 << 20
+_QUEUE_DEPTH = 4
+_MAX_OCTAL_SIZE = 0o77777777777
+_ZERO_BLOCK = bytes(BLOCK)
+# O_NONBLOCK: a fifo swapped in after the directory scan must not hang the walk on open().
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+@dataclass(frozen=True, slots=True)
+class PackResult:
+    """What :func:`pack` wrote: the digest and size of the compressed file, and what went in."""
+
+    digest: str
+    size: int
+    files: int
+    dirs: int
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+_UID_GID = _octal(0, 8) * 2
+_MTIME = _octal(0, 12)
+_MAGIC = b"ustar\x0000"
+_EMPTY_NAMES = bytes(100) + _MAGIC + bytes(32 + 32) + _octal(0, 8) * 2
+
+
+def tar_header(name: bytes, mode: int, size: int, typeflag: bytes) -> bytes:
+    """One ustar header (preceded by a pax header when the name or size does not fit ustar)."""
+    records: list[bytes] = []
+    prefix = b""
+    if len(name) > 100:
+        split = _ustar_split(name)
+        if split is None:
+            records.append(_pax_record(b"path", name))
+            name = name[-100:]
+        else:
+            prefix, name = split
+    size_field = size
+    if size > _MAX_OCTAL_SIZE:
+        records.append(_pax_record(b"size", b"%d" % size))
+        size_field = 0
+    header = bytearray(
+        name.ljust(100, b"\0")
+        + _octal(mode, 8)
+        + _UID_GID
+        + _octal(size_field, 12)
+        + _MTIME
+        + b" " * 8
+        + typeflag
+        + _EMPTY_NAMES
+        + prefix.ljust(155, b"\0")
+        + bytes(12)
+    )
+    header[148:156] = b"%06o\0 " % sum(header)
+    if not records:
+        return bytes(header)
+    pax = b"".join(records)
+    pax_header = tar_header(b"././@PaxHeader", 0o644, len(pax), b"x")
+    return pax_header + pax + _padding(len(pax)) + bytes(header)
+
+
+def _ustar_split(name: bytes) -> tuple[bytes, bytes] | None:
+    """Split a long name at a ``/`` into ustar's prefix (155) and name (100) fields, if it can be."""
+    start = max(0, len(name) - 101)
+    cut = name.find(b"/", start, 156)
+    if cut <= 0 or len(name) - cut - 1 == 0:
+        return None
+    return name[:cut], name[cut + 1 :]
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + 1
+    while len(b"%d" % length) + len(body) != length:
+        length += 1
+    return b"%d" % length + body
+
+
+def _padding(size: int) -> bytes:
+    return _ZERO_BLOCK[: -size % BLOCK]
+
+
+def _sorted_entries(path: bytes) -> list[os.DirEntry[bytes]]:
+    with os.scandir(path) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _walk(root: bytes, include: Include | None) -> Iterator[tuple[bytes, bytes, bool]]:
+    """(relative name, absolute path, is_dir) in Walk order; only regular files and directories."""
+    # An explicit stack, not recursion: a hostile repository can nest deeper than Python's limit.
+    stack: list[tuple[bytes, Iterator[os.DirEntry[bytes]]]] = [(b"", iter(_sorted_entries(root)))]
+    while stack:
+        prefix, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        rel = prefix + entry.name
+        if entry.is_dir(follow_symlinks=False):
+            if include is not None and not include(os.fsdecode(rel), True):
+                continue
+            yield rel, entry.path, True
+            stack.append((rel + b"/", iter(_sorted_entries(entry.path))))
+        elif entry.is_file(follow_symlinks=False):
+            if include is not None and not include(os.fsdecode(rel), False):
+                continue
+            yield rel, entry.path, False
+
+
+class _Deflater(threading.Thread):
+    """Deflates, hashes and writes the chunks it is given, off the producing thread."""
+
+    def __init__(self, out: int, level: int) -> None:
+        super().__init__(name="artifact-deflate", daemon=True)
+        self.chunks: queue.Queue[bytes | bytearray | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self.error: OSError | None = None
+        self.size = 0
+        self._out = out
+        self._hash = hashlib.sha256()
+        # wbits 31: a gzip wrapper whose header zlib writes with mtime 0, no name, OS "unix".
+        self._zlib = zlib.compressobj(level, zlib.DEFLATED, 31)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+    def run(self) -> None:
+        try:
+            while (chunk := self.chunks.get()) is not None:
+                self._emit(self._zlib.compress(chunk))
+            self._emit(self._zlib.flush())
+        except OSError as e:
+            self.error = e
+            # Keep taking chunks so the producer never blocks on a full queue; it checks .error.
+            while self.chunks.get() is not None:
+                pass
+
+    def _emit(self, data: bytes) -> None:
+        if not data:
+            return
+        self._hash.update(data)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._out, view)
+            view = view[written:]
+        self.size += len(data)
+
+
+def pack(src_dir: Path, dest_file: Path, *, include: Include | None = None, level: int = DEFAULT_LEVEL) -> PackResult:
+    """Archive ``src_dir`` into ``dest_file`` (created or truncated, removed again on failure)."""
+    root = os.fsencode(src_dir)
+    if not os.path.isdir(root):
+        raise StorageError(f"cannot archive {src_dir}: not a directory")
+    try:
+        out = os.open(dest_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise StorageError(f"cannot create {dest_file}: {e.strerror}") from e
+    deflater = _Deflater(out, level)
+    deflater.start()
+    try:
+        try:
+            files, dirs = _produce(root, include, deflater)
+        finally:
+            deflater.chunks.put(None)
+            deflater.join()
+            os.close(out)
+    except OSError as e:
+        dest_file.unlink(missing_ok=True)
+        if deflater.error is not None:
+            raise StorageError(f"cannot write {dest_file}: {deflater.error}") from deflater.error
+        raise StorageError(f"cannot archive {src_dir}: {e}") from e
+    except BaseException:
+        dest_file.unlink(missing_ok=True)
+        raise
+    if deflater.error is not None:
+        dest_file.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {dest_file}: {deflater.error}") from deflater.error
+    return PackResult(digest=deflater.digest, size=deflater.size, files=files, dirs=dirs)
+
+
+async def pack_async(
+    src_dir: Path, dest_file: Path, *, include: Include | None = None, level: int = DEFAULT_LEVEL
+) -> PackResult:
+    """:func:`pack` in a worker thread, so the event loop keeps serving while a big tree compresses."""
+    return await asyncio.to_thread(pack, src_dir, dest_file, include=include, level=level)
+
+
+def _produce(root: bytes, include: Include | None, deflater: _Deflater) -> tuple[int, int]:
+    """Build the tar stream and hand it to the deflater in chunks; returns (files, dirs)."""
+    buf = bytearray()
+    files = dirs = 0
+
+    def flush() -> None:
+        nonlocal buf
+        if deflater.error is not None:
+            raise deflater.error
+        deflater.chunks.put(buf)
+        buf = bytearray()
+
+    for rel, path, is_dir in _walk(root, include):
+        if is_dir:
+            buf += tar_header(rel, DIR_MODE, 0, b"5")
+            dirs += 1
+        else:
+            fd = os.open(path, _OPEN_FLAGS)
+            try:
+                # fstat of the open file, not the directory entry: the file read is the file described.
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                size = st.st_size
+                mode = EXEC_FILE_MODE if st.st_mode & 0o111 else FILE_MODE
+                buf += tar_header(rel, mode, size, b"0")
+                remaining = size
+                while remaining:
+                    data = os.read(fd, min(remaining, _CHUNK))
+                    if not data:
+                        raise StorageError(f"{os.fsdecode(rel)} shrank while it was being archived")
+                    buf += data
+                    remaining -= len(data)
+                    if len(buf) >= _CHUNK:
+                        flush()
+                buf += _padding(size)
+            finally:
+                os.close(fd)
+            files += 1
+        if len(buf) >= _CHUNK:
+            flush()
+    buf += _ZERO_BLOCK * 2
+    flush()
+    return files, dirs
