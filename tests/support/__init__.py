@@ -1,0 +1,1 @@
+"""Real servers and repositories for tests: smart-HTTP git (http-backend), OpenSSH sshd, gpg keys."""
