@@ -11,7 +11,7 @@ import pytest
 from gitops_mesh.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from gitops_mesh.kube import AlreadyExists, KubeClient, KubeObject, PatchType
 from gitops_mesh.kube.client import WatchEventType
-from tests.integration.kube.conftest import eventually, until_available
+from tests.integration.conftest import eventually, until_available
 
 pytestmark = pytest.mark.stack
 

@@ -13,7 +13,7 @@ from gitops_mesh.errors import NotFound
 from gitops_mesh.kube import Informer, KubeClient, KubeObject, ObjectKey
 from gitops_mesh.kube.informer import Handler
 from tests.conftest import STACK_SCRIPT
-from tests.integration.kube.conftest import eventually, until_available
+from tests.integration.conftest import eventually, until_available
 
 pytestmark = pytest.mark.stack
 

@@ -17,7 +17,7 @@ from gitops_mesh.kube import (
     has_finalizer,
     remove_finalizer,
 )
-from tests.integration.kube.conftest import eventually
+from tests.integration.conftest import eventually
 
 pytestmark = pytest.mark.stack
 

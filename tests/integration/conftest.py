@@ -1,4 +1,4 @@
-"""Fixtures for kube access against the local stack: one client per session, one namespace per test."""
+"""Fixtures for tests against the local stack: one kube client per session, one namespace per test."""
 
 from __future__ import annotations
 

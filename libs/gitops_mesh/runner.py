@@ -1,0 +1,277 @@
+"""One kind's controller: informer → work queue → guard clauses → the kind's reconciler → one status patch.
+
+A controller supplies a :class:`Reconciler` (its own inner work, returning an :class:`Outcome`); the runner
+does what every Flux controller does around it, in Flux's order: deleting → finalizer → suspended →
+(progress mark on a new generation) → reconcile → result finaliser → one status patch, metrics, a
+Kubernetes Event and a `failed` bus event when the outcome changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gitops_mesh.bus.envelope import EventKind, ObjectRef, Severity, build_event
+from gitops_mesh.bus.producer import Publisher
+from gitops_mesh.bus.topics import Topic
+from gitops_mesh.errors import GitopsMeshError, NotFound
+from gitops_mesh.kube.client import KubeClient
+from gitops_mesh.kube.events import EventRecorder
+from gitops_mesh.kube.finalizers import add_finalizer, remove_finalizer
+from gitops_mesh.kube.informer import ChangeType, Informer
+from gitops_mesh.kube.objects import KubeObject, ObjectKey, object_key
+from gitops_mesh.observability import metrics
+from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.reconcile import conditions as c
+from gitops_mesh.reconcile.engine import Controller, Result
+from gitops_mesh.reconcile.guards import FINALIZER, Step, first_step
+from gitops_mesh.reconcile.queue import jittered
+from gitops_mesh.reconcile.result import REQUESTED_AT, Outcome, OutcomeKind, finalize, progressing
+from gitops_mesh.settings import parse_duration
+
+log = get_logger("runner")
+
+
+class Reconciler(Protocol):
+    """A controller's own work for one kind."""
+
+    api_version: str
+    kind: str
+
+    async def reconcile(self, obj: KubeObject) -> Outcome:
+        """Do the work for ``obj`` (a private copy: set status fields on it), return the outcome.
+
+        Raise one of our errors (or return ``Outcome.failed``) on failure; both end the same way.
+        """
+        ...
+
+    async def finalize(self, obj: KubeObject) -> None:
+        """Clean up what ``obj`` owns before its finalizer is removed (deletion)."""
+        ...
+
+
+def should_enqueue(change: ChangeType, obj: KubeObject, old: KubeObject | None) -> bool:
+    """Flux's predicates: a new object, a new generation, a reconcile request, or a deletion.
+
+    Status-only updates (our own patches) do not enqueue, or every status write would reconcile again.
+    """
+    if change == "ADDED":
+        return True
+    if change == "DELETED" or old is None:
+        return False
+    meta, old_meta = obj.get("metadata", {}), old.get("metadata", {})
+    if meta.get("generation") != old_meta.get("generation"):
+        return True
+    if meta.get("deletionTimestamp") and not old_meta.get("deletionTimestamp"):
+        return True
+    annotations = meta.get("annotations") or {}
+    old_annotations = old_meta.get("annotations") or {}
+    return bool(annotations.get(REQUESTED_AT) != old_annotations.get(REQUESTED_AT))
+
+
+def status_patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+    """A JSON merge patch turning status ``before`` into ``after`` (removed keys become null), or None."""
+    if before == after:
+        return None
+    patch: dict[str, Any] = {k: v for k, v in after.items() if before.get(k) != v}
+    patch.update({k: None for k in before if k not in after})
+    return patch
+
+
+def interval_of(obj: KubeObject, default: float = 600.0) -> float:
+    """``spec.interval`` in seconds (the CRDs guarantee the format)."""
+    raw = (obj.get("spec") or {}).get("interval")
+    try:
+        return parse_duration(raw) if isinstance(raw, str) else default
+    except ValueError:
+        return default
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class KindRunner:
+    """Runs a :class:`Reconciler` for every object of its kind that the informer sees."""
+
+    client: KubeClient
+    reconciler: Reconciler
+    controller: str
+    instance: str
+    concurrent: int = 4
+    requeue_dependency: float = 30.0
+    namespace: str | None = None
+    label_selector: str | None = None
+    recorder: EventRecorder | None = None
+    publisher: Publisher | None = None
+    finalizer: str = FINALIZER
+    clock: Callable[[], datetime] = _now
+    informer: Informer = field(init=False)
+    engine: Controller[ObjectKey] = field(init=False)
+
+    def __post_init__(self) -> None:
+        r = self.reconciler
+        self.informer = Informer(
+            self.client, r.api_version, r.kind, namespace=self.namespace, label_selector=self.label_selector
+        )
+        self.engine = Controller(
+            f"{r.kind.lower()}", self._reconcile, concurrent=self.concurrent, requeue_dependency=self.requeue_dependency
+        )
+        self.informer.on_event(self._on_event)
+
+    def enqueue(self, namespace: str, name: str) -> None:
+        """Reconcile this object soon (a bus event, a watched Secret, a dependency that became ready)."""
+        self.engine.queue.add((namespace, name))
+
+    def _on_event(self, change: ChangeType, obj: KubeObject, old: KubeObject | None) -> None:
+        if should_enqueue(change, obj, old):
+            self.engine.queue.add(object_key(obj))
+
+    async def _reconcile(self, key: ObjectKey) -> Result:
+        cached = self.informer.get(*key)
+        if cached is None:
+            return None  # gone: the finalizer already ran
+        obj = copy.deepcopy(cached)
+        r = self.reconciler
+        labels = {"kind": r.kind, "namespace": key[0], "name": key[1]}
+        step = first_step(obj, self.finalizer)
+        if step is Step.DELETING:
+            await self._delete(obj)
+            return None
+        if step is Step.ADD_FINALIZER:
+            obj = await add_finalizer(self.client, obj, self.finalizer)
+            step = first_step(obj, self.finalizer)
+        if step is Step.SUSPENDED:
+            metrics.suspend_status.labels(**labels).set(1)
+            log.info("reconciliation is suspended", kind=r.kind, namespace=key[0], name=key[1])
+            return None
+        metrics.suspend_status.labels(**labels).set(0)
+
+        started = time.perf_counter()
+        before = copy.deepcopy(obj.get("status") or {})
+        ready_before = c.get(obj, c.ConditionType.READY)
+        generation = (obj.get("metadata") or {}).get("generation")
+        if generation != before.get("observedGeneration"):
+            # The at-most-one progress patch: a new spec shows Reconciling while the work runs.
+            progressing(obj, "reconciliation in progress", now=self.clock())
+            await self._patch_status(obj, before)
+            before = copy.deepcopy(obj.get("status") or {})
+        try:
+            outcome = await r.reconcile(obj)
+        except GitopsMeshError as e:
+            outcome = Outcome.failed(e)
+        done = finalize(obj, outcome, now=self.clock(), requeue_dependency=self.requeue_dependency)
+        await self._patch_status(obj, before)
+        metrics.reconcile_duration.labels(**labels).observe(time.perf_counter() - started)
+        self._record_conditions(obj, labels)
+        await self._announce(obj, outcome, ready_before)
+        result = done.result()
+        return jittered(result) if result else result
+
+    async def _delete(self, obj: KubeObject) -> None:
+        if self.finalizer not in ((obj.get("metadata") or {}).get("finalizers") or []):
+            return
+        await self.reconciler.finalize(obj)
+        with contextlib.suppress(NotFound):  # already gone: what we wanted
+            await remove_finalizer(self.client, obj, self.finalizer)
+        log.info("finalized", kind=self.reconciler.kind, namespace=object_key(obj)[0], name=object_key(obj)[1])
+
+    async def _patch_status(self, obj: KubeObject, before: dict[str, Any]) -> None:
+        patch = status_patch(before, obj.get("status") or {})
+        if patch is None:
+            return
+        ns, name = object_key(obj)
+        try:
+            await self.client.patch_status(
+                self.reconciler.api_version, self.reconciler.kind, name, {"status": patch}, namespace=ns or None
+            )
+        except NotFound:
+            log.info("object deleted before its status was written", kind=self.reconciler.kind, namespace=ns, name=name)
+
+    def _record_conditions(self, obj: KubeObject, labels: dict[str, str]) -> None:
+        for cond_type in (c.ConditionType.READY, c.ConditionType.RECONCILING, c.ConditionType.STALLED):
+            cond = c.get(obj, cond_type)
+            for status in ("True", "False", "Unknown", "Deleted"):
+                value = (
+                    1.0
+                    if (cond is not None and cond["status"] == status) or (cond is None and status == "Deleted")
+                    else 0.0
+                )
+                metrics.reconcile_condition.labels(**labels, type=cond_type, status=status).set(value)
+
+    async def _announce(self, obj: KubeObject, outcome: Outcome, ready_before: c.Condition | None) -> None:
+        """A Kubernetes Event and, for failures, a `failed` bus event — when the Ready condition changed.
+
+        Retries of the same failure are not announced again: the condition already says it, and the
+        notification service would rate-limit the repeats anyway.
+        """
+        ready = c.get(obj, c.ConditionType.READY)
+        if ready is None or outcome.kind is OutcomeKind.SUSPENDED:
+            return
+        changed = ready_before is None or any(
+            ready_before.get(k) != ready.get(k) for k in ("status", "reason", "message")
+        )
+        if not changed:
+            return
+        failed = ready["status"] == "False"
+        if self.recorder is not None:
+            record = self.recorder.warning if failed else self.recorder.normal
+            await record(obj, ready["reason"], ready["message"])
+        if failed and self.publisher is not None:
+            self.publish(obj, EventKind.FAILED, Severity.ERROR, ready["reason"], ready["message"])
+
+    def publish(
+        self,
+        obj: KubeObject,
+        kind: EventKind,
+        severity: Severity,
+        reason: str,
+        message: str,
+        *,
+        revision: str = "",
+        **extra: Any,
+    ) -> None:
+        """Put one event about ``obj`` on the bus (never blocks; see Publisher)."""
+        if self.publisher is None:
+            return
+        meta = obj.get("metadata") or {}
+        ref = ObjectRef(
+            api_version=self.reconciler.api_version,
+            kind=self.reconciler.kind,
+            namespace=meta.get("namespace", ""),
+            name=meta.get("name", ""),
+            uid=meta.get("uid", ""),
+        )
+        event = build_event(
+            kind=kind,
+            controller=self.controller,
+            instance=self.instance,
+            involved_object=ref,
+            severity=severity,
+            reason=reason,
+            message=message,
+            revision=revision,
+            **extra,
+        )
+        topic = {EventKind.ARTIFACT_READY: Topic.ARTIFACT_READY, EventKind.APPLIED: Topic.APPLIED}.get(
+            kind, Topic.FAILED if kind is EventKind.FAILED else Topic.EVENTS
+        )
+        self.publisher.publish(topic, event)
+
+    async def start(self) -> None:
+        """Start watching; the caller runs :meth:`run` as a supervised task."""
+        self.informer.start()
+
+    async def run(self) -> None:
+        await self.informer.wait_synced()
+        await self.engine.run()
+
+    async def stop(self) -> None:
+        self.engine.stop()
+        await self.informer.stop()
