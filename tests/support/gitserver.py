@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 import subprocess
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -62,6 +63,20 @@ def loopback_socket() -> socket.socket:
     return sock
 
 
+def _v2_command(head: bytes, *, gzipped: bool) -> str | None:
+    """The ``command=`` of a protocol v2 request body's first pkt-line, if it is there."""
+    if gzipped:
+        with contextlib.suppress(zlib.error):
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 256)
+    try:
+        line = head[4 : int(head[:4], 16)]
+    except ValueError:
+        return None
+    if not line.startswith(b"command="):
+        return None
+    return line.removeprefix(b"command=").strip().decode(errors="replace")
+
+
 @dataclass(frozen=True)
 class Seen:
     """One request the server answered: method, path and query, the user it authenticated (if any), status."""
@@ -71,6 +86,8 @@ class Seen:
     query: str
     user: str | None
     status: int
+    #: protocol v2 command of a POST (``ls-refs``, ``fetch``), when readable
+    command: str | None = None
 
 
 @dataclass
@@ -97,9 +114,9 @@ class GitServer:
         """The clone URL of ``<root>/<repo>.git``."""
         return f"{self.scheme}://127.0.0.1:{self.port}/{repo}.git"
 
-    def upload_packs(self, repo: str) -> int:
-        """How many fetches (POST git-upload-pack) reached ``repo``."""
-        return sum(1 for s in self.seen if s.method == "POST" and s.path == f"/{repo}.git/git-upload-pack")
+    def fetches(self, repo: str) -> int:
+        """How many object fetches (protocol v2 ``command=fetch``) reached ``repo``; ref listings do not count."""
+        return sum(1 for s in self.seen if s.path == f"/{repo}.git/git-upload-pack" and s.command == "fetch")
 
     def _user(self, request: web.Request) -> str | bool | None:
         """The authenticated user ('' for a token), None when no auth is configured, False when refused."""
@@ -155,8 +172,12 @@ class GitServer:
         assert proc.stderr
         stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
 
+        first = await request.content.read(CHUNK)
+        command = _v2_command(first, gzipped=request.headers.get("Content-Encoding") == "gzip")
+
         async def feed() -> None:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                stdin.write(first)
                 async for chunk in request.content.iter_chunked(CHUNK):
                     stdin.write(chunk)
                     await stdin.drain()
@@ -173,7 +194,7 @@ class GitServer:
                 status = int(value.split()[0])
             else:
                 headers[key.strip()] = value.strip()
-        self.seen.append(Seen(request.method, request.path, request.query_string, user, status))
+        self.seen.append(Seen(request.method, request.path, request.query_string, user, status, command))
         response = web.StreamResponse(status=status, headers=headers)
         await response.prepare(request)
         while chunk := await stdout.read(CHUNK):

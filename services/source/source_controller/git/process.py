@@ -61,7 +61,7 @@ async def run(
     scrub: Callable[[str], str],
     cwd: Path | None = None,
     monitor: Callable[[], Awaitable[None]] | None = None,
-    timeout_message: str = "git timed out",
+    timeout_message: str | None = None,
 ) -> Completed:
     """Run ``argv`` in its own process group; on timeout, cancellation or a ``monitor`` error, kill the group.
 
@@ -89,7 +89,7 @@ async def run(
             stdout, stderr = await communicate
     except TimeoutError:
         _kill_group(proc)
-        raise GitTimeout(f"{timeout_message} after {timeout:g}s (spec.timeout)") from None
+        raise GitTimeout(timeout_message or f"{argv[0]} timed out after {timeout:g}s") from None
     except BaseException:
         _kill_group(proc)
         raise

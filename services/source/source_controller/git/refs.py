@@ -116,7 +116,8 @@ def ls_remote_patterns(choice: RefChoice) -> list[str]:
     if choice.kind is RefKind.SEMVER:
         return ["refs/tags/*"]
     name = choice.full_name
-    return [name] if name else []
+    # an exact pattern hides the peeled line of an annotated tag: ask for it explicitly
+    return [name, name + PEELED_SUFFIX] if name else []
 
 
 @dataclass(frozen=True)

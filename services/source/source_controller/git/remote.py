@@ -103,7 +103,7 @@ async def _git(
         scrub=genv.scrub,
         cwd=cwd,
         monitor=monitor,
-        timeout_message=f"{action} {genv.url} timed out",
+        timeout_message=f"{action} {genv.url} timed out after {deadline.seconds:g}s (spec.timeout)",
     )
     if done.returncode != 0:
         raise classify(done.stderr, url=genv.url, action=action, has_credentials=genv.has_credentials)

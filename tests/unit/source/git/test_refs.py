@@ -149,7 +149,7 @@ def test_select_reports_what_is_missing(ref: GitRef, message: str) -> None:
 
 
 def test_ls_remote_asks_only_for_what_it_needs() -> None:
-    assert ls_remote_patterns(choose(GitRef(branch="main"))) == ["refs/heads/main"]
-    assert ls_remote_patterns(choose(GitRef(tag="v1"))) == ["refs/tags/v1"]
+    assert ls_remote_patterns(choose(GitRef(branch="main"))) == ["refs/heads/main", "refs/heads/main^{}"]
+    assert ls_remote_patterns(choose(GitRef(tag="v1"))) == ["refs/tags/v1", "refs/tags/v1^{}"]
     assert ls_remote_patterns(choose(GitRef(semver="*"))) == ["refs/tags/*"]
-    assert ls_remote_patterns(choose(GitRef(name="refs/pull/1/head"))) == ["refs/pull/1/head"]
+    assert ls_remote_patterns(choose(GitRef(name="refs/pull/1/head")))[0] == "refs/pull/1/head"
