@@ -11,13 +11,19 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitops_mesh.bus.producer import Publisher
+from gitops_mesh.bus.topics import Topics
+from gitops_mesh.kube.client import KubeClient
+from gitops_mesh.kube.events import EventRecorder
+from gitops_mesh.kube.leases import LeaderElector
 from gitops_mesh.observability.health import HealthChecks, make_app, start_server
 from gitops_mesh.observability.logging import configure_logging, get_logger
+from gitops_mesh.runner import KindRunner
 from gitops_mesh.settings import Settings
 
 log = get_logger("process")
@@ -109,3 +115,73 @@ def run(controller: str, settings: Settings, setup: Setup) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         return uvloop.run(serve(controller, settings, setup))
     return 130
+
+
+@dataclass
+class Platform:
+    """The clients every controller uses, opened and closed in one place."""
+
+    kube: KubeClient
+    publisher: Publisher
+    recorder: EventRecorder
+
+
+@contextlib.asynccontextmanager
+async def platform(ctx: ProcessContext) -> AsyncIterator[Platform]:
+    """Kube client, bus publisher and event recorder; holds the leader Lease first under --leader-elect.
+
+    Losing the Lease stops the process (exit 1) as controller-runtime does: a new leader takes over, and
+    a restarted process queues for the Lease again.
+    """
+    s = ctx.settings
+    kube = await KubeClient.connect(s.kubeconfig or None)
+    publisher = Publisher(bootstrap=s.kafka_bootstrap, topics=Topics(s.topic_prefix), client_id=ctx.controller)
+    elector: LeaderElector | None = None
+    try:
+        if s.leader_elect:
+            namespace = s.leader_election_namespace or _own_namespace()
+            elector = LeaderElector(
+                kube,
+                namespace,
+                f"{ctx.controller}-leader-election",
+                ctx.instance,
+                on_stopped_leading=lambda: ctx.stop(exit_code=1),
+            )
+            elector.start()
+            log.info("waiting for the leader lease", namespace=namespace)
+            await elector.wait_for_leadership()
+        await publisher.start()
+        ctx.checks.ready["kafka"] = publisher.ready
+        yield Platform(kube=kube, publisher=publisher, recorder=EventRecorder(kube, ctx.controller, ctx.instance))
+    finally:
+        await publisher.close()
+        if elector is not None:
+            await elector.stop()
+        await kube.close()
+
+
+def _own_namespace() -> str:
+    """The pod's namespace in-cluster, else flux-system (Flux's default install namespace)."""
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+            return f.read().strip() or "flux-system"
+    except OSError:
+        return "flux-system"
+
+
+async def run_runners(ctx: ProcessContext, runners: list[KindRunner]) -> None:
+    """Start each kind's informer, then its workers as supervised tasks; ready once every cache synced."""
+    for r in runners:
+        await r.start()
+        ctx.spawn(r.run(), name=f"controller/{r.reconciler.kind}")
+
+    def synced() -> str | None:
+        waiting = [r.reconciler.kind for r in runners if not r.informer.has_synced]
+        return f"informers not synced: {', '.join(waiting)}" if waiting else None
+
+    ctx.checks.ready["informers"] = synced
+
+
+async def stop_runners(runners: list[KindRunner]) -> None:
+    for r in runners:
+        await r.stop()
