@@ -30,10 +30,10 @@ def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def git(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
+def git(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None, input: str | None = None) -> str:
     """Run git and return its stdout; raise with stderr on failure."""
     done = subprocess.run(
-        ["git", *args], cwd=cwd, env=git_env(env), capture_output=True, text=True, check=False, timeout=60
+        ["git", *args], cwd=cwd, env=git_env(env), input=input, capture_output=True, text=True, check=False, timeout=60
     )
     if done.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
@@ -124,6 +124,8 @@ class Repo:
         modules.write_text(existing + f'[submodule "{path}"]\n\tpath = {path}\n\turl = {url}\n')
         self._git("add", ".gitmodules")
         self._git("update-index", "--add", "--cacheinfo", f"160000,{commit},{path}")
+        # an empty directory is an unpopulated submodule; a missing one would read as its deletion
+        (self.work / path).mkdir(parents=True, exist_ok=True)
 
     def push(self) -> None:
         """Push every branch and tag to the bare repository."""
