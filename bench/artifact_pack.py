@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gitops_mesh.artifacts.archive import pack
+from gitops_mesh.artifacts.extract import safe_extract
 
 _WORDS = (
     "apiVersion",
@@ -104,6 +106,14 @@ def shell(cmd: str, out: Path) -> Callable[[], int]:
     return run
 
 
+def packer(tree: Path, out: Path, level: int) -> Callable[[], int]:
+    def run() -> int:
+        # The source controller always passes a filter (.git, .sourceignore): count its cost too.
+        return pack(tree, out, level=level, include=lambda rel, _is_dir: rel != ".git").size
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=10_000)
@@ -134,16 +144,23 @@ def main() -> None:
                 args.repeat, shell(f"git -C {tree} archive HEAD | gzip -6 > {out}", out)
             )
         for level in (int(x) for x in args.levels.split(",")):
-            result = best_of(
-                args.repeat,
-                lambda level=level: pack(tree, out, level=level, include=lambda rel, _d: rel != ".git").size,  # type: ignore[misc]
-            )
+            result = best_of(args.repeat, packer(tree, out, level))
             result["ratio_to_tar_gzip6"] = round(float(result["seconds"]) / float(baseline["seconds"]), 2)
             if "git_archive_gzip6" in results:
                 git = results["git_archive_gzip6"]
                 assert isinstance(git, dict)
                 result["ratio_to_git_archive_gzip6"] = round(float(result["seconds"]) / float(git["seconds"]), 2)
             results[f"pack_level{level}"] = result
+        # The consumer's side of the same artifact: a level-6 pack, unpacked with every check on.
+        pack(tree, out, include=lambda rel, _d: rel != ".git")
+        unpacked = work / "unpacked"
+
+        def unpack() -> int:
+            shutil.rmtree(unpacked, ignore_errors=True)
+            return safe_extract(out, unpacked, max_total_bytes=1 << 40, max_entries=1 << 30).bytes
+
+        results["safe_extract"] = best_of(args.repeat, unpack)
+        results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")
     finally:

@@ -11,6 +11,9 @@ Conventions (Flux's ``storage.Archive`` and ``sanitizeHeader``/``setDefaultMode`
   files with any execute bit 0700, other files 0600;
 * the gzip header carries mtime 0 and no file name; the digest is ``sha256:`` over the compressed bytes.
 
+Nothing is excluded by default: the caller's ``include`` decides about ``.git``, ``.sourceignore`` and
+spec.ignore (Flux's SourceIgnoreFilter); a directory it leaves out is not even walked.
+
 The digest is stable for a given tree and zlib build; it is not byte-identical to Flux's (Go's deflate
 differs from zlib's), which nothing relies on: consumers verify the digest the producer announces.
 

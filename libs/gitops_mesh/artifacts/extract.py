@@ -81,6 +81,8 @@ class ExtractLimits:
 
 @dataclass(frozen=True, slots=True)
 class ExtractResult:
+    """What was unpacked; ``bytes`` is what counted against the cap (contents and extended headers)."""
+
     files: int
     dirs: int
     bytes: int

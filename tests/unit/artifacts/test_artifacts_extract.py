@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import stat
@@ -11,10 +12,13 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gitops_mesh.artifacts.archive import pack
 from gitops_mesh.artifacts.errors import (
     ArchiveLimitExceeded,
+    ArtifactError,
     ArtifactUnavailable,
     CorruptArchive,
     UnsafeArchive,
@@ -348,3 +352,35 @@ async def test_leftovers_of_an_earlier_process_are_cleared(tmp_path: Path) -> No
     cache = TreeCache(tmp_path / "cache")
     async with cache.tree(digest, Downloads(archive)) as tree:
         assert os.listdir(tmp_path / "cache") == [tree.name]
+
+
+def _sample_tar(tmp_path: Path) -> bytes:
+    files = {
+        "deploy/app.yaml": b"kind: Deployment\n" * 20,
+        "a/" + "d" * 120 + "/prefixed.yaml": b"x",
+        "p" * 160 + "/" + "q" * 110: b"pax",
+    }
+    src = write_tree(tmp_path / "fuzz-src", files)
+    pack(src, tmp_path / "fuzz.tgz")
+    return zlib.decompress((tmp_path / "fuzz.tgz").read_bytes(), 31)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    flips=st.lists(st.tuples(st.integers(min_value=0, max_value=6 * 512), st.integers(0, 255)), min_size=1, max_size=8)
+)
+def test_corrupted_headers_fail_cleanly_and_stay_inside(
+    tmp_path_factory: pytest.TempPathFactory, flips: list[tuple[int, int]]
+) -> None:
+    work = tmp_path_factory.mktemp("fuzz")
+    stream = bytearray(_sample_tar(work))
+    for offset, value in flips:
+        stream[offset % len(stream)] = value
+    (work / "a.tgz").write_bytes(zlib.compress(bytes(stream), wbits=31))
+    dest = work / "out"
+    with contextlib.suppress(ArtifactError):
+        safe_extract(work / "a.tgz", dest, max_total_bytes=1 << 20, max_entries=50)
+    assert {p.name for p in work.iterdir()} <= {"fuzz-src", "fuzz.tgz", "a.tgz", "out"}
+    for path in dest.rglob("*"):
+        assert not path.is_symlink()
+        assert path.resolve().is_relative_to(dest.resolve())
