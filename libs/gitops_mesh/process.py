@@ -23,7 +23,7 @@ from gitops_mesh.kube.events import EventRecorder
 from gitops_mesh.kube.leases import LeaderElector
 from gitops_mesh.observability.health import HealthChecks, make_app, start_server
 from gitops_mesh.observability.logging import configure_logging, get_logger
-from gitops_mesh.runner import KindRunner
+from gitops_mesh.runner import KindRunner, Reconciler
 from gitops_mesh.settings import Settings
 
 log = get_logger("process")
@@ -167,6 +167,23 @@ def _own_namespace() -> str:
             return f.read().strip() or "flux-system"
     except OSError:
         return "flux-system"
+
+
+def kind_runner(ctx: ProcessContext, p: Platform, reconciler: Reconciler) -> KindRunner:
+    """A runner for ``reconciler`` configured from the shared flags (concurrency, sharding, namespace)."""
+    s = ctx.settings
+    return KindRunner(
+        client=p.kube,
+        reconciler=reconciler,
+        controller=ctx.controller,
+        instance=ctx.instance,
+        concurrent=s.concurrent,
+        requeue_dependency=s.requeue_dependency,
+        namespace=None if s.watch_all_namespaces else (s.watch_namespace or None),
+        label_selector=s.watch_label_selector or None,
+        recorder=p.recorder,
+        publisher=p.publisher,
+    )
 
 
 async def run_runners(ctx: ProcessContext, runners: list[KindRunner]) -> None:

@@ -1,0 +1,26 @@
+"""status.artifact as Flux writes it, and the bus's artifact block, from what storage stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gitops_mesh.artifacts.storage import StoredArtifact
+from gitops_mesh.bus.envelope import Artifact
+
+
+def artifact_status(stored: StoredArtifact, revision: str, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "path": stored.path,
+        "url": stored.url,
+        "revision": revision,
+        "digest": stored.digest,
+        "lastUpdateTime": stored.last_update_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "size": stored.size,
+    }
+    if metadata:
+        status["metadata"] = metadata
+    return status
+
+
+def bus_artifact(status: dict[str, Any]) -> Artifact:
+    return Artifact(url=status["url"], digest=status["digest"], revision=status["revision"], size=status.get("size"))

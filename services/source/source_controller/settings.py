@@ -1,0 +1,48 @@
+"""source-controller's flags: the shared ones plus Flux's storage flags."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gitops_mesh.settings import Settings, add_flags, env_name, flag_name, resolve
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings(Settings):
+    storage_path: str = "/data"
+    storage_addr: str = ":9090"
+    storage_adv_addr: str = ""
+    artifact_retention_records: int = 2
+    #: a fetched repository (objects and checked-out tree) larger than this fails with RepositoryTooLarge
+    max_repository_size: int = 1 << 30
+
+
+_OWN_HELP = {
+    "storage_path": "directory artifacts are stored in",
+    "storage_addr": "address the artifact server binds",
+    "storage_adv_addr": "address artifacts are advertised at in status.artifact.url (default: storage-addr)",
+    "artifact_retention_records": "artifacts kept per object (the current one included)",
+    "max_repository_size": "bytes a fetched repository may take",
+}
+
+
+def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> SourceSettings:
+    parser = argparse.ArgumentParser(prog="source-controller")
+    add_flags(parser, SourceSettings(metrics_addr=":8080"))
+    for field, text in _OWN_HELP.items():
+        kind = int if isinstance(getattr(SourceSettings(), field), int) else str
+        parser.add_argument(
+            flag_name(field), dest=field, type=kind, default=None, help=f"{text} (env {env_name(field)})"
+        )
+    settings: SourceSettings = resolve(parser.parse_args(argv), SourceSettings, env)
+    return settings
+
+
+def advertised(settings: SourceSettings) -> str:
+    """The host:port in artifact URLs: --storage-adv-addr, else --storage-addr with a usable host."""
+    if settings.storage_adv_addr:
+        return settings.storage_adv_addr
+    host, _, port = settings.storage_addr.rpartition(":")
+    return f"{host or '127.0.0.1'}:{port}"
