@@ -1,0 +1,1 @@
+"""HelmRepository and HelmChart's Helm adapter: fetch and parse indexes, resolve versions, pull and package charts."""
