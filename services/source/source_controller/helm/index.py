@@ -267,7 +267,7 @@ class _IndexParser:
         api_version = ""
         generated = ""
         entries: dict[str, tuple[ChartVersion, ...]] = {}
-        if type(top) is ScalarEvent and top.style is None and top.value in _NULLS:
+        if type(top) is ScalarEvent and top.implicit[0] and top.value in _NULLS:
             raise InvalidIndex(f"{self._source}: empty index.yaml file")
         if type(top) is not MappingStartEvent:
             raise self._error(top, f"an index must be a map (apiVersion, entries, ...), found {_kind(self._node(top))}")
@@ -427,7 +427,8 @@ class _IndexParser:
 
     def _scalar(self, event: ScalarEvent) -> str | None:
         value: str = event.value
-        result = None if event.style is None and event.tag is None and value in _NULLS else value
+        # implicit[0]: a plain, untagged scalar (libyaml marks plain style '' where PyYAML says None)
+        result = None if event.implicit[0] and value in _NULLS else value
         self._anchor(event, result)
         return result
 

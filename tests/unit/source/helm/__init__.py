@@ -1,0 +1,1 @@
+"""Unit tests of the source-controller's Helm adapter."""
