@@ -226,16 +226,18 @@ async def download(
 ) -> Downloaded:
     """Stream ``url`` into ``dest``, hashing as it goes; more than ``max_size`` bytes raises ``too_large(seen)``."""
     shown = display_url(url)
-    basic = aiohttp.BasicAuth(auth.username, auth.password) if auth is not None else None
+    headers = {"User-Agent": USER_AGENT}
+    if auth is not None:
+        # aiohttp drops this header when a redirect leaves the origin.
+        headers["Authorization"] = aiohttp.encode_basic_auth(auth.username, auth.password)
     hasher = hashlib.sha256()
     size = 0
     try:
         async with session.get(
             url,
-            auth=basic,
             ssl=ssl,
             timeout=aiohttp.ClientTimeout(total=timeout),
-            headers={"User-Agent": USER_AGENT},
+            headers=headers,
         ) as resp:
             if resp.status != 200:
                 raise _status_error(resp, what, shown)

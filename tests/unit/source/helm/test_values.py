@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
 
@@ -27,7 +29,7 @@ def test_a_scalar_replaces_a_map_and_a_map_replaces_a_scalar() -> None:
 
 
 def test_merge_all_in_order_last_wins() -> None:
-    docs = [{"a": 1, "m": {"x": 1}}, {"a": 2, "m": {"y": 2}}, {"m": {"x": 3}}]
+    docs: list[dict[str, Any]] = [{"a": 1, "m": {"x": 1}}, {"a": 2, "m": {"y": 2}}, {"m": {"x": 3}}]
     assert merge_all(docs) == {"a": 2, "m": {"x": 3, "y": 2}}
     assert merge_all([]) == {}
 
