@@ -1,25 +1,4 @@
-"""HelmChart, last step: pull a chart archive from a HelmRepository, or package a chart directory with the helm CLI.
-
-Flux's rules carried over (internal/helm/chart builder_remote.go, builder_local.go, the HelmChart reconciler):
-
-* The artifact is ``<chart>-<version>.tgz`` with revision ``<version>``; a pulled chart keeps the index's
-  name and version, a packaged one Chart.yaml's name.
-* Build metadata: with ``reconcileStrategy: Revision`` and a GitRepository / Bucket source, the version
-  gets ``+<first 12 hex of the source revision>``; with valuesFiles, ``.<generation>`` is appended (or
-  ``+<generation>`` alone). It replaces any metadata the version had; the version is re-rendered
-  ``X.Y.Z[-pre]+meta`` as Masterminds' ``SetMetadata`` + ``String`` do.
-* valuesFiles *replace* the chart's values.yaml with their deep merge (the chart's own values.yaml only
-  takes part when listed). For a pulled chart the paths are files inside the chart (``values.yaml`` is
-  its values); for a source directory they are relative to the source root. Missing files are an error
-  unless ``ignoreMissingValuesFiles``; the ones used are reported (``status.observedValuesFiles``).
-* A chart directory is always packaged; its dependencies are built with ``helm dependency build`` when a
-  declared one (Chart.yaml, or requirements.yaml for apiVersion v1) is not already in ``charts/``.
-  ``file://`` dependencies must stay inside the source. The chart (and those dependencies) are copied to
-  a scratch tree first, so the shared source tree is never written to, and symlinks are not followed.
-* The index digest (hex sha256) is verified when the index has one (Flux does not; Helm's index always
-  carries it). Archives are checked as Flux's loader does: gzip'd tar, one top directory holding
-  Chart.yaml, no path escaping it, each file under ``--helm-chart-file-max-size``.
-"""
+"""HelmChart, last step: pull a chart archive from a HelmRepository, or package a chart directory with the helm CLI."""
 
 from __future__ import annotations
 

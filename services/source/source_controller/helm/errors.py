@@ -1,24 +1,23 @@
-"""The Helm adapter's own errors, each carrying Flux's reason for the HelmRepository / HelmChart conditions.
+"""The Helm adapter's own errors, each carrying Flux's reason for the HelmRepository / HelmChart conditions."""
 
-GitopsMeshError
-├── TransientError
-│   ├── RepositoryFetchFailed     reason Failed: unreachable, TLS, timeout, non-200, index not found
-│   │   └── RepositoryAuthFailed  reason AuthenticationFailed: the server answered 401 / 403
-│   ├── InvalidIndex              reason IndexationFailed: malformed YAML, empty, no apiVersion, over the cap
-│   ├── ChartPullError            reason ChartPullError: download failed, too large, not a chart
-│   │   ├── ChartDigestMismatch   the bytes are not the ones the index announced
-│   │   └── CorruptChart          not a gzip'd tar, no Chart.yaml, an unsafe entry
-│   ├── DependencyBuildError      reason DependencyBuildError: ``helm dependency build`` failed
-│   └── ChartPackageError         reason ChartPackageError: ``helm package`` failed or timed out
-└── TerminalError
-    ├── InvalidRepositoryAuth     reason AuthenticationFailed: the Secret lacks what the repository needs
-    ├── InvalidChartReference     reason InvalidChartReference: no such chart, no matching version, bad range
-    ├── MetadataPatchError        reason MetadataPatchError: the chart version cannot take build metadata
-    └── ValuesFilesError          reason ValuesFilesError: a values file is missing, escapes, or is not a map
-
-Terminal ones are Flux's "persistent build errors" (Stalled until the spec changes); a new chart version
-in the repository changes the HelmRepository's revision, which re-triggers the HelmChart anyway.
-"""
+# GitopsMeshError
+# ├── TransientError
+# │   ├── RepositoryFetchFailed     reason Failed: unreachable, TLS, timeout, non-200, index not found
+# │   │   └── RepositoryAuthFailed  reason AuthenticationFailed: the server answered 401 / 403
+# │   ├── InvalidIndex              reason IndexationFailed: malformed YAML, empty, no apiVersion, over the cap
+# │   ├── ChartPullError            reason ChartPullError: download failed, too large, not a chart
+# │   │   ├── ChartDigestMismatch   the bytes are not the ones the index announced
+# │   │   └── CorruptChart          not a gzip'd tar, no Chart.yaml, an unsafe entry
+# │   ├── DependencyBuildError      reason DependencyBuildError: ``helm dependency build`` failed
+# │   └── ChartPackageError         reason ChartPackageError: ``helm package`` failed or timed out
+# └── TerminalError
+#     ├── InvalidRepositoryAuth     reason AuthenticationFailed: the Secret lacks what the repository needs
+#     ├── InvalidChartReference     reason InvalidChartReference: no such chart, no matching version, bad range
+#     ├── MetadataPatchError        reason MetadataPatchError: the chart version cannot take build metadata
+#     └── ValuesFilesError          reason ValuesFilesError: a values file is missing, escapes, or is not a map
+#
+# Terminal ones are Flux's "persistent build errors" (Stalled until the spec changes); a new chart version
+# in the repository changes the HelmRepository's revision, which re-triggers the HelmChart anyway.
 
 from __future__ import annotations
 

@@ -1,25 +1,4 @@
-"""HelmRepository, step one: stream ``index.yaml`` to a file under a size cap, then parse it once into ChartVersions.
-
-What is Flux's and what is ours:
-
-* The index URL is ``<url>/index.yaml`` whatever the trailing slash; the repository URL's query string is
-  kept (signed URLs), as Helm's ``path.Join`` on the URL path does.
-* Revision: ``sha256:<hex>`` over the bytes as fetched, the same as Flux's ``ChartRepository.Digest`` of
-  its cached download. The artifact file is ``index-<hex>.yaml``. Flux then stores the *parsed* index
-  re-serialised as JSON under that name (so its artifact digest differs from its revision); we store the
-  fetched bytes themselves, so the artifact's digest equals its revision and the stored file is a plain
-  Helm index any Helm client can read. Either is reparsed by :func:`parse_index_file`.
-* Validation, as Flux's ``IndexFromBytes``: an empty file and a missing ``apiVersion`` are errors; an
-  entry without ``apiVersion`` gets ``v1``; entries failing Helm's metadata checks (no name, a name with a
-  path separator, no version, a version that is not semver, an unknown chart type) are dropped, not fatal;
-  each chart's versions are sorted newest first. Structural type errors (``entries`` not a map, ``urls``
-  not a list, ...) fail the whole index, as Go's strict unmarshalling does, with the line they are on.
-* Memory: PyYAML's ``load`` builds a node graph with two marks per scalar before constructing anything:
-  about 30x the file size for a big index. We read libyaml's event stream instead (``CSafeLoader`` when
-  built with libyaml) and keep only each entry's fields the controller uses, so a parse holds one entry's
-  raw mapping at a time. Scalars stay strings, as Go's typed decoding reads them into string fields
-  (``version: 1.10`` is "1.10", not 1.1). YAML merge keys (``<<``) are read as ordinary keys.
-"""
+"""HelmRepository, step one: stream ``index.yaml`` to a file under a size cap, then parse it once into ChartVersions."""
 
 from __future__ import annotations
 

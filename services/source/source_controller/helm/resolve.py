@@ -1,10 +1,4 @@
-"""HelmChart from a HelmRepository, pure step: pick the chart version for spec.version, as Flux's GetChartVersion does.
-
-Rules: an exact string match of ``spec.version`` wins first; otherwise it is a Masterminds range (default
-``*``) matched against the versions that parse as semver (``v`` prefix allowed), so prereleases are only
-candidates when the range itself names a prerelease. Equal versions (differing in build metadata) go to
-the most recently ``created`` entry.
-"""
+"""HelmChart from a HelmRepository, pure step: pick the chart version for spec.version, as Flux's GetChartVersion does."""
 
 from __future__ import annotations
 

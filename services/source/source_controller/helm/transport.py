@@ -1,16 +1,4 @@
-"""Helm repositories over HTTP(S): credentials and TLS from Secrets, Helm's URL rules, capped and hashed downloads.
-
-Flux's semantics kept here:
-
-* ``secretRef`` carries ``username`` and ``password`` (both or neither); ``certSecretRef`` carries
-  ``tls.crt`` + ``tls.key`` (both or neither) and ``ca.crt``. Without a ``certSecretRef``, the deprecated
-  ``certFile`` / ``keyFile`` / ``caFile`` keys of ``secretRef`` are still read, as Flux does.
-* A CA is added to the system roots, not used instead of them.
-* Basic auth goes to the repository's origin only; a chart URL on another origin gets it only with
-  ``passCredentials`` (Helm's getter rule). aiohttp drops the header on a redirect to another origin.
-* Chart URLs in the index resolve against the repository URL with a trailing slash; the repository's
-  query string is carried over when the reference has none (Helm's ``ResolveReferenceURL`` keeps it).
-"""
+"""Helm repositories over HTTP(S): credentials and TLS from Secrets, Helm's URL rules, capped and hashed downloads."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""HelmChart valuesFiles, pure step: read values documents and deep-merge them the way Flux's MergeMaps does.
-
-Maps merge key by key, recursively; anything else (lists, scalars, null) from a later file replaces the
-earlier value. Keys are made strings, as Go's map[string]interface{} decoding makes them; timestamps stay
-strings. The merged map is written as the packaged chart's ``values.yaml`` with sorted keys, as Go's
-YAML marshaller writes it.
-"""
+"""HelmChart valuesFiles, pure step: read values documents and deep-merge them the way Flux's MergeMaps does."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""A Helm chart repository for tests: a directory served by aiohttp on 127.0.0.1, over HTTP or HTTPS,
-optionally behind basic auth, recording the Authorization header of every request."""
+"""A test Helm repository: a directory served by aiohttp on 127.0.0.1 (HTTP/HTTPS, basic auth, auth header log)."""
 
 from __future__ import annotations
 
@@ -16,8 +15,6 @@ from aiohttp.typedefs import Handler
 
 from tests.conftest import ROOT, STACK_DIR
 from tests.support.gitserver import TlsFiles
-
-AUTH_LOG = web.AppKey("auth_log", list[tuple[str, str | None]])
 
 
 def helm_binary() -> Path:

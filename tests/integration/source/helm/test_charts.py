@@ -1,5 +1,4 @@
-"""Charts against real servers and the real helm: pull + digest check, tampering, corrupt archives, passCredentials,
-repackaging with values files, packaging a directory with file:// and repository dependencies."""
+"""Charts against real servers and the real helm: pull, digest, corrupt archives, credentials, values, dependencies."""
 
 from __future__ import annotations
 
