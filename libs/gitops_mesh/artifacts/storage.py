@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gitops_mesh.artifacts.archive import DEFAULT_LEVEL, Include, pack
+from gitops_mesh.artifacts.archive import DEFAULT_LEVEL, Include, PackResult, pack
 from gitops_mesh.artifacts.digests import file_digest, new_hasher, parse_digest
 from gitops_mesh.artifacts.errors import DigestMismatch, InvalidArtifactPath, StorageError
 from gitops_mesh.observability import metrics
@@ -174,6 +174,21 @@ class Storage:
 
         started = time.perf_counter()
         stored = await self._store(kind, namespace, name, path, write)
+        metrics.artifact_pack_duration.labels(kind=kind.lower()).observe(time.perf_counter() - started)
+        return stored
+
+    async def store_with(
+        self, kind: str, namespace: str, name: str, filename: str, write: Callable[[Path], PackResult]
+    ) -> StoredArtifact:
+        """Store what ``write(tmp_path)`` produces (blocking, run in a thread) as the object's ``filename``."""
+        path = self.artifact_path(kind, namespace, name, filename)
+
+        def produce(tmp: Path) -> tuple[str, int]:
+            result = write(tmp)
+            return result.digest, result.size
+
+        started = time.perf_counter()
+        stored = await self._store(kind, namespace, name, path, produce)
         metrics.artifact_pack_duration.labels(kind=kind.lower()).observe(time.perf_counter() - started)
         return stored
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gitops_mesh.artifacts.errors import StorageError
 from gitops_mesh.artifacts.extract import ExtractLimits, safe_extract
 from gitops_mesh.artifacts.storage import Storage
 from gitops_mesh.bus.envelope import EventKind, Severity
@@ -25,6 +26,7 @@ from gitops_mesh.runner import KindRunner, interval_of
 from gitops_mesh.settings import parse_duration
 from source_controller.artifact_status import artifact_status, bus_artifact
 from source_controller.git import Commit, GitAuth, GitRef, VerifyMode, build_filter, checkout, resolve, verify
+from source_controller.git.archive import pack_commit, sourceignore_filter
 
 API_VERSION = "source.toolkit.fluxcd.io/v1"
 KIND = "GitRepository"
@@ -108,6 +110,8 @@ class GitRepositoryReconciler:
                 requeue_after=interval_of(obj), message=f"stored artifact for revision '{resolved.revision}'"
             )
 
+        # Without include/submodules/sparse nothing needs files on disk: stream the commit into the artifact.
+        streamed = not (spec.get("include") or spec.get("recurseSubmodules") or spec.get("sparseCheckout"))
         with tempfile.TemporaryDirectory(prefix="gitrepo-") as tmp:
             work = Path(tmp) / "src"
             try:
@@ -121,6 +125,7 @@ class GitRepositoryReconciler:
                     sparse=tuple(spec.get("sparseCheckout") or ()),
                     max_size=self.max_repository_size,
                     resolved=resolved,
+                    worktree=not streamed,
                 )
             except GitopsMeshError as e:
                 c.mark_true(obj, c.ConditionType.FETCH_FAILED, e.reason, str(e), now=now)
@@ -130,14 +135,20 @@ class GitRepositoryReconciler:
                 await self._verify(obj, work, commit, spec["verify"], ns, now)
             else:
                 c.delete(obj, c.ConditionType.SOURCE_VERIFIED)
-            await self._copy_includes(work, spec, includes, ns)
-            include_fn = build_filter(work, spec.get("ignore"))
             filename = f"{commit.hash}.tar.gz"
             try:
-                stored = await self.storage.archive(KIND, ns, name, filename, work, include=include_fn)
+                if streamed:
+                    keep = await asyncio.to_thread(sourceignore_filter, work, commit.hash, spec.get("ignore"))
+                    stored = await self.storage.store_with(
+                        KIND, ns, name, filename, lambda tmp_file: pack_commit(work, commit.hash, tmp_file, keep)
+                    )
+                else:
+                    await self._copy_includes(work, spec, includes, ns)
+                    keep = build_filter(work, spec.get("ignore"))
+                    stored = await self.storage.archive(KIND, ns, name, filename, work, include=keep)
                 await self.storage.set_latest(stored.path)
                 await self.storage.gc(KIND, ns, name, current=filename)
-            except OSError as e:
+            except (OSError, StorageError) as e:
                 c.mark_true(obj, c.ConditionType.STORAGE_OPERATION_FAILED, "ArchiveOperationFailed", str(e), now=now)
                 raise TransientError(f"storing the artifact failed: {e}", reason="ArchiveOperationFailed") from e
         c.delete(obj, c.ConditionType.STORAGE_OPERATION_FAILED)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,7 +128,19 @@ def load_sourceignore(root: Path) -> list[Rule]:
 
 def build_filter(root: Path, spec_ignore: str | None = None) -> IgnoreFilter:
     """The artifact filter for a checkout at ``root`` with the object's spec.ignore."""
-    user = load_sourceignore(root) + parse_rules(spec_ignore or "")
+    return _with_defaults(load_sourceignore(root) + parse_rules(spec_ignore or ""))
+
+
+def filter_from_files(sourceignores: Mapping[str, str], spec_ignore: str | None = None) -> IgnoreFilter:
+    """The same filter from .sourceignore contents by path (``deploy/.sourceignore`` → text), no checkout."""
+    rules: list[Rule] = []
+    for path in sorted(sourceignores, key=lambda p: (p.count("/"), p)):
+        domain = tuple(part for part in path.split("/")[:-1] if part and part != ".")
+        rules.extend(parse_rules(sourceignores[path], domain))
+    return _with_defaults(rules + parse_rules(spec_ignore or ""))
+
+
+def _with_defaults(user: list[Rule]) -> IgnoreFilter:
     defaults = EXCLUDE_VCS if user else EXCLUDE_VCS + DEFAULT_EXCLUSIONS
     return IgnoreFilter(parse_rules("\n".join(defaults)) + user)
 

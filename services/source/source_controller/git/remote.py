@@ -147,8 +147,12 @@ async def checkout(
     sparse: Sequence[str] = (),
     max_size: int = DEFAULT_MAX_SIZE,
     resolved: Resolved | None = None,
+    worktree: bool = True,
 ) -> Commit:
     """Fetch exactly the commit spec.ref points at (``--depth 1``, that ref only, ``--no-tags``) into ``dest``.
+
+    With ``worktree=False`` only the objects are fetched (no files written; see :mod:`.archive`), which
+    sparse checkout and submodules cannot use.
 
     ``dest`` must be missing or empty. ``resolved`` (from ``resolve``) saves the second listing for semver.
     The fetch is aborted when the objects grow past ``max_size`` bytes, the checkout is refused when the
@@ -185,6 +189,8 @@ async def checkout(
         commit_hash, target = await _fetched(genv, dest, choice, deadline)
         tag, tag_name = await _tag_of(genv, dest, choice, fetch_ref, commit_hash, target, deadline)
         await _check_tree_size(genv, dest, commit_hash, sparse, max_size, deadline)
+        if not worktree and (sparse or recurse_submodules):
+            raise ValueError("sparse checkout and submodules need a work tree")
         if sparse:
             patterns = [_sparse_pattern(d) for d in sparse]
             await _git(
@@ -194,13 +200,14 @@ async def checkout(
                 action="configuring sparse checkout for",
                 cwd=dest,
             )
-        await _git(
-            genv,
-            ["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit_hash],
-            deadline=deadline,
-            action="checking out",
-            cwd=dest,
-        )
+        if worktree:
+            await _git(
+                genv,
+                ["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit_hash],
+                deadline=deadline,
+                action="checking out",
+                cwd=dest,
+            )
         missing = _missing(dest, sparse)
         if missing:
             raise SparseCheckoutMissing(

@@ -1,0 +1,33 @@
+"""The one shape every benchmark reports: a measure, our figure, the target, and what we compare against."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    suite: str
+    measure: str
+    ours: float
+    unit: str
+    #: e.g. "<= 1.5" or ">= 2000"; empty when there is no target, only a figure to watch
+    target: str = ""
+    #: what the figure is compared with (a baseline run in the same process, Flux's published figure, ...)
+    anchor: str = ""
+
+    def met(self) -> bool | None:
+        if not self.target:
+            return None
+        op, _, value = self.target.partition(" ")
+        bound = float(value)
+        return self.ours <= bound if op == "<=" else self.ours >= bound
+
+
+def emit(measures: list[Measure], extra: dict[str, object] | None = None) -> None:
+    """Print the suite's results as one JSON document on stdout (the harness collects it)."""
+    doc = {"measures": [{**asdict(m), "met": m.met()} for m in measures], "details": extra or {}}
+    json.dump(doc, sys.stdout)
+    sys.stdout.write("\n")
