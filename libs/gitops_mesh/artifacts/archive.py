@@ -247,84 +247,7 @@ def pack(src_dir: Path, dest_file: Path, *, include: Include | None = None, leve
     root = os.fsencode(src_dir)
     if not os.path.isdir(root):
         raise StorageError(f"cannot archive {src_dir}: not a directory")
-    try:
-        out = os.open(dest_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        raise StorageError(f"cannot create {dest_file}: {e.strerror}") from e
-    deflater = _Deflater(out, level)
-    deflater.start()
-    try:
-        try:
-            files, dirs = _produce(root, include, deflater)
-        finally:
-            deflater.chunks.put(None)
-            deflater.join()
-            os.close(out)
-    except OSError as e:
-        dest_file.unlink(missing_ok=True)
-        if deflater.error is not None:
-            raise StorageError(f"cannot write {dest_file}: {deflater.error}") from deflater.error
-        raise StorageError(f"cannot archive {src_dir}: {e}") from e
-    except BaseException:
-        dest_file.unlink(missing_ok=True)
-        raise
-    if deflater.error is not None:
-        dest_file.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {dest_file}: {deflater.error}") from deflater.error
-    return PackResult(digest=deflater.digest, size=deflater.size, files=files, dirs=dirs)
-
-
-async def pack_async(
-    src_dir: Path, dest_file: Path, *, include: Include | None = None, level: int = DEFAULT_LEVEL
-) -> PackResult:
-    """:func:`pack` in a worker thread, so the event loop keeps serving while a big tree compresses."""
-    return await asyncio.to_thread(pack, src_dir, dest_file, include=include, level=level)
-
-
-def _produce(root: bytes, include: Include | None, deflater: _Deflater) -> tuple[int, int]:
-    """Build the tar stream and hand it to the deflater in chunks; returns (files, dirs)."""
-    buf = bytearray()
-    files = dirs = 0
-
-    def flush() -> None:
-        nonlocal buf
-        if deflater.error is not None:
-            raise deflater.error
-        deflater.chunks.put(buf)
-        buf = bytearray()
-
-    for rel, path, is_dir in _walk(root, include):
-        if is_dir:
-            buf += tar_header(rel, DIR_MODE, 0, b"5")
-            dirs += 1
-        else:
-            fd = os.open(path, _OPEN_FLAGS)
-            try:
-                # fstat of the open file, not the directory entry: the file read is the file described.
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                size = st.st_size
-                mode = EXEC_FILE_MODE if st.st_mode & 0o111 else FILE_MODE
-                buf += tar_header(rel, mode, size, b"0")
-                remaining = size
-                while remaining:
-                    data = os.read(fd, min(remaining, _CHUNK))
-                    if not data:
-                        raise StorageError(f"{os.fsdecode(rel)} shrank while it was being archived")
-                    buf += data
-                    remaining -= len(data)
-                    if len(buf) >= _CHUNK:
-                        flush()
-                buf += _padding(size)
-            finally:
-                os.close(fd)
-            files += 1
-        if len(buf) >= _CHUNK:
-            flush()
-    buf += _ZERO_BLOCK * 2
-    flush()
-    return files, dirs
+    return _write_archive(dest_file, level, lambda out: _produce(root, include, out), f"cannot archive {src_dir}")
 
 
 def pack_tar_stream(
@@ -338,63 +261,125 @@ def pack_tar_stream(
     that hold nothing kept are left out, as a checkout of the same tree packed by :func:`pack` would
     not show them either (git tracks no empty directories).
     """
+    return _write_archive(
+        dest_file, level, lambda out: _produce_from_tar(stream, include, out), "cannot read the tree to archive"
+    )
+
+
+def _write_archive(dest_file: Path, level: int, produce: Callable[[_TarOut], tuple[int, int]], what: str) -> PackResult:
+    """Run ``produce`` into a deflater writing ``dest_file``; the file is removed again on any failure."""
     try:
-        out = os.open(dest_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = os.open(dest_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise StorageError(f"cannot create {dest_file}: {e.strerror}") from e
-    deflater = _Deflater(out, level)
+    deflater = _Deflater(fd, level)
     deflater.start()
-    files = dirs = 0
-    buf = bytearray()
-
-    def flush() -> None:
-        nonlocal buf
-        if deflater.error is not None:
-            raise deflater.error
-        deflater.chunks.put(buf)
-        buf = bytearray()
-
     try:
-        emitted: set[str] = set()
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                for member in tar:
-                    name = member.name.strip("/")
-                    if not member.isreg() or not name or (include is not None and not include(name, False)):
-                        continue
-                    parts = name.split("/")
-                    for i in range(1, len(parts)):
-                        parent = "/".join(parts[:i])
-                        if parent not in emitted:
-                            emitted.add(parent)
-                            buf += tar_header(parent.encode(), DIR_MODE, 0, b"5")
-                            dirs += 1
-                    mode = EXEC_FILE_MODE if member.mode & 0o111 else FILE_MODE
-                    buf += tar_header(name.encode(), mode, member.size, b"0")
-                    data = tar.extractfile(member)
-                    assert data is not None  # a regular member always has data
-                    while block := data.read(_CHUNK):
-                        buf += block
-                        if len(buf) >= _CHUNK:
-                            flush()
-                    buf += _padding(member.size)
-                    files += 1
-                    if len(buf) >= _CHUNK:
-                        flush()
-        except tarfile.TarError as e:
-            raise StorageError(f"cannot read the tree to archive: {e}") from e
-        buf += _ZERO_BLOCK * 2
-        flush()
+            files, dirs = produce(_TarOut(deflater))
+        finally:
+            deflater.chunks.put(None)
+            deflater.join()
+            os.close(fd)
+    except (OSError, tarfile.TarError) as e:
+        dest_file.unlink(missing_ok=True)
+        if deflater.error is not None:
+            raise StorageError(f"cannot write {dest_file}: {deflater.error}") from deflater.error
+        raise StorageError(f"{what}: {e}") from e
     except BaseException:
-        deflater.chunks.put(None)
-        deflater.join()
-        os.close(out)
         dest_file.unlink(missing_ok=True)
         raise
-    deflater.chunks.put(None)
-    deflater.join()
-    os.close(out)
     if deflater.error is not None:
         dest_file.unlink(missing_ok=True)
         raise StorageError(f"cannot write {dest_file}: {deflater.error}") from deflater.error
     return PackResult(digest=deflater.digest, size=deflater.size, files=files, dirs=dirs)
+
+
+class _TarOut:
+    """The uncompressed tar stream, handed to the deflater in chunks of about 1 MiB."""
+
+    def __init__(self, deflater: _Deflater) -> None:
+        self._deflater = deflater
+        self._buf = bytearray()
+
+    def write(self, data: bytes | bytearray) -> None:
+        self._buf += data
+        if len(self._buf) >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._deflater.error is not None:
+            raise self._deflater.error
+        self._deflater.chunks.put(self._buf)
+        self._buf = bytearray()
+
+    def close(self) -> None:
+        self._buf += _ZERO_BLOCK * 2
+        self.flush()
+
+
+async def pack_async(
+    src_dir: Path, dest_file: Path, *, include: Include | None = None, level: int = DEFAULT_LEVEL
+) -> PackResult:
+    """:func:`pack` in a worker thread, so the event loop keeps serving while a big tree compresses."""
+    return await asyncio.to_thread(pack, src_dir, dest_file, include=include, level=level)
+
+
+def _produce(root: bytes, include: Include | None, out: _TarOut) -> tuple[int, int]:
+    """Walk the tree into the tar stream; returns (files, dirs)."""
+    files = dirs = 0
+    for rel, path, is_dir in _walk(root, include):
+        if is_dir:
+            out.write(tar_header(rel, DIR_MODE, 0, b"5"))
+            dirs += 1
+            continue
+        fd = os.open(path, _OPEN_FLAGS)
+        try:
+            # fstat of the open file, not the directory entry: the file read is the file described.
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            size = st.st_size
+            out.write(tar_header(rel, EXEC_FILE_MODE if st.st_mode & 0o111 else FILE_MODE, size, b"0"))
+            remaining = size
+            while remaining:
+                data = os.read(fd, min(remaining, _CHUNK))
+                if not data:
+                    raise StorageError(f"{os.fsdecode(rel)} shrank while it was being archived")
+                out.write(data)
+                remaining -= len(data)
+            out.write(_padding(size))
+        finally:
+            os.close(fd)
+        files += 1
+    out.close()
+    return files, dirs
+
+
+def _produce_from_tar(stream: IO[bytes], include: Include | None, out: _TarOut) -> tuple[int, int]:
+    """Re-emit a tar stream's kept regular files with normalised headers; returns (files, dirs)."""
+    files = dirs = 0
+    emitted: set[str] = set()
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            name = member.name.strip("/")
+            if not member.isreg() or not name or (include is not None and not include(name, False)):
+                continue
+            parts = name.split("/")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent not in emitted:
+                    emitted.add(parent)
+                    out.write(tar_header(parent.encode(), DIR_MODE, 0, b"5"))
+                    dirs += 1
+            out.write(
+                tar_header(name.encode(), EXEC_FILE_MODE if member.mode & 0o111 else FILE_MODE, member.size, b"0")
+            )
+            data = tar.extractfile(member)
+            assert data is not None  # a regular member always has data
+            while block := data.read(_CHUNK):
+                out.write(block)
+            out.write(_padding(member.size))
+            files += 1
+    out.close()
+    return files, dirs
