@@ -1,0 +1,1 @@
+"""kustomize-controller: Kustomizations built, substituted, server-side applied, health-checked and pruned."""
