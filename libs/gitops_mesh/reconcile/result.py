@@ -65,6 +65,7 @@ class OutcomeKind(StrEnum):
     DEPENDENCY_NOT_READY = "dependency_not_ready"
     TERMINAL = "terminal"
     SUSPENDED = "suspended"
+    PROGRESSING = "progressing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,14 @@ class Outcome:
     @classmethod
     def suspended(cls) -> Outcome:
         return cls(OutcomeKind.SUSPENDED)
+
+    @classmethod
+    def progressing(cls, message: str, *, requeue_after: float, reason: str = Reason.PROGRESSING) -> Outcome:
+        """Work is under way and must be looked at again (a health check): Ready=Unknown, Reconciling=True.
+
+        The next look is a timer, not a wait, so the worker is free meanwhile.
+        """
+        return cls(OutcomeKind.PROGRESSING, requeue_after=requeue_after, reason=reason, message=message)
 
     @classmethod
     def failed(cls, error: Exception) -> Outcome:
@@ -186,6 +195,12 @@ def finalize(
         c.mark_stalled(obj, outcome.reason, message, now=now)
         c.mark_false(obj, ConditionType.READY, outcome.reason, message, now=now)
         decision = Finalized(requeue_after=None, error=outcome.error or TerminalError(message))
+
+    elif kind is OutcomeKind.PROGRESSING:
+        c.delete(obj, ConditionType.STALLED)
+        c.mark_reconciling(obj, outcome.reason, message, now=now)
+        c.mark_unknown(obj, ConditionType.READY, outcome.reason, message, now=now)
+        decision = Finalized(requeue_after=outcome.requeue_after, error=None)
 
     # SUSPENDED leaves the conditions as they are (Flux's controllers return before touching them).
 

@@ -336,3 +336,19 @@ def test_repeating_an_outcome_changes_nothing(history: list[tuple[bool, bool, Ou
     again = finalize(o, outcome, now=now + timedelta(hours=1))
     assert o == settled
     assert again.requeue_after == finalize(copy.deepcopy(o), outcome, now=now).requeue_after
+
+
+def test_progressing_keeps_ready_unknown_and_requeues_without_observed_generation() -> None:
+    from datetime import UTC, datetime
+
+    from gitops_mesh.reconcile import conditions as cond
+    from gitops_mesh.reconcile.result import Outcome, finalize
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    obj: dict[str, object] = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2}}
+    done = finalize(obj, Outcome.progressing("health check in progress", requeue_after=2.0), now=now)
+    assert done.result() == 2.0
+    assert cond.is_unknown(obj, "Ready")
+    assert cond.get_message(obj, "Ready") == "health check in progress"
+    assert cond.is_reconciling(obj)
+    assert obj["status"]["observedGeneration"] == 2  # type: ignore[index]
