@@ -14,6 +14,8 @@ ETCD_DIR=$CACHE/etcd-$ETCD_VERSION
 KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
 HELM_DIR=$CACHE/helm-$HELM_VERSION
 KUSTOMIZE_DIR=$CACHE/kustomize-$KUSTOMIZE_VERSION
+SOPS_DIR=$CACHE/sops-$SOPS_VERSION
+AGE_DIR=$CACHE/age-$AGE_VERSION
 KAFKA_DIR=$CACHE/kafka-$KAFKA_VERSION
 
 paths() {
@@ -27,6 +29,8 @@ KWOK=$KWOK_DIR/kwok
 KWOK_STAGES=$KWOK_DIR/stages.yaml
 HELM=$HELM_DIR/helm
 KUSTOMIZE=$KUSTOMIZE_DIR/kustomize
+SOPS=$SOPS_DIR/sops
+AGE_KEYGEN=$AGE_DIR/age-keygen
 KAFKA_LIBS=$KAFKA_DIR/libs
 P
 }
@@ -139,6 +143,9 @@ build_etcd
 go_install "$HELM_DIR" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm \
   "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 go_install "$KUSTOMIZE_DIR" "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" kustomize "-s -w"
+go_install "$SOPS_DIR" "github.com/getsops/sops/v3/cmd/sops@$SOPS_VERSION" sops \
+  "-s -w"
+go_install "$AGE_DIR" "filippo.io/age/cmd/age-keygen@$AGE_VERSION" age-keygen "-s -w"
 go_install "$KWOK_DIR" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" kwok "-s -w"
 build_kwok_stages
 build_kubernetes
