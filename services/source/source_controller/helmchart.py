@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -276,12 +276,18 @@ class HelmChartReconciler:
                     build = await self._from_repository(obj, source, Path(tmp))
                 else:
                     build = await self._from_tarball(obj, source, Path(tmp))
-            except GitopsMeshError as e:
-                failed = c.ConditionType.BUILD_FAILED if e.reason in _BUILD_REASONS else c.ConditionType.FETCH_FAILED
+            except (GitopsMeshError, OSError) as e:
+                # OSError: no helm binary, or the scratch disk failed under unpacking or packaging.
+                error = e if isinstance(e, GitopsMeshError) else ChartPackageError(f"building the chart failed: {e}")
+                failed = (
+                    c.ConditionType.BUILD_FAILED if error.reason in _BUILD_REASONS else c.ConditionType.FETCH_FAILED
+                )
                 c.delete(obj, c.ConditionType.BUILD_FAILED)
                 c.delete(obj, c.ConditionType.FETCH_FAILED)
-                c.mark_true(obj, failed, e.reason, str(e), now=now)
-                raise
+                c.mark_true(obj, failed, error.reason, str(error), now=now)
+                if error is e:
+                    raise
+                raise error from e
             c.delete(obj, c.ConditionType.FETCH_FAILED)
             c.delete(obj, c.ConditionType.BUILD_FAILED)
             reason, message = summary(build.packaged, build.name, build.version)
@@ -410,20 +416,17 @@ class HelmChartReconciler:
             return _Build.of(pulled)
         out = tmp / "out"
         out.mkdir()
-        return _Build.of(
-            await self._helm(
-                package_chart_archive(
-                    pulled.path,
-                    out,
-                    helm=self.helm,
-                    name=chart.name,
-                    version=version,
-                    values_files=values_files,
-                    ignore_missing_values_files=bool(spec.get("ignoreMissingValuesFiles")),
-                    tmp_dir=tmp,
-                )
-            )
+        repacked = await package_chart_archive(
+            pulled.path,
+            out,
+            helm=self.helm,
+            name=chart.name,
+            version=version,
+            values_files=values_files,
+            ignore_missing_values_files=bool(spec.get("ignoreMissingValuesFiles")),
+            tmp_dir=tmp,
         )
+        return _Build.of(repacked)
 
     async def _from_tarball(self, obj: KubeObject, source: KubeObject, tmp: Path) -> _Build:
         spec, status = obj["spec"], obj["status"]
@@ -449,18 +452,16 @@ class HelmChartReconciler:
         repositories = await self._dependency_repositories(source["metadata"]["namespace"], src, spec["chart"])
         out = tmp / "out"
         out.mkdir()
-        build = await self._helm(
-            package_chart_dir(
-                src,
-                spec["chart"],
-                out,
-                helm=self.helm,
-                version_metadata=metadata,
-                values_files=values_files,
-                ignore_missing_values_files=bool(spec.get("ignoreMissingValuesFiles")),
-                dependency_repositories=repositories,
-                tmp_dir=tmp,
-            )
+        build = await package_chart_dir(
+            src,
+            spec["chart"],
+            out,
+            helm=self.helm,
+            version_metadata=metadata,
+            values_files=values_files,
+            ignore_missing_values_files=bool(spec.get("ignoreMissingValuesFiles")),
+            dependency_repositories=repositories,
+            tmp_dir=tmp,
         )
         if (
             holds(status, build.name, build.version)
@@ -469,14 +470,6 @@ class HelmChartReconciler:
         ):
             return _Build(build.name, build.version, None, packaged=True, values_files=build.values_files)
         return _Build.of(build)
-
-    async def _helm(self, build: Awaitable[ChartBuild]) -> ChartBuild:
-        """Await a packaging call; a missing or unusable helm binary is a packaging error, not a crash."""
-        try:
-            result: ChartBuild = await build
-        except OSError as e:
-            raise ChartPackageError(f"cannot run helm ({self.helm}): {e.strerror or e}") from e
-        return result
 
     async def _dependency_repositories(self, ns: str, src: Path, chart_path: str) -> list[DependencyRepository]:
         """A repository for each http(s) dependency URL; a HelmRepository with that URL lends its credentials."""

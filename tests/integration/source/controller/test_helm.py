@@ -20,7 +20,7 @@ from gitops_mesh.reconcile import conditions as c
 from tests.integration.conftest import eventually
 from tests.integration.source.controller.conftest import Controller
 from tests.integration.source.helm.repo import RepoServer, helm
-from tests.support.gitserver import GitServer
+from tests.support.gitserver import GitServer, TlsFiles, make_tls
 from tests.support.repos import Repo
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(120)]
@@ -66,6 +66,20 @@ async def served(packaged: Path, tmp_path: Path) -> AsyncIterator[RepoServer]:
     shutil.copytree(packaged, root)
     async with RepoServer(root) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def helm_tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls(tmp_path_factory.mktemp("helm-tls"))
+
+
+def secret(name: str, namespace: str, **data: str) -> KubeObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": data,
+    }
 
 
 def helmrepo(name: str, namespace: str, url: str, **spec: object) -> KubeObject:
@@ -281,6 +295,39 @@ async def test_repository_and_chart_errors(
     waiting = await wait_failed(kube, "HelmChart", namespace, "waiting", "DependencyNotReady")
     assert "HelmRepository" in c.get_message(waiting, "Ready")
     assert "good" in c.get_message(waiting, "Ready")
+
+
+async def test_repository_over_https_with_credentials(
+    kube: KubeClient, namespace: str, controller: Controller, packaged: Path, tmp_path: Path, helm_tls: TlsFiles
+) -> None:
+    root = tmp_path / "private"
+    shutil.copytree(packaged, root)
+    async with RepoServer(root, tls=helm_tls, username="flux", password="pw-s3cret") as server:
+        await kube.create(secret("creds", namespace, username="flux", password="pw-s3cret"))
+        await kube.create(secret("wrong", namespace, username="flux", password="pw-wrong"))
+        await kube.create(secret("ca", namespace, **{"ca.crt": helm_tls.ca_pem.decode()}))
+        await kube.create(
+            helmrepo("private", namespace, server.url, secretRef={"name": "creds"}, certSecretRef={"name": "ca"})
+        )
+        await kube.create(
+            helmrepo("refused", namespace, server.url, secretRef={"name": "wrong"}, certSecretRef={"name": "ca"})
+        )
+        await kube.create(helmrepo("untrusted", namespace, server.url, secretRef={"name": "creds"}))
+        await kube.create(helmchart("private", namespace, "demo", "HelmRepository", "private", version="1.0.0"))
+
+        chart = await wait_ready(kube, "HelmChart", namespace, "private", "1.0.0")
+        assert await download(chart["status"]["artifact"]["url"]) == (root / "demo-1.0.0.tgz").read_bytes()
+        pulls = [header for path, header in server.auth_log if path == "/demo-1.0.0.tgz"]
+        assert pulls
+        assert all(header and header.startswith("Basic ") for header in pulls)
+
+        refused = await wait_failed(kube, "HelmRepository", namespace, "refused", "AuthenticationFailed")
+        message = c.get_message(refused, "Ready")
+        assert "401" in message
+        assert "secretRef" in message
+        assert "pw-wrong" not in message
+        untrusted = await wait_failed(kube, "HelmRepository", namespace, "untrusted", "Failed")
+        assert "certSecretRef ca.crt" in c.get_message(untrusted, "Ready")
 
 
 CHART_YAML = "apiVersion: v2\nname: app\nversion: 0.1.0\n"
