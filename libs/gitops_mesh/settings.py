@@ -91,10 +91,16 @@ def env_name(field: str) -> str:
     return field.upper()
 
 
-def add_flags(parser: argparse.ArgumentParser, defaults: Settings | None = None) -> None:
-    """Add the shared flags to ``parser``."""
+def add_flags(
+    parser: argparse.ArgumentParser, defaults: Settings | None = None, help: Mapping[str, str] | None = None
+) -> None:
+    """A flag for every field of ``defaults``' class (Settings or a controller's subclass of it).
+
+    The flag's type follows the field's default: bool, int, float (a Go-style duration) or str.
+    """
     d = defaults or Settings()
-    for f in fields(Settings):
+    texts = {**_HELP, **(help or {})}
+    for f in fields(d):
         default = getattr(d, f.name)
         kind: Any
         if isinstance(default, bool):
@@ -113,7 +119,7 @@ def add_flags(parser: argparse.ArgumentParser, defaults: Settings | None = None)
             default=None,
             nargs="?" if kind is _bool else None,
             const=True if kind is _bool else None,
-            help=f"{_HELP.get(f.name, '')} (env {env_name(f.name)}; default {shown!r})",
+            help=f"{texts.get(f.name, '')} (env {env_name(f.name)}; default {shown!r})",
         )
 
 
@@ -144,8 +150,20 @@ def resolve(
 def parse(
     argv: Sequence[str] | None = None, *, prog: str | None = None, env: Mapping[str, str] | None = None
 ) -> Settings:
-    """Parse the shared flags only (controllers with flags of their own build their own parser)."""
-    parser = argparse.ArgumentParser(prog=prog)
-    add_flags(parser)
-    result: Settings = resolve(parser.parse_args(argv), Settings, env)
+    """Parse the shared flags only (controllers with flags of their own use :func:`parse_as`)."""
+    result: Settings = parse_as(Settings(), argv, prog=prog or "controller", env=env)
     return result
+
+
+def parse_as(
+    defaults: Any,
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str,
+    help: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Any:
+    """Parse a controller's settings: ``defaults`` is an instance of its Settings subclass."""
+    parser = argparse.ArgumentParser(prog=prog)
+    add_flags(parser, defaults, help)
+    return resolve(parser.parse_args(argv), type(defaults), env, base=defaults)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from gitops_mesh.settings import Settings, add_flags, env_name, flag_name, resolve
+from gitops_mesh.settings import Settings, parse_as
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +18,7 @@ class SourceSettings(Settings):
     max_repository_size: int = 1 << 30
 
 
-_OWN_HELP = {
+_HELP = {
     "storage_path": "directory artifacts are stored in",
     "storage_addr": "address the artifact server binds",
     "storage_adv_addr": "address artifacts are advertised at in status.artifact.url (default: storage-addr)",
@@ -29,14 +28,7 @@ _OWN_HELP = {
 
 
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> SourceSettings:
-    parser = argparse.ArgumentParser(prog="source-controller")
-    add_flags(parser, SourceSettings(metrics_addr=":8080"))
-    for field, text in _OWN_HELP.items():
-        kind = int if isinstance(getattr(SourceSettings(), field), int) else str
-        parser.add_argument(
-            flag_name(field), dest=field, type=kind, default=None, help=f"{text} (env {env_name(field)})"
-        )
-    settings: SourceSettings = resolve(parser.parse_args(argv), SourceSettings, env)
+    settings: SourceSettings = parse_as(SourceSettings(), argv, prog="source-controller", help=_HELP, env=env)
     return settings
 
 
