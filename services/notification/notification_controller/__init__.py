@@ -1,0 +1,1 @@
+"""notification-controller: Alerts x Providers from the bus to webhooks, durably; Receivers that trigger reconciles."""
