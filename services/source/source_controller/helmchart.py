@@ -288,8 +288,6 @@ class HelmChartReconciler:
                 if error is e:
                     raise
                 raise error from e
-            c.delete(obj, c.ConditionType.FETCH_FAILED)
-            c.delete(obj, c.ConditionType.BUILD_FAILED)
             reason, message = summary(build.packaged, build.name, build.version)
             if build.path is None:
                 # Same chart, same version, same spec: the stored artifact stays (Flux's ChartVersion rule).
@@ -322,8 +320,9 @@ class HelmChartReconciler:
         await self.storage.remove_all(KIND, meta["namespace"], meta["name"])
 
     def _done(self, obj: KubeObject, reason: str, message: str, now: datetime) -> Outcome:
+        for stale in (c.ConditionType.FETCH_FAILED, c.ConditionType.BUILD_FAILED, c.ConditionType.ARTIFACT_OUTDATED):
+            c.delete(obj, stale)
         c.mark_true(obj, c.ConditionType.ARTIFACT_IN_STORAGE, reason, message, now=now)
-        c.delete(obj, c.ConditionType.ARTIFACT_OUTDATED)
         c.delete(obj, c.ConditionType.STORAGE_OPERATION_FAILED)
         return Outcome.succeeded(requeue_after=interval_of(obj), message=message, reason=reason)
 
