@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -167,3 +168,9 @@ def parse_as(
     parser = argparse.ArgumentParser(prog=prog)
     add_flags(parser, defaults, help)
     return resolve(parser.parse_args(argv), type(defaults), env, base=defaults)
+
+
+def tool_path(configured: str, env_var: str, name: str) -> str | None:
+    """A tool's binary: the flag's value, else the environment (the local stack exports KUSTOMIZE, HELM,
+    SOPS), else PATH; None when there is none."""
+    return configured or os.environ.get(env_var) or shutil.which(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,8 +35,3 @@ _HELP = {
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> KustomizeSettings:
     settings: KustomizeSettings = parse_as(KustomizeSettings(), argv, prog="kustomize-controller", help=_HELP, env=env)
     return settings
-
-
-def binary(configured: str, env_value: str | None, name: str) -> str | None:
-    """A tool's path: the flag, else the stack's env variable, else PATH."""
-    return configured or env_value or shutil.which(name)

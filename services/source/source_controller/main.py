@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -20,6 +18,7 @@ from gitops_mesh.bus.topics import Topic, Topics
 from gitops_mesh.observability.health import start_server
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import ProcessContext, kind_runner, platform, run, run_runners, stop_runners
+from gitops_mesh.settings import tool_path
 from source_controller.gitrepository import GitRepositoryReconciler
 from source_controller.helmchart import HelmChartReconciler, enqueue_dependents
 from source_controller.helmrepository import HelmRepositoryReconciler
@@ -30,11 +29,6 @@ CONTROLLER = "source-controller"
 log = get_logger(__name__)
 
 
-def helm_binary() -> str:
-    """The helm v3 that packages charts: $HELM (as the local stack exports it), else the one on PATH."""
-    return os.environ.get("HELM") or shutil.which("helm") or "helm"
-
-
 @contextlib.asynccontextmanager
 async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
     s = cast(SourceSettings, ctx.settings)
@@ -43,9 +37,10 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
     storage = Storage(root, advertised(s), retention_records=s.artifact_retention_records)
     artifacts, port = await start_server(artifact_app(root), s.storage_addr)
     log.info("serving artifacts", root=str(root), port=port, advertised=storage.advertised_addr)
-    helm = helm_binary()
-    if shutil.which(helm) is None:
-        log.warning("no helm binary: HelmCharts that need packaging will fail", helm=helm)
+    helm = tool_path(s.helm_path, "HELM", "helm")
+    if helm is None:
+        log.warning("no helm binary: HelmCharts that need packaging will fail")
+        helm = "helm"
     try:
         async with platform(ctx) as p, aiohttp.ClientSession() as http:
             git = GitRepositoryReconciler(p.kube, storage, max_repository_size=s.max_repository_size)

@@ -16,6 +16,7 @@ class SourceSettings(Settings):
     artifact_retention_records: int = 2
     #: a fetched repository (objects and checked-out tree) larger than this fails with RepositoryTooLarge
     max_repository_size: int = 1 << 30
+    helm_path: str = ""
 
 
 _HELP = {
@@ -24,6 +25,7 @@ _HELP = {
     "storage_adv_addr": "address artifacts are advertised at in status.artifact.url (default: storage-addr)",
     "artifact_retention_records": "artifacts kept per object (the current one included)",
     "max_repository_size": "bytes a fetched repository may take",
+    "helm_path": "the helm v3 binary that packages charts (default: $HELM, else `helm` on PATH)",
 }
 
 
