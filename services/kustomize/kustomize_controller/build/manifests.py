@@ -1,0 +1,98 @@
+"""YAML in and out of the build: libyaml loading that reads scalars as Go's YAML does, and the dumper substitution uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+
+try:
+    _Loader: type[Any] = yaml.CSafeLoader
+    _Dumper: type[Any] = yaml.CSafeDumper
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+    _Dumper = yaml.SafeDumper
+
+KubeObject = dict[str, Any]
+
+
+class ManifestLoader(_Loader):  # type: ignore[misc]
+    """Safe loading with two YAML 1.1 resolutions Go's decoders (sigs.k8s.io/yaml) do not make.
+
+    Plain timestamps stay strings (JSON has no time type, and the apiserver wants the text), and
+    ``1:20`` is the string it looks like, not the sexagesimal 80.
+    """
+
+
+def _int_or_sexagesimal(loader: SafeConstructor, node: yaml.ScalarNode) -> Any:
+    value = loader.construct_scalar(node)
+    if isinstance(value, str) and ":" in value:
+        return value
+    return loader.construct_yaml_int(node)
+
+
+def _float_or_sexagesimal(loader: SafeConstructor, node: yaml.ScalarNode) -> Any:
+    value = loader.construct_scalar(node)
+    if isinstance(value, str) and ":" in value:
+        return value
+    return loader.construct_yaml_float(node)
+
+
+ManifestLoader.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
+ManifestLoader.add_constructor("tag:yaml.org,2002:int", _int_or_sexagesimal)
+ManifestLoader.add_constructor("tag:yaml.org,2002:float", _float_or_sexagesimal)
+
+
+class ManifestDumper(_Dumper):  # type: ignore[misc]
+    """Block style, keys in their order, no line folding, multi-line strings as literal blocks.
+
+    Substitution runs on this text, so it should look like kustomize's: a ``${var}`` inside an embedded
+    script stays on its own line in a ``|`` block rather than inside an escaped double-quoted string.
+    """
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+ManifestDumper.add_representer(str, _represent_str)
+
+
+def load_all(text: str | bytes) -> Iterator[Any]:
+    """Every document of a multi-document stream, ``None`` for empty ones. Raises yaml.YAMLError."""
+    return iter(yaml.load_all(text, Loader=ManifestLoader))
+
+
+def load(text: str | bytes) -> Any:
+    """A single document. Raises yaml.YAMLError."""
+    return yaml.load(text, Loader=ManifestLoader)
+
+
+def dump(obj: Any) -> str:
+    """One document, block style, keys in insertion order."""
+    text: str = yaml.dump(
+        obj, Dumper=ManifestDumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 30
+    )
+    return text
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """A one-line description of a YAML error with its line and column, if known."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = e.problem or e.context or "invalid YAML"
+        return f"{problem}{where}"
+    return str(e).replace("\n", " ")
+
+
+def describe(obj: dict[str, Any]) -> str:
+    """``Kind/namespace/name`` (or ``Kind/name``) for messages."""
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    assert isinstance(metadata, dict)
+    kind, name, namespace = obj.get("kind", "?"), metadata.get("name", "?"), metadata.get("namespace")
+    return f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
