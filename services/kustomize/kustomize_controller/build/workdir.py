@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import shutil
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from kustomize_controller.build.errors import PathNotFound
 
@@ -22,8 +23,9 @@ def secure_join(root: Path, path: str) -> Path:
 
     Absolute paths are taken as relative to the root, as Flux does with spec.path.
     """
-    clean = PurePosixPath(os.path.normpath("/" + path.replace("\\", "/")))
-    parts = [p for p in clean.parts if p not in ("/", "")]
+    # normpath of an absolute path drops every ".." that would climb above "/" (it may keep a leading "//").
+    clean = posixpath.normpath("/" + path.replace("\\", "/"))
+    parts = [p for p in clean.split("/") if p]
     return root.joinpath(*parts) if parts else root
 
 
