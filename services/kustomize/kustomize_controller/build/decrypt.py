@@ -181,12 +181,12 @@ class Decryptor:
                 raise DecryptionFailed(f"failed to decrypt {what}: sops timed out after {self.timeout:g}s") from None
             except OSError as e:
                 raise DecryptionFailed(f"failed to decrypt {what}: sops could not be run ({self.sops}): {e}") from e
-        if result.returncode != 0:
-            raise DecryptionFailed(f"failed to decrypt {what}: {self._detail(result.stderr)}")
+            if result.returncode != 0:
+                raise DecryptionFailed(f"failed to decrypt {what}: {self._detail(result.stderr, home)}")
         return result.stdout
 
-    def _detail(self, stderr: bytes) -> str:
-        text = stderr.decode(errors="replace")
+    def _detail(self, stderr: bytes, home: str) -> str:
+        text = stderr.decode(errors="replace").replace(home, "$HOME")
         for identity in self._identities:
             for line in identity.splitlines():
                 if line.strip() and not line.startswith("#"):
