@@ -146,7 +146,7 @@ class _Run:
                 raise _Failure(f"apply failed: {e}", e) from e
             if existing is None:
                 return Action.CREATED
-            return Action.CONFIGURED if cleaned or changed(existing, applied) else Action.UNCHANGED
+            return Action.CONFIGURED if cleaned or changed(existing, applied, self.field_manager) else Action.UNCHANGED
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def _recreate(self, obj: KubeObject, ref: ObjectRef, existing: KubeObject) -> None:

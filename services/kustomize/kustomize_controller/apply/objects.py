@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
@@ -305,25 +306,73 @@ def with_namespace(obj: KubeObject, *, namespaced: bool, default_namespace: str 
 
 # --- drift ----------------------------------------------------------------------------------------------------
 
-# Server-maintained bookkeeping: differences here are not drift.
-_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields", "generation"})
+_ABSENT = ("<absent>",)  # a projected path the object does not have (distinct from a null value)
 
 
-def _comparable(obj: KubeObject) -> KubeObject:
-    out = {k: v for k, v in obj.items() if k != "status"}
-    out["metadata"] = {k: v for k, v in metadata(obj).items() if k not in _VOLATILE_METADATA}
+def _item(items: Any, selector: str) -> Any:
+    """The element of a list a FieldsV1 ``k:{...}`` / ``v:...`` / ``i:N`` key selects."""
+    if not isinstance(items, list):
+        return _ABSENT
+    kind, _, raw = selector.partition(":")
+    try:
+        wanted = json.loads(raw) if kind in ("k", "v") else int(raw)
+    except ValueError:
+        return _ABSENT
+    if kind == "k" and isinstance(wanted, dict):
+        for item in items:
+            if isinstance(item, dict) and all(item.get(k) == v for k, v in wanted.items()):
+                return item
+        return _ABSENT
+    if kind == "v":
+        return wanted if wanted in items else _ABSENT
+    if kind == "i" and isinstance(wanted, int) and 0 <= wanted < len(items):
+        return items[wanted]
+    return _ABSENT
+
+
+def project(value: Any, fields: Mapping[str, Any]) -> Any:
+    """``value`` cut down to the paths of a FieldsV1 trie; a path with no children keeps its whole value."""
+    if not fields or value is _ABSENT:
+        return value
+    out: dict[str, Any] = {}
+    for key, sub in fields.items():
+        if key == ".":
+            continue
+        if key.startswith("f:"):
+            found = value.get(key[2:], _ABSENT) if isinstance(value, dict) else _ABSENT
+        else:
+            found = _item(value, key)
+        out[key] = project(found, sub if isinstance(sub, Mapping) else {})
     return out
 
 
-def changed(before: KubeObject, after: KubeObject) -> bool:
-    """Did an apply change the object? ``after`` is the apiserver's answer, ``before`` what was read just before.
+def _owned(obj: KubeObject, field_manager: str) -> Mapping[str, Any] | None:
+    for entry in metadata(obj).get("managedFields") or ():
+        if (
+            isinstance(entry, dict)
+            and entry.get("manager") == field_manager
+            and entry.get("operation") == "Apply"
+            and not entry.get("subresource")
+        ):
+            fields = entry.get("fieldsV1")
+            return fields if isinstance(fields, Mapping) else {}
+    return None
 
-    An unchanged resourceVersion settles it (a no-op apply writes nothing). Otherwise someone wrote in between
-    (often a controller updating status), so the contents outside status and bookkeeping decide.
+
+def changed(before: KubeObject, after: KubeObject, field_manager: str = DEFAULT_FIELD_MANAGER) -> bool:
+    """Did our apply change the object? ``after`` is the apiserver's answer, ``before`` what we read just before.
+
+    An unchanged resourceVersion settles it: a no-op apply writes nothing. Otherwise someone may have written in
+    between (controllers update status, the Deployment controller its revision annotation), so only the fields
+    ``field_manager`` owned before or owns now are compared: an apply sets, or removes, nothing else.
     """
     if metadata(before).get("resourceVersion") == metadata(after).get("resourceVersion"):
         return False
-    return _comparable(before) != _comparable(after)
+    now = _owned(after, field_manager)
+    if now is None:
+        return True
+    paths = merge_fields(_owned(before, field_manager) or {}, now)
+    return bool(project(before, paths) != project(after, paths))
 
 
 # --- managed fields cleanup -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from kustomize_controller.apply.objects import (
     is_immutable_error,
     keeps_foreign_fields,
     merge_fields,
+    project,
     prune_disabled,
     skip_apply,
     split_stages,
@@ -259,21 +260,53 @@ def test_valid_objects_have_no_problems() -> None:
 # --- drift --------------------------------------------------------------------------------------------------------
 
 
-def live(rv: str, replicas: int = 1, **status: Any) -> KubeObject:
-    o = obj("apps/v1", "Deployment", "web", "ns", labels={"app": "web"}, spec={"replicas": replicas})
-    o["metadata"].update(resourceVersion=rv, generation=int(rv), managedFields=[{"manager": "m", "time": rv}])
+def live(rv: str, replicas: int = 1, labels: dict[str, str] | None = None, **status: Any) -> KubeObject:
+    labels = {"app": "web"} if labels is None else labels
+    o = obj("apps/v1", "Deployment", "web", "ns", labels=labels, spec={"replicas": replicas})
+    owned = {"f:metadata": {"f:labels": {".": {}, **{f"f:{k}": {} for k in labels}}}, "f:spec": {"f:replicas": {}}}
+    o["metadata"].update(
+        resourceVersion=rv,
+        generation=int(rv),
+        managedFields=[{"manager": "kustomize-controller", "operation": "Apply", "fieldsV1": owned}],
+    )
     o["status"] = status
     return o
 
 
-def test_changed() -> None:
+def test_changed_looks_at_our_fields_only() -> None:
     assert not changed(live("5"), live("5"))
-    # Someone updated status between our read and our apply: not our change.
+    # Someone updated status, or a controller annotated the object, between our read and our apply.
     assert not changed(live("5"), live("6", readyReplicas=1))
+    annotated = live("6")
+    annotated["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
+    assert not changed(live("5"), annotated)
     assert changed(live("5"), live("6", replicas=2))
-    relabelled = live("6")
-    relabelled["metadata"]["labels"]["tier"] = "web"
-    assert changed(live("5"), relabelled)
+    assert changed(live("5"), live("6", labels={"app": "web", "tier": "web"}))
+    # A label we owned and no longer apply is removed: the union of both entries is compared.
+    assert changed(live("5", labels={"app": "web", "tier": "web"}), live("6"))
+    foreign = live("6")
+    foreign["metadata"]["managedFields"] = []
+    assert changed(live("5"), foreign)
+
+
+@pytest.mark.parametrize(
+    ("value", "fields", "expected"),
+    [
+        ({"a": 1, "b": 2}, {"f:a": {}}, {"f:a": 1}),
+        ({"a": {"x": 1, "y": 2}}, {"f:a": {".": {}, "f:x": {}}}, {"f:a": {"f:x": 1}}),
+        ({"a": {"x": 1}}, {"f:a": {}}, {"f:a": {"x": 1}}),  # no children: the whole (atomic) value
+        ({}, {"f:a": {}}, {"f:a": ("<absent>",)}),
+        (
+            {"c": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]},
+            {"f:c": {'k:{"name":"b"}': {".": {}, "f:image": {}}}},
+            {"f:c": {'k:{"name":"b"}': {"f:image": "2"}}},
+        ),
+        ({"s": ["x", "y"]}, {"f:s": {'v:"y"': {}, 'v:"z"': {}}}, {"f:s": {'v:"y"': "y", 'v:"z"': ("<absent>",)}}),
+        ({"l": [5, 6]}, {"f:l": {"i:1": {}, "i:9": {}}}, {"f:l": {"i:1": 6, "i:9": ("<absent>",)}}),
+    ],
+)
+def test_project(value: Any, fields: dict[str, Any], expected: Any) -> None:
+    assert project(value, fields) == expected
 
 
 # --- managed fields cleanup ----------------------------------------------------------------------------------------
