@@ -122,7 +122,7 @@ def _inside(root: Path, path: Path) -> bool:
 def load_kustomization(file: Path, name: str) -> dict[str, Any]:
     """A kustomization file as a map (empty file: ``{}``); BuildFailed naming ``name`` otherwise."""
     try:
-        loaded = manifests.load(file.read_bytes())
+        loaded = manifests.load_kustomization(file.read_bytes())
     except yaml.YAMLError as e:
         raise BuildFailed(f"failed to read kustomization '{name}': {manifests.yaml_problem(e)}") from e
     if loaded is None:

@@ -45,6 +45,20 @@ ManifestLoader.add_constructor("tag:yaml.org,2002:int", _int_or_sexagesimal)
 ManifestLoader.add_constructor("tag:yaml.org,2002:float", _float_or_sexagesimal)
 
 
+class KustomizationLoader(ManifestLoader):
+    """For kustomization files, which kustomize reads as YAML 1.2: ``on``, ``yes``, ``off``, ``no`` are strings."""
+
+
+def _bool_or_string(loader: SafeConstructor, node: yaml.ScalarNode) -> Any:
+    value = loader.construct_scalar(node)
+    if isinstance(value, str) and value.lower() not in ("true", "false"):
+        return value
+    return loader.construct_yaml_bool(node)
+
+
+KustomizationLoader.add_constructor("tag:yaml.org,2002:bool", _bool_or_string)
+
+
 class ManifestDumper(_Dumper):  # type: ignore[misc]
     """Block style, keys in their order, no line folding, multi-line strings as literal blocks.
 
@@ -70,6 +84,11 @@ def load_all(text: str | bytes) -> Iterator[Any]:
 def load(text: str | bytes) -> Any:
     """A single document. Raises yaml.YAMLError."""
     return yaml.load(text, Loader=ManifestLoader)
+
+
+def load_kustomization(text: str | bytes) -> Any:
+    """A kustomization file, read with YAML 1.2 booleans as kustomize does. Raises yaml.YAMLError."""
+    return yaml.load(text, Loader=KustomizationLoader)
 
 
 def dump(obj: Any) -> str:

@@ -57,3 +57,12 @@ def test_scalars_as_go_reads_them(text: str, value: object) -> None:
 
 def test_dump_uses_literal_blocks_for_multiline_strings() -> None:
     assert manifests.dump({"s": "a\nb\n", "k": "1:20"}) == "s: |\n  a\n  b\nk: '1:20'\n"
+
+
+def test_kustomization_files_read_yaml_1_2_booleans() -> None:
+    text = "commonLabels: {feature: on, legacy: yes, real: true, quoted: 'off'}\n"
+    assert manifests.load_kustomization(text) == {
+        "commonLabels": {"feature": "on", "legacy": "yes", "real": True, "quoted": "off"}
+    }
+    # and written back so kustomize still reads strings
+    assert manifests.dump({"a": "on"}) == "a: 'on'\n"
