@@ -175,3 +175,32 @@ async def test_missing_decryption_secret(tmp_path: Path, binaries: Binaries, kub
     tree = write_tree(tmp_path / "repo", {"app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"})
     with pytest.raises(DecryptionFailed, match=re.escape(f"decryption Secret '{namespace}/sops-age' not found")):
         await run(tree, {"path": "app", "decryption": DECRYPTION}, binaries, kube, namespace)
+
+
+async def test_keys_never_reach_argv(
+    tmp_path: Path, binaries: Binaries, age_key: AgeKey, kube: KubeClient, namespace: str
+) -> None:
+    log = tmp_path / "argv.log"
+    wrapper = tmp_path / "sops-wrapper"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {log}\nexec {binaries.sops} "$@"\n')
+    wrapper.chmod(0o700)
+    encrypted = sops_encrypt(
+        binaries, age_key.recipient, SECRET.encode(), "yaml", cwd=tmp_path, regex="^(data|stringData)$"
+    )
+    tree = write_tree(tmp_path / "repo", {"app/secret.yaml": encrypted})
+    await decryption_secret(kube, namespace, age_key)
+    objects = await build(
+        tree,
+        {"path": "app", "decryption": DECRYPTION},
+        kustomize=binaries.kustomize,
+        sops=wrapper,
+        kube=kube,
+        namespace=namespace,
+        no_remote_bases=True,
+        timeout=60.0,
+    )
+    assert objects[0]["stringData"] == {"password": "hunter2"}
+    argv = log.read_text()
+    assert "decrypt" in argv
+    assert age_key.identity not in argv
+    assert "AGE-SECRET-KEY" not in argv
