@@ -449,13 +449,17 @@ async def test_deletion_policies(
 
 
 async def test_deployment_goes_from_in_progress_to_current_on_kwok(kube: KubeClient, namespace: str) -> None:
-    change_set = await apply_all(kube, [deployment("web", namespace, replicas=2)], owner=OWNER)
-    refs = change_set.refs()
-    first = await check(kube, refs)
-    assert first.results[refs[0]].status is Status.IN_PROGRESS
-    verdict, report = await wait(kube, refs, timeout=60, poll=0.2)
+    change_set = await apply_all(
+        kube, [deployment("web", namespace, replicas=2), deployment("idle", namespace, replicas=0)], owner=OWNER
+    )
+    web = ObjectRef("apps", "Deployment", namespace, "web", "v1")
+    idle = ObjectRef("apps", "Deployment", namespace, "idle", "v1")
+    first = await check(kube, [web])
+    assert first.results[web].status is Status.IN_PROGRESS
+    verdict, report = await wait(kube, change_set.refs(), timeout=60, poll=0.2)
     assert verdict is Verdict.HEALTHY, report.message(verdict)
-    assert report.results[refs[0]].message == "Deployment is available. Replicas: 2"
+    assert report.results[web].message == "Deployment is available. Replicas: 2"
+    assert report.results[idle].status is Status.CURRENT  # the benchmark's replicas: 0 shape passes wait
 
 
 async def test_impossible_rollout_fails_with_a_message(kube: KubeClient, namespace: str) -> None:
