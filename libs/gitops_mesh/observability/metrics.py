@@ -104,3 +104,35 @@ artifact_tree_cache = Counter(
     "Unpacked-tree cache lookups: hit (ready), shared (joined an unpack in flight), miss (unpacked)",
     ("result",),
 )
+
+# notification-controller: matching, rate limiting, delivery, receivers.
+notification_events = Counter(
+    "gitops_notification_events_total",
+    "Events consumed by the notification-controller: matched (at least one Alert), unmatched, rate_limited",
+    ("result",),
+)
+notification_deliveries = Counter(
+    "gitops_notification_deliveries_total",
+    "Deliveries (an event for one Alert) by provider type: delivered, skipped, retried (a failed attempt), "
+    "handed_over (to the retry lane), parked (on the dead-letter topic), rate_limited",
+    ("type", "result"),
+)
+notification_attempts = Counter(
+    "gitops_notification_delivery_attempts_total",
+    "Delivery attempts by provider type and outcome (delivered, skipped, retry, rejected)",
+    ("type", "outcome"),
+)
+notification_latency = Histogram(
+    "gitops_notification_delivery_latency_seconds",
+    "Time from an event to its delivery, by provider type",
+    ("type",),
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+)
+notification_retry_pending = Gauge(
+    "gitops_notification_retry_pending", "Deliveries this process knows to be waiting in the retry lane"
+)
+notification_receiver_requests = Counter(
+    "gitops_notification_receiver_requests_total",
+    "Receiver webhook requests by receiver type and answer",
+    ("type", "code"),
+)

@@ -1,0 +1,196 @@
+"""The ``notification-controller`` console script: Alert/Provider caches, the hot and retry lanes, Receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, cast
+
+import aiohttp
+
+from gitops_mesh import __version__
+from gitops_mesh.bus.consumer import Consumer
+from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
+from gitops_mesh.errors import BusUnavailable
+from gitops_mesh.kube.informer import Informer
+from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.process import ProcessContext, platform, run
+from gitops_mesh.settings import Settings, parse_as
+from notification_controller.dedupe import RateLimiter
+from notification_controller.delivery import DeliverySettings, Dispatcher
+from notification_controller.fanout import SOURCE_KIND_INDEX, AlertSpecs, Fanout, source_kinds
+from notification_controller.matching import ALERT_API_VERSION, ALERT_KIND
+from notification_controller.parking import Parking
+from notification_controller.providers import PROVIDER_API_VERSION, PROVIDER_KIND
+from notification_controller.records import RETRY_TOPIC
+from notification_controller.resolver import KubeReporter, KubeResolver, LabelCache, SecretCache
+from notification_controller.sending import HttpSender
+
+CONTROLLER = "notification-controller"
+#: The topics whose events are notified about.
+EVENT_TOPICS = (Topic.ARTIFACT_READY, Topic.APPLIED, Topic.FAILED, Topic.EVENTS)
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSettings(Settings):
+    rate_limit_interval: float = 300.0
+    receiver_addr: str = ":9292"
+    delivery_hold: float = 30.0
+    delivery_retry_budget: float = 6 * 3600.0
+    delivery_max_backoff: float = 300.0
+    provider_concurrency: int = 4
+    event_concurrency: int = 32
+    offset_reset: str = "latest"
+    #: The hot lane's consumer group; the retry lane's is ``<group>-retries``.
+    consumer_group: str = CONTROLLER
+
+
+_HELP = {
+    "rate_limit_interval": "the same object, message and revision is notified once per interval per Alert",
+    "receiver_addr": "address the Receiver webhook server binds",
+    "delivery_hold": "how long a delivery is retried while its event's offset waits, before the retry lane takes it",
+    "delivery_retry_budget": "how long after its first failure a delivery is given up (dead-lettered)",
+    "delivery_max_backoff": "the longest wait between two attempts of a delivery (Retry-After is capped to it)",
+    "provider_concurrency": "requests in flight per Provider",
+    "event_concurrency": "events handled at the same time (across partitions)",
+    "offset_reset": "where a new consumer group starts: latest or earliest",
+    "consumer_group": "the event consumers' group (one per installation); the retry lane uses <group>-retries",
+}
+
+
+def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> NotificationSettings:
+    settings: NotificationSettings = parse_as(NotificationSettings(), argv, prog=CONTROLLER, help=_HELP, env=env)
+    if settings.offset_reset not in ("latest", "earliest"):
+        raise SystemExit(f"--offset-reset must be latest or earliest, not {settings.offset_reset!r}")
+    return settings
+
+
+def delivery_settings(s: NotificationSettings) -> DeliverySettings:
+    return DeliverySettings(
+        hold=s.delivery_hold,
+        budget=s.delivery_retry_budget,
+        max_backoff=s.delivery_max_backoff,
+        provider_concurrency=s.provider_concurrency,
+        stale_after=max(900.0, 3 * s.delivery_max_backoff),
+    )
+
+
+async def _ensure_retry_topic(bootstrap: str, names: list[str]) -> None:
+    """Create the retry topic (the stack creates the shared ones); Kafka being down only delays it."""
+    delay = 1.0
+    while True:
+        try:
+            await ensure_topics(bootstrap, names)
+            return
+        except BusUnavailable as e:
+            log.warning("cannot create the retry topic yet", error=str(e), retry_in=delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
+@contextlib.asynccontextmanager
+async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
+    s = cast(NotificationSettings, ctx.settings)
+    topics = Topics(s.topic_prefix)
+    retry_topic = f"{s.topic_prefix}{RETRY_TOPIC}"
+    namespace = None if s.watch_all_namespaces else (s.watch_namespace or None)
+    connector = aiohttp.TCPConnector(limit=256)
+    async with (
+        platform(ctx) as p,
+        aiohttp.ClientSession(connector=connector, headers={"User-Agent": f"gitops-mesh/{__version__}"}) as http,
+    ):
+        alerts = Informer(
+            p.kube, ALERT_API_VERSION, ALERT_KIND, namespace=namespace, label_selector=s.watch_label_selector or None
+        )
+        alerts.add_index(SOURCE_KIND_INDEX, source_kinds)
+        providers = Informer(p.kube, PROVIDER_API_VERSION, PROVIDER_KIND, namespace=namespace)
+        informers = [alerts, providers]
+        for informer in informers:
+            informer.start()
+
+        def synced() -> str | None:
+            waiting = [i.kind for i in informers if not i.has_synced]
+            return f"informers not synced: {', '.join(waiting)}" if waiting else None
+
+        ctx.checks.ready["informers"] = synced
+        labels = LabelCache(p.kube, namespace=namespace)
+        parking = Parking(
+            bootstrap=s.kafka_bootstrap,
+            retry_topic=retry_topic,
+            dlq_topic=topics.name(Topic.DLQ),
+            group=s.consumer_group,
+            client_id=CONTROLLER,
+        )
+        reporter = KubeReporter(alerts=alerts, recorder=p.recorder)
+        dispatcher = Dispatcher(
+            resolver=KubeResolver(alerts=alerts, providers=providers, secrets=SecretCache(p.kube)),
+            sender=HttpSender(http),
+            parking=parking,
+            reporter=reporter,
+            settings=delivery_settings(s),
+        )
+        fanout = Fanout(
+            alerts=AlertSpecs(alerts),
+            labels=labels,
+            limiter=RateLimiter(s.rate_limit_interval),
+            dispatcher=dispatcher,
+            reporter=reporter,
+            no_cross_namespace_refs=s.no_cross_namespace_refs,
+        )
+        offset_reset = cast(Literal["latest", "earliest"], s.offset_reset)
+        events = Consumer(
+            bootstrap=s.kafka_bootstrap,
+            group_id=s.consumer_group,
+            topics=list(EVENT_TOPICS),
+            names=topics,
+            handler=fanout.handle,
+            client_id=CONTROLLER,
+            max_concurrency=s.event_concurrency,
+            offset_reset=offset_reset,
+        )
+        retries = Consumer(
+            bootstrap=s.kafka_bootstrap,
+            group_id=f"{s.consumer_group}-retries",
+            topics=[retry_topic],
+            names=topics,
+            handler=dispatcher.retry,
+            client_id=f"{CONTROLLER}-retries",
+            max_concurrency=s.event_concurrency,
+            # The retry lane must see every hand-over, including those made before it first joined.
+            offset_reset="earliest",
+        )
+        ensure: asyncio.Task[None] | None = None
+        try:
+            # Matching against a cache still filling would drop events: consume only once both are synced.
+            await asyncio.gather(*(i.wait_synced() for i in informers))
+            ensure = asyncio.create_task(_ensure_retry_topic(s.kafka_bootstrap, [retry_topic]), name="retry-topic")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(ensure), 10)
+            for consumer in (events, retries):
+                await consumer.start()
+            ctx.checks.ready["events"] = events.ready
+            ctx.checks.ready["retries"] = retries.ready
+            log.info("notification-controller started", retry_topic=retry_topic, hold=s.delivery_hold)
+            yield
+        finally:
+            await events.stop()
+            await retries.stop()
+            if ensure is not None:
+                ensure.cancel()
+            await parking.close()
+            await labels.stop()
+            for informer in informers:
+                await informer.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(CONTROLLER, parse(argv), setup)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
