@@ -92,7 +92,8 @@ async def _build(
         raise InvalidSpec("spec.postBuild must be a map")
     variables = await substitute.load_variables(kube, namespace, post_build) if post_build else {}
 
-    work = await _blocking(workdir.make_workdir, work_root)
+    # One mkdir, done inline: from a thread, a cancellation could lose the path and leak the directory.
+    work = workdir.make_workdir(work_root)
     try:
         root = work / "src"
         directory = await _blocking(_prepare, tree, root, spec, no_remote_bases)

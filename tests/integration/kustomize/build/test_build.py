@@ -275,11 +275,20 @@ async def test_components(tmp_path: Path, binaries: Binaries) -> None:
         await run(tree, spec, binaries)
 
 
-async def test_timeout_kills_the_build(repo: Path, binaries: Binaries) -> None:
-    with pytest.raises(BuildFailed, match=r"timed out after 0.001s") as info:
-        await run(repo, {"path": "apps/production"}, binaries, timeout=0.001, retry_interval=42.0)
+@pytest.mark.parametrize("timeout", [0.001, 0.02, 0.05])
+async def test_timeout_stops_the_build_and_cleans_up(
+    repo: Path, binaries: Binaries, tmp_path: Path, timeout: float
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    # a base the size of a real repository, so the deadline lands in copying, generating or kustomize
+    extra = {f"apps/big/cm{i}.yaml": cm(f"extra{i}") for i in range(300)}
+    write_tree(repo, extra)
+    with pytest.raises(BuildFailed, match=f"timed out after {timeout:g}s") as info:
+        await run(repo, {"path": "apps/big"}, binaries, timeout=timeout, retry_interval=42.0, work_root=work)
     assert info.value.retry_after == 42.0
     assert info.value.reason == "BuildFailed"
+    assert list(work.iterdir()) == [], "the work tree is removed whatever step the deadline hit"
 
 
 async def test_concurrent_builds_of_one_tree(repo: Path, binaries: Binaries) -> None:
