@@ -167,7 +167,11 @@ class Bus:
         out = []
         for r in await self.records(self.topics.name(Topic.DLQ)):
             headers = {k: v.decode() for k, v in r.headers or ()}
-            out.append((headers, orjson.loads(r.value) if r.value else None))
+            try:
+                value = orjson.loads(r.value) if r.value else None
+            except orjson.JSONDecodeError:
+                value = r.value  # garbage is dead-lettered as it came
+            out.append((headers, value))
         return out
 
 
