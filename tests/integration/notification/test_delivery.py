@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ def down_until(t_up: list[float]) -> Callable[[Received, int], int]:
     return behaviour
 
 
-async def setup_generic(kube: KubeClient, namespace: str, sink: Sink, name: str = "hook", **alert: object) -> None:
+async def setup_generic(kube: KubeClient, namespace: str, sink: Sink, name: str = "hook", **alert: Any) -> None:
     await make_provider(kube, namespace, name, type="generic", address=f"{sink.url}/{name}")
     await make_alert(kube, namespace, name, name, **alert)
 
