@@ -254,6 +254,7 @@ class Dispatcher:
     reporter: Reporter
     settings: DeliverySettings = field(default_factory=DeliverySettings)
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     gate: RetryGate = field(init=False)
     health: ProviderHealth = field(default_factory=ProviderHealth)
@@ -291,7 +292,7 @@ class Dispatcher:
             if self.gate.blocked(d.order_key) or self.health.failing(d.provider):
                 await self._hand_over(d, ptype, not_before=self.clock())
             else:
-                deadline = time.monotonic() + self.settings.hold
+                deadline = self.monotonic() + self.settings.hold
                 try:
                     await self._attempt_until_settled(d, lane, ptype, source_topic, deadline)
                 except _HandOver as h:
@@ -302,7 +303,7 @@ class Dispatcher:
         self, d: Delivery, lane: _Lane, ptype: str, source_topic: str, deadline: float
     ) -> None:
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.monotonic()
             if remaining <= 0:
                 raise _HandOver(replace(d, not_before=self.clock()))
             try:
@@ -329,7 +330,7 @@ class Dispatcher:
                 attempts=d.attempts,
                 retry_in=round(delay, 3),
             )
-            if time.monotonic() + delay > deadline:
+            if self.monotonic() + delay > deadline:
                 raise _HandOver(replace(d, not_before=self.clock() + delay))
             await self.sleep(delay)
 
