@@ -219,7 +219,8 @@ class KindRunner:
         )
         if not changed:
             return
-        failed = ready["status"] == "False"
+        # Waiting for a source or a dependency is normal life, not a failure to notify about.
+        failed = ready["status"] == "False" and outcome.kind in (OutcomeKind.TRANSIENT, OutcomeKind.TERMINAL)
         if self.recorder is not None:
             record = self.recorder.warning if failed else self.recorder.normal
             await record(obj, ready["reason"], ready["message"])

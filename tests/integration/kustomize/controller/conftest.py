@@ -1,0 +1,43 @@
+"""source-controller and kustomize-controller as real processes, talking over real Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
+from tests.support.fixtures import git_http, git_root, make_repo  # noqa: F401
+from tests.support.mesh import BusLog, common_args, free_port, recording, running
+
+
+@dataclass
+class Mesh:
+    bus: BusLog
+    logs: Path
+
+
+@pytest.fixture
+async def mesh(stack_env: dict[str, str], namespace: str, tmp_path: Path, unique: str) -> AsyncIterator[Mesh]:
+    topics = Topics(f"{unique}.")
+    await ensure_topics(stack_env["KAFKA_BOOTSTRAP"], topics.all(), partitions=1)
+    common = common_args(stack_env, topics, namespace)
+    source = [*common, f"--storage-path={tmp_path / 'storage'}", f"--storage-addr=127.0.0.1:{free_port()}"]
+    kustomize = [
+        *common,
+        f"--kustomize-path={stack_env['KUSTOMIZE']}",
+        f"--tree-cache-dir={tmp_path / 'trees'}",
+        "--health-poll=500ms",
+        "--requeue-dependency=5s",
+    ]
+    if stack_env.get("SOPS"):
+        kustomize.append(f"--sops-path={stack_env['SOPS']}")
+    which = [Topic.ARTIFACT_READY, Topic.APPLIED, Topic.FAILED]
+    async with (
+        recording(stack_env["KAFKA_BOOTSTRAP"], topics, f"{unique}-observer", which) as bus,
+        running("source-controller", source, tmp_path / "source-controller.log"),
+        running("kustomize-controller", kustomize, tmp_path / "kustomize-controller.log"),
+    ):
+        yield Mesh(bus, tmp_path)
