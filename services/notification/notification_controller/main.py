@@ -16,8 +16,9 @@ from gitops_mesh.bus.consumer import Consumer
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.errors import BusUnavailable
 from gitops_mesh.kube.informer import Informer
+from gitops_mesh.observability.health import start_server
 from gitops_mesh.observability.logging import get_logger
-from gitops_mesh.process import ProcessContext, platform, run
+from gitops_mesh.process import ProcessContext, kind_runner, platform, run, run_runners, stop_runners
 from gitops_mesh.settings import Settings, parse_as
 from notification_controller.dedupe import RateLimiter
 from notification_controller.delivery import DeliverySettings, Dispatcher
@@ -25,6 +26,13 @@ from notification_controller.fanout import SOURCE_KIND_INDEX, AlertSpecs, Fanout
 from notification_controller.matching import ALERT_API_VERSION, ALERT_KIND
 from notification_controller.parking import Parking
 from notification_controller.providers import PROVIDER_API_VERSION, PROVIDER_KIND
+from notification_controller.receivers import (
+    DEFAULT_MAX_BODY,
+    WEBHOOK_PATH_INDEX,
+    ReceiverReconciler,
+    ReceiverServer,
+    receiver_paths,
+)
 from notification_controller.records import RETRY_TOPIC
 from notification_controller.resolver import KubeReporter, KubeResolver, LabelCache, SecretCache
 from notification_controller.sending import HttpSender
@@ -48,6 +56,7 @@ class NotificationSettings(Settings):
     offset_reset: str = "latest"
     #: The hot lane's consumer group; the retry lane's is ``<group>-retries``.
     consumer_group: str = CONTROLLER
+    receiver_max_body: int = DEFAULT_MAX_BODY
 
 
 _HELP = {
@@ -60,6 +69,7 @@ _HELP = {
     "event_concurrency": "events handled at the same time (across partitions)",
     "offset_reset": "where a new consumer group starts: latest or earliest",
     "consumer_group": "the event consumers' group (one per installation); the retry lane uses <group>-retries",
+    "receiver_max_body": "bytes a Receiver request body may have (larger ones are answered 413)",
 }
 
 
@@ -117,7 +127,7 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             waiting = [i.kind for i in informers if not i.has_synced]
             return f"informers not synced: {', '.join(waiting)}" if waiting else None
 
-        ctx.checks.ready["informers"] = synced
+        ctx.checks.ready["caches"] = synced
         labels = LabelCache(p.kube, namespace=namespace)
         parking = Parking(
             bootstrap=s.kafka_bootstrap,
@@ -127,8 +137,9 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             client_id=CONTROLLER,
         )
         reporter = KubeReporter(alerts=alerts, recorder=p.recorder)
+        secrets = SecretCache(p.kube)
         dispatcher = Dispatcher(
-            resolver=KubeResolver(alerts=alerts, providers=providers, secrets=SecretCache(p.kube)),
+            resolver=KubeResolver(alerts=alerts, providers=providers, secrets=secrets),
             sender=HttpSender(http),
             parking=parking,
             reporter=reporter,
@@ -164,8 +175,23 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             # The retry lane must see every hand-over, including those made before it first joined.
             offset_reset="earliest",
         )
+        receiver_runner = kind_runner(ctx, p, ReceiverReconciler(secrets))
+        receiver_runner.informer.add_index(WEBHOOK_PATH_INDEX, receiver_paths)
+        server = ReceiverServer(
+            kube=p.kube,
+            receivers=receiver_runner.informer,
+            secrets=secrets,
+            publisher=p.publisher,
+            instance=ctx.instance,
+            controller=CONTROLLER,
+            no_cross_namespace_refs=s.no_cross_namespace_refs,
+            max_body=s.receiver_max_body,
+        )
+        hooks, hooks_port = await start_server(server.app(), s.receiver_addr)
+        log.info("serving receivers", port=hooks_port)
         ensure: asyncio.Task[None] | None = None
         try:
+            await run_runners(ctx, [receiver_runner])
             # Matching against a cache still filling would drop events: consume only once both are synced.
             await asyncio.gather(*(i.wait_synced() for i in informers))
             ensure = asyncio.create_task(_ensure_retry_topic(s.kafka_bootstrap, [retry_topic]), name="retry-topic")
@@ -178,6 +204,8 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             log.info("notification-controller started", retry_topic=retry_topic, hold=s.delivery_hold)
             yield
         finally:
+            await hooks.cleanup()
+            await stop_runners([receiver_runner])
             await events.stop()
             await retries.stop()
             if ensure is not None:

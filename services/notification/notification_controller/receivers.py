@@ -1,0 +1,300 @@
+"""Receivers: webhooks (GitHub, GitLab, generic, HMAC, ...) that make Flux objects reconcile at once.
+
+A Receiver (notification.toolkit.fluxcd.io/v1) is reconciled like any Flux object (KindRunner): its
+``status.webhookPath`` is ``/hook/`` + hex(sha256(token + name + namespace)) with the token from its
+Secret, and it is Ready once that is known. The server on ``--receiver-addr`` answers ``POST
+/hook/<digest>`` as Flux does:
+
+* 404 when no Receiver has that path; 503 when it is suspended or not Ready;
+* 400 when the request does not validate (a wrong signature or token is a 400 as in Flux, not a 401, so
+  a prober learns nothing more from it), the event type is not in ``spec.events``, or a target could not
+  be annotated; 413 for a body over ``--receiver-max-body``;
+* 200 otherwise, after ``reconcile.fluxcd.io/requestedAt`` was set on every target (``name`` or ``*``
+  with ``matchLabels``) and a ``reconcile-requested`` event went on ``<prefix>reconcile-requests``, so
+  the owning controller reacts without waiting for the watch.
+
+Signatures are compared in constant time (``hmac.compare_digest``). Validation is pure
+(:func:`validate`); the handler does the I/O around it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from gitops_mesh.bus.envelope import EventKind, ObjectRef, Severity, build_event
+from gitops_mesh.bus.producer import Publisher
+from gitops_mesh.bus.topics import Topic
+from gitops_mesh.errors import GitopsMeshError, NotFound, TerminalError
+from gitops_mesh.kube.client import KubeClient
+from gitops_mesh.kube.informer import Informer
+from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh.observability import metrics
+from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.reconcile import conditions as c
+from gitops_mesh.reconcile.result import REQUESTED_AT, Outcome
+from gitops_mesh.runner import interval_of
+from notification_controller.resolver import SecretCache
+
+log = get_logger(__name__)
+
+RECEIVER_API_VERSION = "notification.toolkit.fluxcd.io/v1"
+RECEIVER_KIND = "Receiver"
+HOOK_PREFIX = "/hook/"
+WEBHOOK_PATH_INDEX = "webhook-path"
+DEFAULT_MAX_BODY = 5 << 20
+
+#: apiVersion of a target kind when the Receiver's resource names none (Flux's served versions).
+DEFAULT_API_VERSIONS = {
+    "GitRepository": "source.toolkit.fluxcd.io/v1",
+    "HelmRepository": "source.toolkit.fluxcd.io/v1",
+    "HelmChart": "source.toolkit.fluxcd.io/v1",
+    "Bucket": "source.toolkit.fluxcd.io/v1",
+    "OCIRepository": "source.toolkit.fluxcd.io/v1",
+    "Kustomization": "kustomize.toolkit.fluxcd.io/v1",
+    "HelmRelease": "helm.toolkit.fluxcd.io/v2",
+    "ImageRepository": "image.toolkit.fluxcd.io/v1beta2",
+    "ImagePolicy": "image.toolkit.fluxcd.io/v1beta2",
+    "ImageUpdateAutomation": "image.toolkit.fluxcd.io/v1beta2",
+}
+
+_HMAC_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+
+def webhook_path(token: str, name: str, namespace: str) -> str:
+    return HOOK_PREFIX + hashlib.sha256(f"{token}{name}{namespace}".encode()).hexdigest()
+
+
+# ---- validation (pure) ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a request to a Receiver amounts to: act (annotate), answer without acting (ping), or refuse."""
+
+    valid: bool
+    act: bool = True
+    message: str = ""
+
+    @classmethod
+    def ok(cls, message: str = "") -> Verdict:
+        return cls(True, True, message)
+
+    @classmethod
+    def pong(cls, message: str) -> Verdict:
+        return cls(True, False, message)
+
+    @classmethod
+    def refuse(cls, message: str) -> Verdict:
+        return cls(False, False, message)
+
+
+def check_hmac(header: str, body: bytes, token: str) -> bool:
+    """``<algo>=<hex>`` (sha1, sha256 or sha512) over the body with the token, compared in constant time."""
+    algo, sep, given = header.partition("=")
+    digest = _HMAC_ALGORITHMS.get(algo.strip().lower())
+    if not sep or digest is None:
+        return False
+    expected = hmac.new(token.encode(), body, digest).hexdigest()
+    return hmac.compare_digest(expected.encode(), given.strip().lower().encode())
+
+
+def _allowed(event: str, events: Iterable[str]) -> bool:
+    wanted = [e.lower() for e in events]
+    return not wanted or event.lower() in wanted
+
+
+def validate(
+    receiver_type: str, headers: Mapping[str, str], body: bytes, token: str, events: Iterable[str] = ()
+) -> Verdict:
+    """Flux's checks for one Receiver type (headers looked up case-insensitively by the caller's mapping)."""
+    match receiver_type:
+        case "generic":
+            return Verdict.ok()
+        case "generic-hmac":
+            if not check_hmac(headers.get("X-Signature", ""), body, token):
+                return Verdict.refuse("unable to validate HMAC signature")
+            return Verdict.ok()
+        case "github" | "bitbucket":
+            sig256, sig1 = headers.get("X-Hub-Signature-256"), headers.get("X-Hub-Signature")
+            signature = sig256 or sig1 or ""
+            if sig256 is not None and not sig256.lower().startswith("sha256="):
+                return Verdict.refuse("X-Hub-Signature-256 is not sha256=<hex>")
+            if not check_hmac(signature, body, token):
+                return Verdict.refuse(f"the {receiver_type} signature header is invalid")
+            event = headers.get("X-GitHub-Event" if receiver_type == "github" else "X-Event-Key", "")
+            if receiver_type == "github" and event == "ping":
+                return Verdict.pong("pong")
+            if not _allowed(event, events):
+                return Verdict.refuse(f"the {receiver_type} event '{event}' is not authorised")
+            return Verdict.ok(f"handling {receiver_type} event: {event}")
+        case "gitlab":
+            given = headers.get("X-Gitlab-Token", "")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return Verdict.refuse("the X-Gitlab-Token header value does not match the receiver token")
+            event = headers.get("X-Gitlab-Event", "")
+            if not _allowed(event, events):
+                return Verdict.refuse(f"the GitLab event '{event}' is not authorised")
+            return Verdict.ok(f"handling GitLab event: {event}")
+        case "harbor":
+            if not hmac.compare_digest(headers.get("Authorization", "").encode(), token.encode()):
+                return Verdict.refuse("the Harbor Authorization header value does not match the receiver token")
+            return Verdict.ok()
+    return Verdict.refuse(f"receiver type '{receiver_type}' is not supported by this controller")
+
+
+def matches_labels(obj: KubeObject, selector: Mapping[str, str]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+# ---- the Receiver reconciler (status.webhookPath, Ready) -----------------------------------------------
+
+
+class ReceiverReconciler:
+    """Sets ``status.webhookPath`` from the token; Ready once the path is known."""
+
+    api_version = RECEIVER_API_VERSION
+    kind = RECEIVER_KIND
+
+    def __init__(self, secrets: SecretCache) -> None:
+        self.secrets = secrets
+
+    async def reconcile(self, obj: KubeObject) -> Outcome:
+        meta, spec = obj["metadata"], obj.get("spec") or {}
+        secret = (spec.get("secretRef") or {}).get("name") or ""
+        try:
+            data = await self.secrets.get(meta["namespace"], secret)
+        except NotFound as e:
+            raise NotFound(f"the receiver's secret '{secret}' does not exist", reason="TokenNotFound") from e
+        token = data.get("token", b"").decode("utf-8", "replace").strip()
+        if not token:
+            raise TerminalError(f"invalid '{secret}' secret data: required field 'token'", reason="TokenNotFound")
+        path = webhook_path(token, meta["name"], meta["namespace"])
+        obj.setdefault("status", {})["webhookPath"] = path
+        return Outcome.succeeded(requeue_after=interval_of(obj), message=f"Receiver initialized for path: {path}")
+
+    async def finalize(self, obj: KubeObject) -> None:
+        return None
+
+
+def receiver_paths(obj: KubeObject) -> Iterable[str]:
+    path = (obj.get("status") or {}).get("webhookPath")
+    return [path] if isinstance(path, str) and path else []
+
+
+# ---- the server ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReceiverServer:
+    """The webhook endpoint; targets are annotated with ``kube`` and announced on the bus."""
+
+    kube: KubeClient
+    receivers: Informer
+    secrets: SecretCache
+    publisher: Publisher | None
+    instance: str
+    controller: str = "notification-controller"
+    no_cross_namespace_refs: bool = False
+    max_body: int = DEFAULT_MAX_BODY
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body)
+        app.router.add_post("/hook/{digest}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        found = self.receivers.by_index(WEBHOOK_PATH_INDEX, request.path)
+        if not found:
+            return self._answer("unknown", 404, "receiver not found")
+        receiver = found[0]
+        meta, spec = receiver["metadata"], receiver.get("spec") or {}
+        rtype, key = str(spec.get("type") or ""), f"{meta['namespace']}/{meta['name']}"
+        if spec.get("suspend") or not c.is_ready(receiver):
+            return self._answer(rtype, 503, "receiver is suspended or not ready")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._answer(rtype, 413, f"request body larger than {self.max_body} bytes")
+        try:
+            data = await self.secrets.get(meta["namespace"], str((spec.get("secretRef") or {}).get("name") or ""))
+        except GitopsMeshError as e:
+            log.warning("cannot read the receiver's token", receiver=key, error=str(e))
+            return self._answer(rtype, 400, "unable to read token")
+        token = data.get("token", b"").decode("utf-8", "replace").strip()
+        verdict = validate(rtype, request.headers, body, token, spec.get("events") or ())
+        if not verdict.valid:
+            log.warning("receiver request refused", receiver=key, why=verdict.message, remote=request.remote)
+            return self._answer(rtype, 400, verdict.message)
+        if not verdict.act:
+            return self._answer(rtype, 200, verdict.message)
+        errors = await self._request_reconciles(meta["namespace"], key, spec.get("resources") or ())
+        if errors:
+            return self._answer(rtype, 400, "; ".join(errors))
+        log.info("receiver handled", receiver=key, type=rtype, detail=verdict.message)
+        return self._answer(rtype, 200, "ok")
+
+    def _answer(self, rtype: str, status: int, text: str) -> web.Response:
+        metrics.notification_receiver_requests.labels(type=rtype, code=str(status)).inc()
+        return web.Response(status=status, text=text)
+
+    async def _request_reconciles(self, namespace: str, receiver: str, resources: Iterable[Any]) -> list[str]:
+        errors: list[str] = []
+        stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+        for res in resources:
+            kind, name = str(res.get("kind") or ""), str(res.get("name") or "")
+            ns = str(res.get("namespace") or namespace)
+            api_version = str(res.get("apiVersion") or DEFAULT_API_VERSIONS.get(kind, ""))
+            if self.no_cross_namespace_refs and ns != namespace:
+                errors.append(f"cross-namespace reference to {kind}/{ns}/{name} refused")
+                continue
+            if not api_version:
+                errors.append(f"apiVersion must be specified for kind '{kind}'")
+                continue
+            try:
+                for target in await self._targets(api_version, kind, ns, name, res.get("matchLabels")):
+                    await self._annotate(api_version, kind, target, stamp, receiver)
+            except GitopsMeshError as e:
+                log.warning("unable to annotate", receiver=receiver, kind=kind, namespace=ns, name=name, error=str(e))
+                errors.append(f"unable to annotate {kind} '{ns}/{name}': {e}")
+        return errors
+
+    async def _targets(
+        self, api_version: str, kind: str, namespace: str, name: str, selector: Mapping[str, str] | None
+    ) -> list[KubeObject]:
+        if name == "*":
+            listed = await self.kube.list(api_version, kind, namespace=namespace)
+            return [o for o in listed.items if matches_labels(o, selector or {})]
+        obj = await self.kube.get(api_version, kind, name, namespace=namespace)
+        return [obj] if selector is None or matches_labels(obj, selector) else []
+
+    async def _annotate(self, api_version: str, kind: str, obj: KubeObject, stamp: str, receiver: str) -> None:
+        meta = obj["metadata"]
+        await self.kube.patch(
+            api_version,
+            kind,
+            meta["name"],
+            {"metadata": {"annotations": {REQUESTED_AT: stamp}}},
+            namespace=meta["namespace"],
+        )
+        log.info("reconcile requested", receiver=receiver, kind=kind, namespace=meta["namespace"], name=meta["name"])
+        if self.publisher is None:
+            return
+        event = build_event(
+            kind=EventKind.RECONCILE_REQUESTED,
+            controller=self.controller,
+            instance=self.instance,
+            involved_object=ObjectRef(api_version, kind, meta["namespace"], meta["name"], uid=meta.get("uid", "")),
+            severity=Severity.INFO,
+            reason="ReconcileRequested",
+            message=f"reconcile requested by Receiver {receiver}",
+            metadata={REQUESTED_AT: stamp},
+        )
+        self.publisher.publish(Topic.RECONCILE_REQUESTS, event)
