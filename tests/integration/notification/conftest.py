@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from gitops_mesh.kube import KubeClient
 from gitops_mesh.kube.objects import KubeObject
 from notification_controller.records import RETRY_TOPIC
 from tests.conftest import ROOT
+from tests.support.gitserver import TlsFiles, make_tls
 
 BIN = ROOT / ".venv" / "bin" / "notification-controller"
 API = "notification.toolkit.fluxcd.io/v1beta3"
@@ -68,11 +70,12 @@ class Sink:
     requests: list[Received] = field(default_factory=list)
     retry_after: str | None = None
     port: int = 0
+    tls: TlsFiles | None = None
     _runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def ok(self) -> list[Received]:
         return [r for r in self.requests if 200 <= r.status < 300]
@@ -92,7 +95,11 @@ class Sink:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        context = None
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.tls.cert, self.tls.key)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
         await site.start()
         self.port = self._runner.addresses[0][1]
         return self
@@ -106,8 +113,10 @@ class Sink:
 async def sinks() -> AsyncIterator[Callable[..., Awaitable[Sink]]]:
     started: list[Sink] = []
 
-    async def make(behaviour: Behaviour | None = None, *, retry_after: str | None = None) -> Sink:
-        sink = Sink(retry_after=retry_after)
+    async def make(
+        behaviour: Behaviour | None = None, *, retry_after: str | None = None, tls: TlsFiles | None = None
+    ) -> Sink:
+        sink = Sink(retry_after=retry_after, tls=tls)
         if behaviour is not None:
             sink.behaviour = behaviour
         started.append(await sink.start())
@@ -116,6 +125,11 @@ async def sinks() -> AsyncIterator[Callable[..., Awaitable[Sink]]]:
     yield make
     for s in started:
         await s.stop()
+
+
+@pytest.fixture(scope="session")
+def sink_tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls(tmp_path_factory.mktemp("sink-tls"))
 
 
 # ---- the bus -------------------------------------------------------------------------------------------
