@@ -36,6 +36,7 @@ from notification_controller.receivers import (
 from notification_controller.records import RETRY_TOPIC
 from notification_controller.resolver import KubeReporter, KubeResolver, LabelCache, SecretCache
 from notification_controller.sending import HttpSender
+from notification_controller.status import StatusWriter
 
 CONTROLLER = "notification-controller"
 #: The topics whose events are notified about.
@@ -120,6 +121,8 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
         alerts.add_index(SOURCE_KIND_INDEX, source_kinds)
         providers = Informer(p.kube, PROVIDER_API_VERSION, PROVIDER_KIND, namespace=namespace)
         informers = [alerts, providers]
+        statuses = StatusWriter(p.kube, alerts=alerts, providers=providers)
+        ctx.spawn(statuses.run(), name="alert-provider-status")
         for informer in informers:
             informer.start()
 
