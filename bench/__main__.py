@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-SUITES = ["bench.source_git"]
+SUITES = ["bench.source_git", "bench.kustomize_scale"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
