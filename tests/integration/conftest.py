@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
+import aiohttp
 import pytest
 
 from gitops_mesh.errors import GitopsMeshError, KubeUnavailable, NotFound
@@ -54,3 +55,17 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30, 
             except GitopsMeshError:
                 pass
             await asyncio.sleep(interval)
+
+
+async def compact_etcd(stack_env: dict[str, str]) -> None:
+    """Compact the stack's etcd at its current revision, so old resourceVersions are really gone (410).
+
+    A freshly started stack has not compacted yet (the apiserver does it every 5 minutes), and then an
+    old resourceVersion may still be served; tests of the 410 path must not depend on the stack's age.
+    """
+    base = stack_env["ETCD_ENDPOINT"]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/v3/kv/range", json={"key": "YQ=="}) as r:
+            revision = (await r.json())["header"]["revision"]
+        async with http.post(f"{base}/v3/kv/compaction", json={"revision": revision, "physical": True}) as r:
+            assert r.status == 200, await r.text()

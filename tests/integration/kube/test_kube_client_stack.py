@@ -11,7 +11,7 @@ import pytest
 from gitops_mesh.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from gitops_mesh.kube import AlreadyExists, KubeClient, KubeObject, PatchType
 from gitops_mesh.kube.client import WatchEventType
-from tests.integration.conftest import eventually, until_available
+from tests.integration.conftest import compact_etcd, eventually, until_available
 
 pytestmark = pytest.mark.stack
 
@@ -340,7 +340,10 @@ def _ours(event_type: str, obj: KubeObject) -> bool:
     return event_type != "BOOKMARK" and obj["metadata"]["name"] != "kube-root-ca.crt"
 
 
-async def test_watch_from_an_expired_version_is_gone(kube: KubeClient, namespace: str) -> None:
+async def test_watch_from_an_expired_version_is_gone(
+    kube: KubeClient, namespace: str, stack_env: dict[str, str]
+) -> None:
+    await compact_etcd(stack_env)
     stream = kube.watch("v1", "ConfigMap", namespace=namespace, resource_version="1", timeout_seconds=5)
     async with contextlib.aclosing(stream):
         with pytest.raises(Gone):

@@ -13,7 +13,7 @@ from gitops_mesh.errors import NotFound
 from gitops_mesh.kube import Informer, KubeClient, KubeObject, ObjectKey
 from gitops_mesh.kube.informer import Handler
 from tests.conftest import STACK_SCRIPT
-from tests.integration.conftest import eventually, until_available
+from tests.integration.conftest import compact_etcd, eventually, until_available
 
 pytestmark = pytest.mark.stack
 
@@ -95,7 +95,9 @@ async def test_cache_indexes_and_handlers(kube: KubeClient, namespace: str) -> N
         assert [o["metadata"]["name"] for o in informer.by_index("name", "b")] == ["b"]
 
 
-async def test_relist_after_gone_reports_what_was_missed(kube: KubeClient, namespace: str) -> None:
+async def test_relist_after_gone_reports_what_was_missed(
+    kube: KubeClient, namespace: str, stack_env: dict[str, str]
+) -> None:
     for name in ("keep", "change", "remove"):
         await kube.create(configmap(name, namespace, app="y"))
     seen: Seen = []
@@ -107,7 +109,8 @@ async def test_relist_after_gone_reports_what_was_missed(kube: KubeClient, names
     await kube.delete("v1", "ConfigMap", "remove", namespace=namespace)
     await kube.patch("v1", "ConfigMap", "change", {"data": {"v": "2"}}, namespace=namespace)
     await kube.create(configmap("new", namespace, app="y"))
-    informer._resource_version = "1"  # forces the 410 path without waiting for etcd compaction
+    await compact_etcd(stack_env)
+    informer._resource_version = "1"  # an old version, compacted away just above: the 410 path
     relists = metric("gitops_informer_relists_total")
     seen.clear()
     async with informer:

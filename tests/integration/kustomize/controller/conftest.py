@@ -19,21 +19,37 @@ class Mesh:
     logs: Path
 
 
-@pytest.fixture
-async def mesh(stack_env: dict[str, str], namespace: str, tmp_path: Path, unique: str) -> AsyncIterator[Mesh]:
-    topics = Topics(f"{unique}.")
-    await ensure_topics(stack_env["KAFKA_BOOTSTRAP"], topics.all(), partitions=1)
+def source_args(stack_env: dict[str, str], topics: Topics, namespace: str, tmp: Path) -> list[str]:
     common = common_args(stack_env, topics, namespace)
-    source = [*common, f"--storage-path={tmp_path / 'storage'}", f"--storage-addr=127.0.0.1:{free_port()}"]
-    kustomize = [
-        *common,
+    return [*common, f"--storage-path={tmp / 'storage'}", f"--storage-addr=127.0.0.1:{free_port()}"]
+
+
+def kustomize_args(stack_env: dict[str, str], topics: Topics, namespace: str, tmp: Path) -> list[str]:
+    args = [
+        *common_args(stack_env, topics, namespace),
         f"--kustomize-path={stack_env['KUSTOMIZE']}",
-        f"--tree-cache-dir={tmp_path / 'trees'}",
+        f"--tree-cache-dir={tmp / 'trees'}",
         "--health-poll=500ms",
         "--requeue-dependency=5s",
     ]
     if stack_env.get("SOPS"):
-        kustomize.append(f"--sops-path={stack_env['SOPS']}")
+        args.append(f"--sops-path={stack_env['SOPS']}")
+    return args
+
+
+@pytest.fixture
+async def topics(stack_env: dict[str, str], unique: str) -> Topics:
+    names = Topics(f"{unique}.")
+    await ensure_topics(stack_env["KAFKA_BOOTSTRAP"], names.all(), partitions=1)
+    return names
+
+
+@pytest.fixture
+async def mesh(
+    stack_env: dict[str, str], namespace: str, tmp_path: Path, unique: str, topics: Topics
+) -> AsyncIterator[Mesh]:
+    source = source_args(stack_env, topics, namespace, tmp_path)
+    kustomize = kustomize_args(stack_env, topics, namespace, tmp_path)
     which = [Topic.ARTIFACT_READY, Topic.APPLIED, Topic.FAILED]
     async with (
         recording(stack_env["KAFKA_BOOTSTRAP"], topics, f"{unique}-observer", which) as bus,
