@@ -15,12 +15,19 @@ Secret, and it is Ready once that is known. The server on ``--receiver-addr`` an
 
 Signatures are compared in constant time (``hmac.compare_digest``). Validation is pure
 (:func:`validate`); the handler does the I/O around it.
+
+``cdevents`` (CDEvents over the CloudEvents HTTP binary binding) is validated as Flux does: no token is
+checked (the secret path is the only credential), the body must be a valid CDEvent of the spec v0.4
+vocabulary (:func:`check_cdevent`), and ``spec.events`` filters on the ``Ce-Type`` header, not on the
+body's ``context.type``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +73,59 @@ DEFAULT_API_VERSIONS = {
 
 _HMAC_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
+#: The CDEvents spec v0.4 vocabulary (``<subject>.<predicate>`` -> the event's version), the one Flux
+#: decodes a ``cdevents`` Receiver's body with. A body of another kind, or of another major version, is
+#: refused.
+CDEVENT_TYPES = {
+    "artifact.deleted": "0.1.0",
+    "artifact.downloaded": "0.1.0",
+    "artifact.packaged": "0.2.0",
+    "artifact.published": "0.2.0",
+    "artifact.signed": "0.2.0",
+    "branch.created": "0.2.0",
+    "branch.deleted": "0.2.0",
+    "build.finished": "0.2.0",
+    "build.queued": "0.2.0",
+    "build.started": "0.2.0",
+    "change.abandoned": "0.2.0",
+    "change.created": "0.3.0",
+    "change.merged": "0.2.0",
+    "change.reviewed": "0.2.0",
+    "change.updated": "0.2.0",
+    "environment.created": "0.2.0",
+    "environment.deleted": "0.2.0",
+    "environment.modified": "0.2.0",
+    "incident.detected": "0.2.0",
+    "incident.reported": "0.2.0",
+    "incident.resolved": "0.2.0",
+    "pipelinerun.finished": "0.2.0",
+    "pipelinerun.queued": "0.2.0",
+    "pipelinerun.started": "0.2.0",
+    "repository.created": "0.2.0",
+    "repository.deleted": "0.2.0",
+    "repository.modified": "0.2.0",
+    "service.deployed": "0.2.0",
+    "service.published": "0.2.0",
+    "service.removed": "0.2.0",
+    "service.rolledback": "0.2.0",
+    "service.upgraded": "0.2.0",
+    "taskrun.finished": "0.2.0",
+    "taskrun.started": "0.2.0",
+    "testcaserun.finished": "0.2.0",
+    "testcaserun.queued": "0.2.0",
+    "testcaserun.skipped": "0.1.0",
+    "testcaserun.started": "0.2.0",
+    "testoutput.published": "0.2.0",
+    "testsuiterun.finished": "0.2.0",
+    "testsuiterun.queued": "0.2.0",
+    "testsuiterun.started": "0.2.0",
+    "ticket.closed": "0.1.0",
+    "ticket.created": "0.1.0",
+    "ticket.updated": "0.1.0",
+}
+_CDEVENT_TYPE = re.compile(r"^dev\.cdevents\.([a-z]+)\.([a-z]+)\.(\d+)\.(\d+)\.(\d+)(?:-\S+)?$")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
 
 def webhook_path(token: str, name: str, namespace: str) -> str:
     return HOOK_PREFIX + hashlib.sha256(f"{token}{name}{namespace}".encode()).hexdigest()
@@ -105,6 +165,60 @@ def check_hmac(header: str, body: bytes, token: str) -> bool:
     return hmac.compare_digest(expected.encode(), given.strip().lower().encode())
 
 
+def _nonempty(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def check_cdevent(body: bytes) -> str | None:
+    """Why ``body`` is not a valid CDEvent (spec v0.4, as Flux's SDK decodes and validates it), else None.
+
+    The envelope: a JSON object with ``context`` (non-empty ``specversion``, ``id``, ``source``, ``type``;
+    an RFC 3339 ``timestamp``) and ``subject`` (non-empty ``id``, an object ``content``), optionally
+    ``customData`` (an object or a string) and ``customDataContentType`` (a string). Unknown properties are
+    ignored, as the SDK drops them when it decodes the event before validating it. ``context.type`` is
+    ``dev.cdevents.<subject>.<predicate>.<semver>`` for an event of the v0.4 vocabulary with the same
+    major version.
+    """
+    try:
+        event = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        return f"the body is not JSON: {e}"
+    if not isinstance(event, dict):
+        return "the body is not a JSON object"
+    context, subject = event.get("context"), event.get("subject")
+    if not isinstance(context, dict):
+        return "missing or invalid 'context'"
+    ctype = context.get("type")
+    parsed = _CDEVENT_TYPE.match(ctype) if isinstance(ctype, str) else None
+    if parsed is None:
+        return f"cannot parse event type {ctype!r}"
+    known = CDEVENT_TYPES.get(f"{parsed[1]}.{parsed[2]}")
+    if known is None:
+        return f"unknown event type {ctype}"
+    if known.split(".")[0] != parsed[3]:
+        return f"sdk event version {known} not compatible with {ctype}"
+    for name in ("specversion", "id", "source"):
+        if not _nonempty(context.get(name)):
+            return f"context.{name} is required"
+    timestamp = context.get("timestamp")
+    if not isinstance(timestamp, str) or not _RFC3339.match(timestamp):
+        return "context.timestamp must be an RFC 3339 date-time"
+    if not isinstance(subject, dict):
+        return "missing or invalid 'subject'"
+    if not _nonempty(subject.get("id")):
+        return "subject.id is required"
+    if not isinstance(subject.get("content"), dict):
+        return "subject.content must be an object"
+    for name in ("source", "type"):
+        if name in subject and not isinstance(subject[name], str):
+            return f"subject.{name} must be a string"
+    if "customData" in event and not isinstance(event["customData"], dict | str):
+        return "customData must be an object or a string"
+    if "customDataContentType" in event and not isinstance(event["customDataContentType"], str):
+        return "customDataContentType must be a string"
+    return None
+
+
 def _allowed(event: str, events: Iterable[str]) -> bool:
     wanted = [e.lower() for e in events]
     return not wanted or event.lower() in wanted
@@ -142,6 +256,16 @@ def validate(
             if not _allowed(event, events):
                 return Verdict.refuse(f"the GitLab event '{event}' is not authorised")
             return Verdict.ok(f"handling GitLab event: {event}")
+        case "cdevents":
+            # As Flux: no token; the body must be a valid CDEvent, and the filter is on the Ce-Type header
+            # (the CloudEvents binding's type), compared case-insensitively.
+            problem = check_cdevent(body)
+            if problem is not None:
+                return Verdict.refuse(f"unable to validate CDEvent event: {problem}")
+            event = headers.get("Ce-Type", "")
+            if not _allowed(event, events):
+                return Verdict.refuse(f"the CDEvent '{event}' is not authorised")
+            return Verdict.ok(f"handling CDEvent: {event}")
         case "harbor":
             if not hmac.compare_digest(headers.get("Authorization", "").encode(), token.encode()):
                 return Verdict.refuse("the Harbor Authorization header value does not match the receiver token")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -171,3 +172,44 @@ async def test_receivers_validate_and_request_reconciles(
     await eventually(refused, timeout=10)
     assert (await post(port, hmac_path, {"X-Signature": signed}, body=b"x" * (6 << 20)))[0] == 413
     assert await ctl.metric("gitops_notification_receiver_requests_total", type="generic-hmac", code="400") == 2
+
+
+CDEVENT: dict[str, Any] = {
+    "context": {
+        "specversion": "0.4.1",
+        "id": "271069a8-fc18-44f1-b38f-9d70a1695819",
+        "source": "/ci/pipelines/42",
+        "type": "dev.cdevents.change.merged.0.2.0",
+        "timestamp": "2023-03-20T14:27:05.315384Z",
+    },
+    "subject": {"id": "change-7", "source": "/ci/pipelines/42", "type": "change", "content": {}},
+}
+
+
+async def test_cdevents_receiver_validates_the_cdevent_and_filters_on_ce_type(
+    kube: KubeClient,
+    namespace: str,
+    controller_factory: Callable[..., Awaitable[Controller]],
+) -> None:
+    await make_secret(kube, namespace, "token", {"token": TOKEN})
+    await make_repo(kube, namespace, "app")
+    path = await make_receiver(kube, namespace, "cde", "cdevents", events=["cd.change.merged.v1"])
+    ctl = await controller_factory()
+    port = ctl.receiver_port
+    await wait_ready(kube, namespace, "cde")
+    body = json.dumps(CDEVENT).encode()
+
+    # Not a CDEvent, an unknown event type, a Ce-Type outside spec.events: 400, nothing annotated.
+    assert (await post(port, path, {"Ce-Type": "cd.change.merged.v1"}))[0] == 400
+    unknown = {**CDEVENT, "context": {**CDEVENT["context"], "type": "dev.cdevents.foo.bar.0.1.0"}}
+    assert (await post(port, path, {"Ce-Type": "cd.change.merged.v1"}, json.dumps(unknown).encode()))[0] == 400
+    assert (await post(port, path, {"Ce-Type": "cd.environment.modified.v1"}, body))[0] == 400
+    assert (await post(port, path, {}, body))[0] == 400
+    assert await requested_at(kube, namespace, "app") is None
+
+    # A valid CDEvent whose Ce-Type is allowed (case-insensitively), with no token: the target reconciles.
+    headers = {"Ce-Type": "CD.Change.Merged.v1", "Ce-Specversion": "1.0", "Content-Type": "application/json"}
+    assert await post(port, path, headers, body) == (200, "ok")
+    assert await requested_at(kube, namespace, "app")
+    assert await ctl.metric("gitops_notification_receiver_requests_total", type="cdevents", code="400") == 4
+    assert await ctl.metric("gitops_notification_receiver_requests_total", type="cdevents", code="200") == 1

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict
 
-from notification_controller.receivers import check_hmac, validate, webhook_path
+from notification_controller.receivers import check_cdevent, check_hmac, validate, webhook_path
 
 TOKEN = "s3cr3t"
 BODY = b'{"ref": "refs/heads/main"}'
@@ -65,3 +67,100 @@ CASES = [
 def test_validate(rtype: str, hdrs: dict[str, str], events: list[str], valid: bool, act: bool) -> None:
     verdict = validate(rtype, CIMultiDict(hdrs), BODY, TOKEN, events)
     assert (verdict.valid, verdict.act) == (valid, act), verdict.message
+
+
+# ---- cdevents -----------------------------------------------------------------------------------------
+
+
+def cdevent(**overrides: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "context": {
+            "specversion": "0.4.1",
+            "id": "271069a8-fc18-44f1-b38f-9d70a1695819",
+            "source": "/event/source/123",
+            "type": "dev.cdevents.change.merged.0.2.0",
+            "timestamp": "2023-03-20T14:27:05.315384Z",
+        },
+        "subject": {
+            "id": "mySubject123",
+            "source": "/event/source/123",
+            "type": "change",
+            "content": {"repository": {"id": "cdevents/flux", "source": "my-git.example"}},
+        },
+    }
+    for path, value in overrides.items():
+        *parents, leaf = path.split("__")
+        node = event
+        for p in parents:
+            node = node[p]
+        if value is DROP:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return event
+
+
+DROP = object()
+CE = {"Ce-Type": "dev.cdevents.change.merged.0.2.0"}
+
+
+def test_cdevent_valid_and_filtered_on_ce_type() -> None:
+    body = json.dumps(cdevent()).encode()
+    assert validate("cdevents", CIMultiDict(CE), body, TOKEN).act
+    assert validate("cdevents", CIMultiDict(CE), body, "any-token", ["DEV.CDEVENTS.CHANGE.MERGED.0.2.0"]).act
+    # Flux filters on the Ce-Type header, not on the body's context.type.
+    hdrs = CIMultiDict({"ce-type": "cd.change.merged.v1"})
+    assert validate("cdevents", hdrs, body, TOKEN, ["cd.change.merged.v1"]).act
+    refused = validate("cdevents", hdrs, body, TOKEN, ["cd.environment.modified.v1"])
+    assert not refused.valid
+    assert refused.message == "the CDEvent 'cd.change.merged.v1' is not authorised"
+    # No Ce-Type header: fine without a filter, refused with one.
+    assert validate("cdevents", CIMultiDict(), body, TOKEN).act
+    assert not validate("cdevents", CIMultiDict(), body, TOKEN, ["dev.cdevents.change.merged.0.2.0"]).valid
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"context__type": "dev.cdevents.change.merged.0.3.0"},
+        {"context__type": "dev.cdevents.pipelinerun.finished.0.2.0"},
+        {"customData": {"k": "v"}, "customDataContentType": "application/json"},
+        {"customData": "aGVsbG8="},
+        {"subject__source": DROP, "subject__type": DROP},
+        {"context__timestamp": "2023-03-20T14:27:05+01:00"},
+        {"extra": 1, "context__chainId": "abc"},
+    ],
+)
+def test_cdevent_accepts(overrides: dict[str, Any]) -> None:
+    assert check_cdevent(json.dumps(cdevent(**overrides)).encode()) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"subject": {}}', "'context'"),
+        (cdevent(context__type="dev.cdevents.foo.bar.0.1.0"), "unknown event type"),
+        (cdevent(context__type="dev.cdevents.change.merged.1.0.0"), "not compatible"),
+        (cdevent(context__type="change.merged"), "cannot parse"),
+        (cdevent(context__type=DROP), "cannot parse"),
+        (cdevent(context__id=""), "context.id"),
+        (cdevent(context__source=DROP), "context.source"),
+        (cdevent(context__specversion=DROP), "context.specversion"),
+        (cdevent(context__timestamp="yesterday"), "timestamp"),
+        (cdevent(subject=DROP), "'subject'"),
+        (cdevent(subject__id=""), "subject.id"),
+        (cdevent(subject__content=DROP), "subject.content"),
+        (cdevent(subject__type=7), "subject.type"),
+        (cdevent(customData=3), "customData"),
+    ],
+)
+def test_cdevent_refuses(body: bytes | dict[str, Any], why: str) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    problem = check_cdevent(raw)
+    assert problem is not None
+    assert why in problem, problem
+    verdict = validate("cdevents", CIMultiDict(CE), raw, TOKEN)
+    assert not verdict.valid
+    assert verdict.message.startswith("unable to validate CDEvent event: ")
