@@ -416,7 +416,7 @@ class Dispatcher:
         if attempt.outcome is Outcome.DELIVERED:
             metrics.notification_deliveries.labels(type=ptype, result="delivered").inc()
             metrics.notification_latency.labels(type=ptype).observe(max(0.0, self.clock() - d.event.time.timestamp()))
-            log.info("delivered", delivery=d.id, provider=d.provider, status=attempt.status, attempts=d.attempts + 1)
+            log.debug("delivered", delivery=d.id, provider=d.provider, status=attempt.status, attempts=d.attempts + 1)
         elif attempt.outcome is Outcome.SKIPPED:
             metrics.notification_deliveries.labels(type=ptype, result="skipped").inc()
             log.debug("delivery not applicable", delivery=d.id, provider=d.provider, why=attempt.detail)
