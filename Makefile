@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages venv stack-build stack-up stack-down stack-status test test-unit lint typecheck bench clean
+.PHONY: setup system-packages venv stack-build stack-up stack-down stack-status demo demo-down test test-unit lint typecheck bench clean
 
 setup: system-packages venv stack-build ## Debian peers (sshd, gpg), Python deps into .venv, the stack binaries into ~/.cache/gitops-mesh
 
@@ -30,6 +30,15 @@ stack-down:
 
 stack-status:
 	$(STACK) status
+
+# The main job: the stack, every controller, a sample repository reconciled and notified, a push via a Receiver.
+demo: setup stack-up
+	$(PY) deploy/local/demo.py
+
+demo-down:
+	@for f in .stack/run/demo-*.pid; do [ -f "$$f" ] || continue; kill "$$(cat $$f)" 2>/dev/null || true; rm -f "$$f"; done
+	@rm -f .stack/demo/ports
+	@echo "[demo] stopped (the stack keeps running: make stack-down)"
 
 lint: venv ## ruff, mypy --strict, import layers
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,54 @@
+"""The demo's two local peers, in one background process: a smart-HTTP git server and a webhook sink.
+
+The git server is the same real `git http-backend` the tests use; the sink stands in for Slack & co:
+it appends every notification it receives (headers and body) to a JSON-lines file.
+Usage: python deploy/local/demo_servers.py REPOS_DIR NOTIFICATIONS_FILE PORTS_FILE (both bind free ports,
+written to PORTS_FILE as GIT_PORT=… and SINK_PORT=… once serving)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.support.gitserver import GitServer
+
+
+async def main(repos: Path, notifications: Path, ports: Path) -> None:
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        record = {
+            "received": time.time(),
+            "path": request.path,
+            "headers": {str(k): v for k, v in request.headers.items() if k.lower().startswith(("gotk", "x-"))},
+            "body": orjson.loads(body) if body else None,
+        }
+        with notifications.open("ab") as f:
+            f.write(orjson.dumps(record) + b"\n")
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    sink_port = runner.addresses[0][1]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with GitServer(repos) as git:
+        ports.write_text(f"GIT_PORT={git.port}\nSINK_PORT={sink_port}\n")
+        await stop.wait()
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))
