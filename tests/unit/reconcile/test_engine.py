@@ -375,7 +375,8 @@ async def test_stop_lets_running_reconciles_finish_and_takes_no_new_keys(unique:
     assert controller.active == 0
 
 
-async def test_stop_cancels_reconciles_that_outlast_the_timeout(unique: str) -> None:
+def stuck_reconcile() -> tuple[Callable[[str], Awaitable[Result]], asyncio.Event, asyncio.Event]:
+    """A reconcile that never returns: (reconcile, started, cancelled)."""
     started = asyncio.Event()
     cancelled = asyncio.Event()
 
@@ -388,6 +389,11 @@ async def test_stop_cancels_reconciles_that_outlast_the_timeout(unique: str) -> 
             raise
         return None
 
+    return reconcile, started, cancelled
+
+
+async def test_stop_cancels_reconciles_that_outlast_the_timeout(unique: str) -> None:
+    reconcile, started, cancelled = stuck_reconcile()
     controller: Controller[str] = Controller(unique, reconcile, stop_timeout=0.05)
     task = asyncio.create_task(controller.run())
     controller.queue.add("stuck")
@@ -399,18 +405,7 @@ async def test_stop_cancels_reconciles_that_outlast_the_timeout(unique: str) -> 
 
 
 async def test_cancelling_run_cancels_the_workers(unique: str) -> None:
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
-
-    async def reconcile(key: str) -> Result:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return None
-
+    reconcile, started, cancelled = stuck_reconcile()
     controller: Controller[str] = Controller(unique, reconcile, stop_timeout=60)
     task = asyncio.create_task(controller.run())
     controller.queue.add("stuck")
