@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import aiohttp
 
 from gitops_mesh.bus.consumer import Consumer, RecordMeta
 from gitops_mesh.bus.envelope import Event
@@ -26,13 +30,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def common_args(stack_env: dict[str, str], topics: Topics, namespace: str) -> list[str]:
-    """The shared flags: the stack, our own topics, only this test's namespace."""
+def common_args(stack_env: dict[str, str], topics: Topics, namespace: str, *, metrics: bool = True) -> list[str]:
+    """The shared flags: the stack, our own topics, only this test's namespace (``metrics``: on any free port)."""
     return [
         f"--kubeconfig={stack_env['KUBECONFIG']}",
         f"--kafka-bootstrap={stack_env['KAFKA_BOOTSTRAP']}",
         f"--topic-prefix={topics.prefix}",
-        "--metrics-addr=127.0.0.1:0",
+        *(["--metrics-addr=127.0.0.1:0"] if metrics else []),
         "--watch-all-namespaces=false",
         f"--watch-namespace={namespace}",
         "--log-level=debug",
@@ -87,3 +91,124 @@ async def recording(bootstrap: str, topics: Topics, group: str, which: Sequence[
         yield bus
     finally:
         await consumer.stop()
+
+
+@dataclass
+class Controller:
+    """One controller as a real process a test can SIGKILL and start again, always on the same ports."""
+
+    name: str  # the console script
+    args: list[str]  # everything but --metrics-addr, which start() adds
+    log: Path
+    metrics_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [str(BIN / self.name), *self.args, f"--metrics-addr=127.0.0.1:{self.metrics_port}"]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    async def ready(self, timeout: float = 60) -> None:
+        """Until /readyz answers 200 (informers synced, Kafka joined); fails with the log's tail otherwise."""
+        deadline, last = time.monotonic() + timeout, ""
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+                try:
+                    async with http.get(f"http://127.0.0.1:{self.metrics_port}/readyz") as resp:
+                        last = await resp.text()
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError as e:
+                    last = str(e)
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready after {timeout}s: {last}\n{self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final flush, no offset commit."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            await asyncio.to_thread(self.proc.wait, 20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        if self.proc.returncode not in (0, -15):
+            sys.stderr.write(f"--- {self.name} (exit {self.proc.returncode}) ---\n{self.tail()}")
+
+    def tail(self, n: int = 6000) -> str:
+        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` carrying ``labels``, read from /metrics."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        async with aiohttp.ClientSession() as http, http.get(url) as r:
+            text = await r.text()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith((name + "{", name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@dataclass
+class Mesh:
+    """source-, kustomize- and notification-controller for one namespace and one topic prefix."""
+
+    source: Controller
+    kustomize: Controller
+    notification: Controller
+    storage_port: int
+    receiver_port: int
+
+    @property
+    def controllers(self) -> list[Controller]:
+        return [self.source, self.kustomize, self.notification]
+
+    def receiver_url(self, webhook_path: str) -> str:
+        return f"http://127.0.0.1:{self.receiver_port}{webhook_path}"
+
+    async def start(self) -> None:
+        for ctl in self.controllers:
+            ctl.start()
+        for ctl in self.controllers:
+            await ctl.ready()
+
+    async def stop(self) -> None:
+        for ctl in self.controllers:
+            await ctl.stop()
+
+
+def mesh_for(stack_env: dict[str, str], topics: Topics, namespace: str, workdir: Path, group: str) -> Mesh:
+    """The three controllers' flags, with the tight health/dependency timings tests want."""
+    # Controller adds its own fixed --metrics-addr, so a restarted process answers where the test looks.
+    common = common_args(stack_env, topics, namespace, metrics=False)
+    storage_port, receiver_port = free_port(), free_port()
+    source = [*common, f"--storage-path={workdir / 'storage'}", f"--storage-addr=127.0.0.1:{storage_port}"]
+    kustomize = [
+        *common,
+        f"--kustomize-path={stack_env['KUSTOMIZE']}",
+        f"--tree-cache-dir={workdir / 'trees'}",
+        "--health-poll=500ms",
+        "--requeue-dependency=2s",
+    ]
+    notification = [
+        *common,
+        f"--receiver-addr=127.0.0.1:{receiver_port}",
+        f"--consumer-group={group}",
+        "--offset-reset=earliest",
+    ]
+    return Mesh(
+        Controller("source-controller", source, workdir / "source-controller.log"),
+        Controller("kustomize-controller", kustomize, workdir / "kustomize-controller.log"),
+        Controller("notification-controller", notification, workdir / "notification-controller.log"),
+        storage_port,
+        receiver_port,
+    )

@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from gitops_mesh.kube import KubeClient
-from tests.integration.notification.conftest import Bus, Controller, Sink, wait_for
+from tests.integration.notification.conftest import Bus, Controller, wait_for
 from tests.integration.notification.test_delivery import down_until, publish_series, seqs, setup_generic
+from tests.support.sink import Sink
 
 pytestmark = pytest.mark.stack
 

@@ -12,16 +12,8 @@ import pytest
 from gitops_mesh.bus.topics import Topic
 from gitops_mesh.kube import KubeClient
 from tests.integration.conftest import eventually
-from tests.integration.notification.conftest import (
-    Bus,
-    Controller,
-    Received,
-    Sink,
-    applied,
-    make_alert,
-    make_provider,
-    wait_for,
-)
+from tests.integration.notification.conftest import Bus, Controller, applied, make_alert, make_provider, wait_for
+from tests.support.sink import Received, Sink
 
 pytestmark = pytest.mark.stack
 

@@ -11,15 +11,8 @@ from gitops_mesh.bus.envelope import EventKind, ObjectRef, Severity, build_event
 from gitops_mesh.bus.topics import Topic
 from gitops_mesh.kube import KubeClient
 from tests.integration.conftest import eventually
-from tests.integration.notification.conftest import (
-    Bus,
-    Controller,
-    Sink,
-    applied,
-    make_alert,
-    make_provider,
-    wait_for,
-)
+from tests.integration.notification.conftest import Bus, Controller, applied, make_alert, make_provider, wait_for
+from tests.support.sink import Sink
 
 pytestmark = pytest.mark.stack
 

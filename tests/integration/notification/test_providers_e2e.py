@@ -15,13 +15,13 @@ from tests.integration.notification.conftest import (
     API,
     Bus,
     Controller,
-    Sink,
     applied,
     make_alert,
     make_provider,
     make_secret,
     wait_for,
 )
+from tests.support.sink import Sink
 
 pytestmark = pytest.mark.stack
 

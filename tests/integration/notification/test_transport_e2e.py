@@ -13,7 +13,6 @@ from tests.integration.conftest import eventually
 from tests.integration.notification.conftest import (
     Bus,
     Controller,
-    Sink,
     applied,
     make_alert,
     make_provider,
@@ -21,6 +20,7 @@ from tests.integration.notification.conftest import (
     wait_for,
 )
 from tests.support.gitserver import TlsFiles
+from tests.support.sink import Sink
 
 pytestmark = pytest.mark.stack
 
