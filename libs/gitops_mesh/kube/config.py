@@ -1,22 +1,47 @@
-"""Kube access, where and who: kubernetes_asyncio loads kubeconfig / in-cluster config into a KubeConfig."""
+"""Kube access, where and who: a kubeconfig or the pod's service account, resolved into a KubeConfig.
+
+Design decision: kubeconfig files and in-cluster service accounts are read here with PyYAML and the ssl module,
+not with kubernetes_asyncio. Importing any kubernetes_asyncio module runs its package ``__init__``, which
+imports ~940 generated model and API modules — about 36 MiB of RSS in every controller, for classes the HTTP
+layer never uses. Only users whose credentials come from an ``exec`` plugin or an ``auth-provider`` (OIDC,
+GCP) are handed to kubernetes_asyncio's loader, imported at that point, because those need its ExecProvider
+and token-refresh logic; only processes configured that way pay the memory.
+
+Resolving is pure (parsed YAML documents → :class:`ResolvedContext`, kubectl's merge rules); reading token
+and certificate files and building the TLS context come after, in :func:`build`.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import os
+import shutil
 import ssl
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio.client.configuration import Configuration
-from kubernetes_asyncio.config import ConfigException, load_incluster_config, load_kube_config
+import yaml
 
 from gitops_mesh.errors import InvalidSpec
 
 #: Returns the full ``Authorization`` header value ("Bearer …", "Basic …"), or None for cert-only auth.
 TokenSource = Callable[[], Awaitable[str | None]]
 
-_DEFAULT_KUBECONFIG = "~/.kube/config"
+DEFAULT_KUBECONFIG = "~/.kube/config"
+#: Where the kubelet mounts a pod's service account; read at call time, so tests can point it elsewhere.
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+#: A token file is reread when it changes, and at the latest after this long (client-go rereads every minute):
+#: coarse-mtime filesystems could otherwise hide an in-place rewrite.
+TOKEN_FILE_MAX_AGE = 60.0
+
+# libyaml's loader when PyYAML was built with it: kubeconfigs of big fleets run to megabytes.
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class KubeConfigError(InvalidSpec):
@@ -37,6 +62,411 @@ class KubeConfig:
 
     async def authorization(self) -> str | None:
         return await self.token_source() if self.token_source else None
+
+
+# --- resolving: parsed YAML in, a resolved context out (no I/O) ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Material:
+    """A certificate or key: inline (a ``…-data`` field, already base64-decoded) or a file path."""
+
+    path: Path | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    name: str
+    server: str
+    ca: Material | None = None  # None: the system's trust store
+    insecure: bool = False
+    tls_server_name: str | None = None
+    proxy: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    name: str
+    token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+    client_certificate: Material | None = None
+    client_key: Material | None = None
+    basic: tuple[str, str] | None = field(default=None, repr=False)
+    #: ``exec`` or ``auth-provider``: kubernetes_asyncio's loader runs the plugin / refreshes the token.
+    delegated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedContext:
+    name: str
+    cluster: ClusterInfo
+    user: UserInfo
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A named stanza and the directory of the file that defined it, which its relative paths are against."""
+
+    base: Path
+    body: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class MergedConfig:
+    """Several kubeconfig files as kubectl merges them: the first file to define a name wins."""
+
+    files: tuple[Path, ...]
+    clusters: dict[str, _Entry] = field(default_factory=dict)
+    users: dict[str, _Entry] = field(default_factory=dict)
+    contexts: dict[str, _Entry] = field(default_factory=dict)
+    current_context: str | None = None
+
+
+_SECTIONS = (("clusters", "cluster"), ("users", "user"), ("contexts", "context"))
+
+
+def merge(documents: Sequence[tuple[Path, Any]]) -> MergedConfig:
+    """``(file, parsed YAML)`` pairs in $KUBECONFIG order → one config; current-context from the first to set it."""
+    merged = MergedConfig(files=tuple(path for path, _ in documents))
+    for path, document in documents:
+        doc = document or {}  # an empty file parses to None
+        if not isinstance(doc, Mapping):
+            raise KubeConfigError(f"{path}: not a kubeconfig (expected a mapping at the top level)")
+        for section, inner in _SECTIONS:
+            target: dict[str, _Entry] = getattr(merged, section)
+            for name, body in _named_items(doc.get(section), section, inner, path):
+                target.setdefault(name, _Entry(path.parent, body))
+        current = doc.get("current-context")
+        if current and merged.current_context is None:
+            merged.current_context = str(current)
+    return merged
+
+
+def _named_items(items: Any, section: str, inner: str, path: Path) -> list[tuple[str, Mapping[str, Any]]]:
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise KubeConfigError(f"{path}: {section} must be a list")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or not item.get("name"):
+            raise KubeConfigError(f"{path}: {section}[{i}] has no name")
+        body = item.get(inner) or {}
+        if not isinstance(body, Mapping):
+            raise KubeConfigError(f"{path}: {section}[{i}] ({item['name']}): {inner} must be a mapping")
+        out.append((str(item["name"]), body))
+    return out
+
+
+def resolve(merged: MergedConfig, context: str | None = None) -> ResolvedContext:
+    """The context to use (``context``, else current-context) with its cluster and user looked up."""
+    files = ", ".join(map(str, merged.files))
+    name = context or merged.current_context
+    if not name:
+        raise KubeConfigError(f"no context selected: current-context is not set in {files} and none was given")
+    ctx = merged.contexts.get(name)
+    if ctx is None:
+        raise KubeConfigError(f"context {name!r} not found in {files}")
+    cluster_name = _text(ctx.body, "cluster", f"context {name!r}")
+    if not cluster_name:
+        raise KubeConfigError(f"context {name!r} names no cluster")
+    cluster = merged.clusters.get(cluster_name)
+    if cluster is None:
+        raise KubeConfigError(f"context {name!r}: cluster {cluster_name!r} not found in {files}")
+    user_name = _text(ctx.body, "user", f"context {name!r}")
+    user = merged.users.get(user_name) if user_name else _Entry(Path(), {})  # no user: anonymous
+    if user is None:
+        raise KubeConfigError(f"context {name!r}: user {user_name!r} not found in {files}")
+    return ResolvedContext(name, cluster_info(cluster_name, cluster), user_info(user_name or "", user))
+
+
+def cluster_info(name: str, entry: _Entry) -> ClusterInfo:
+    where, body = f"cluster {name!r}", entry.body
+    server = _text(body, "server", where)
+    if not server:
+        raise KubeConfigError(f"{where} has no server")
+    return ClusterInfo(
+        name=name,
+        server=server,
+        ca=_material(entry, "certificate-authority", where),
+        insecure=_flag(body, "insecure-skip-tls-verify", where),
+        tls_server_name=_text(body, "tls-server-name", where),
+        proxy=_text(body, "proxy-url", where),
+    )
+
+
+def user_info(name: str, entry: _Entry) -> UserInfo:
+    where, body = f"user {name!r}", entry.body
+    if "exec" in body or "auth-provider" in body:
+        return UserInfo(name=name, delegated=True)
+    cert = _material(entry, "client-certificate", where)
+    key = _material(entry, "client-key", where)
+    if (cert is None) != (key is None):
+        present, missing = ("client-certificate", "client-key") if key is None else ("client-key", "client-certificate")
+        raise KubeConfigError(f"{where} has a {present} but no {missing}")
+    token_file = _text(body, "tokenFile", where)
+    username, password = _text(body, "username", where), _text(body, "password", where)
+    return UserInfo(
+        name=name,
+        token=_text(body, "token", where),
+        token_file=_path(entry.base, token_file) if token_file else None,
+        client_certificate=cert,
+        client_key=key,
+        basic=(username, password) if username and password else None,
+    )
+
+
+def in_cluster(environ: Mapping[str, str], service_account_dir: Path) -> ResolvedContext:
+    """A pod's view: the apiserver's service address, the mounted CA and (rotating) service account token."""
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        raise KubeConfigError("KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must both be set")
+    # net.JoinHostPort: IPv6 literals (and zone ids) need brackets before the port.
+    authority = f"[{host}]:{port}" if ":" in host or "%" in host else f"{host}:{port}"
+    return ResolvedContext(
+        name="in-cluster",
+        cluster=ClusterInfo("in-cluster", f"https://{authority}", ca=Material(path=service_account_dir / "ca.crt")),
+        user=UserInfo("service account", token_file=service_account_dir / "token"),
+    )
+
+
+def _text(body: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = body.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise KubeConfigError(f"{where}: {key} must be a string")
+    return str(value)  # YAML reads an all-digit token or password as a number
+
+
+def _flag(body: Mapping[str, Any], key: str, where: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise KubeConfigError(f"{where}: {key} must be true or false")
+    return value
+
+
+def _path(base: Path, value: str) -> Path:
+    # kubectl resolves relative paths against the directory of the kubeconfig file that holds them.
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def _material(entry: _Entry, key: str, where: str) -> Material | None:
+    """``key-data`` (base64, preferred as kubectl does) or ``key`` (a path)."""
+    data = _text(entry.body, f"{key}-data", where)
+    if data:
+        try:
+            return Material(data=base64.b64decode("".join(data.split()), validate=True))
+        except binascii.Error:
+            raise KubeConfigError(f"{where}: {key}-data is not valid base64") from None
+    path = _text(entry.body, key, where)
+    return Material(path=_path(entry.base, path)) if path else None
+
+
+# --- building: files read, the TLS context and credential made -----------------------------------------------
+
+
+def build(resolved: ResolvedContext) -> KubeConfig:
+    """Read what the resolved context points at; errors name the file or field, never a credential."""
+    cluster = resolved.cluster
+    return KubeConfig(
+        host=cluster.server.rstrip("/"),
+        ssl_context=ssl_context(resolved),
+        tls_server_name=cluster.tls_server_name,
+        proxy=cluster.proxy,
+        token_source=token_source(resolved.user),
+    )
+
+
+def ssl_context(resolved: ResolvedContext) -> ssl.SSLContext | None:
+    cluster, user = resolved.cluster, resolved.user
+    if not cluster.server.startswith("https"):
+        return None
+    ctx = _verifying_context(cluster)
+    if user.client_certificate is not None and user.client_key is not None:
+        try:
+            _load_client_chain(ctx, user.client_certificate, user.client_key)
+        except OSError as e:  # ssl.SSLError included
+            raise KubeConfigError(f"user {user.name!r}: cannot load client-certificate/client-key: {e}") from e
+    return ctx
+
+
+def _verifying_context(cluster: ClusterInfo) -> ssl.SSLContext:
+    if cluster.insecure:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ca = cluster.ca
+    try:
+        # A named CA replaces the system trust store rather than adding to it, as in kubectl.
+        if ca is None:
+            return ssl.create_default_context()
+        if ca.data is not None:
+            return ssl.create_default_context(cadata=_cadata(ca.data))
+        return ssl.create_default_context(cafile=ca.path)
+    except OSError as e:  # ssl.SSLError included
+        source = f"certificate-authority {ca.path}" if ca and ca.path else "certificate-authority-data"
+        raise KubeConfigError(f"cluster {cluster.name!r}: cannot load {source}: {e}") from e
+
+
+def _cadata(data: bytes) -> str | bytes:
+    # ssl reads str cadata as PEM and bytes as DER; kubeconfigs nearly always carry PEM.
+    return data.decode("ascii", errors="ignore") if b"-----BEGIN" in data else data
+
+
+def _load_client_chain(ctx: ssl.SSLContext, cert: Material, key: Material) -> None:
+    if cert.data is None and key.data is None:
+        ctx.load_cert_chain(_file(cert), _file(key))
+        return
+    # load_cert_chain only reads files: inline data goes to a private directory (mkdtemp: 0700) for the
+    # duration of the call, which reads them at once, so nothing of the key outlives it on disk.
+    workdir = Path(tempfile.mkdtemp(prefix="gitops-mesh-kubeconfig-"))
+    try:
+        ctx.load_cert_chain(_file(cert, workdir / "client.crt"), _file(key, workdir / "client.key"))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _file(material: Material, spill: Path | None = None) -> Path:
+    if material.data is None:
+        assert material.path is not None
+        return material.path
+    assert spill is not None
+    fd = os.open(spill, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(material.data)
+    return spill
+
+
+def token_source(user: UserInfo) -> TokenSource | None:
+    """kubectl's precedence: token, then tokenFile, then username/password; None for cert-only or anonymous."""
+    if user.token:
+        return _constant(f"Bearer {user.token}")
+    if user.token_file:
+        return FileToken(user.token_file, where=f"user {user.name!r}")
+    if user.basic:
+        credentials = base64.b64encode(":".join(user.basic).encode()).decode("ascii")
+        return _constant(f"Basic {credentials}")
+    return None
+
+
+def _constant(value: str) -> TokenSource:
+    async def token() -> str | None:
+        return value
+
+    return token
+
+
+class FileToken:
+    """A bearer token file, reread when it is replaced or changes: bound service account tokens rotate hourly."""
+
+    def __init__(self, path: Path, *, where: str = "tokenFile", max_age: float = TOKEN_FILE_MAX_AGE) -> None:
+        self._path, self._where, self._max_age = path, where, max_age
+        self._stamp: tuple[int, int, int] | None = None
+        self._read_at = 0.0
+        self._value = ""
+        self._refresh()  # a missing or empty file is a configuration error at load time
+
+    async def __call__(self) -> str | None:
+        # Mid-rotation the file may be briefly absent or empty; the previous token stays valid a while yet.
+        with contextlib.suppress(KubeConfigError):
+            self._refresh()
+        return f"Bearer {self._value}"
+
+    def _refresh(self) -> None:
+        try:
+            st = os.stat(self._path)
+            # The kubelet swaps a symlink on rotation: a new inode even when the mtime granularity is coarse.
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if stamp == self._stamp and time.monotonic() - self._read_at < self._max_age:
+                return
+            value = self._path.read_text().strip()
+        except OSError as e:
+            raise KubeConfigError(f"{self._where}: cannot read token file {self._path}: {e.strerror}") from e
+        if not value:
+            raise KubeConfigError(f"{self._where}: token file {self._path} is empty")
+        # The stamp is taken before the read: a change in between only causes one more read next time.
+        self._value, self._stamp, self._read_at = value, stamp, time.monotonic()
+
+
+# --- loading -------------------------------------------------------------------------------------------------
+
+
+def locate(kubeconfig: str | os.PathLike[str] | None = None) -> tuple[str, list[Path] | None]:
+    """kubectl's order as (what errors call it, kubeconfig files); None for files means in-cluster."""
+    if kubeconfig:
+        return os.fspath(kubeconfig), [Path(kubeconfig).expanduser()]
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return f"KUBECONFIG={env}", [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return f"in-cluster, {SERVICE_ACCOUNT_DIR}", None
+    return DEFAULT_KUBECONFIG, [Path(DEFAULT_KUBECONFIG).expanduser()]
+
+
+def read_documents(paths: Sequence[Path]) -> list[tuple[Path, Any]]:
+    """Each existing file parsed; missing ones are skipped as kubectl skips them, but one must exist."""
+    documents = []
+    for path in paths:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise KubeConfigError(f"cannot read {path}: {e.strerror}") from e
+        try:
+            documents.append((path.absolute(), yaml.load(text, Loader=_SafeLoader)))
+        except yaml.YAMLError as e:
+            raise KubeConfigError(f"{path}: {_yaml_problem(e)}") from None  # the error quotes the line: a token
+    if not documents:
+        raise KubeConfigError(f"no kubeconfig file exists at {', '.join(map(str, paths)) or '(empty list)'}")
+    return documents
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"invalid YAML{where}: {getattr(e, 'problem', None) or type(e).__name__}"
+
+
+async def load_config(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None) -> KubeConfig:
+    """Explicit path, else ``$KUBECONFIG`` (a list, merged), else in-cluster (a pod), else ``~/.kube/config``."""
+    origin, paths = locate(kubeconfig)
+    try:
+        if paths is None:
+            return build(in_cluster(os.environ, SERVICE_ACCOUNT_DIR))
+        documents = read_documents(paths)
+        resolved = resolve(merge(documents), context)
+        if resolved.user.delegated:
+            return await _delegate([path for path, _ in documents], resolved.name)
+        return build(resolved)
+    except KubeConfigError as e:
+        raise KubeConfigError(f"cannot load Kubernetes configuration ({origin}): {e}") from e.__cause__
+
+
+# --- exec plugins and auth-providers: kubernetes_asyncio's loader --------------------------------------------
+
+
+async def _delegate(files: Sequence[Path], context: str) -> KubeConfig:
+    """Imported here, not at the top: the import costs ~36 MiB of generated models (see the module docstring)."""
+    from kubernetes_asyncio.client.configuration import Configuration
+    from kubernetes_asyncio.config import ConfigException, load_kube_config
+
+    configuration = Configuration()
+    try:
+        # The context is passed by name: kubernetes_asyncio's merge takes current-context from the *last* file.
+        loader = await load_kube_config(
+            config_file=os.pathsep.join(map(str, files)),
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except (ConfigException, OSError) as e:
+        raise KubeConfigError(str(e)) from e
+    return from_configuration(configuration, loader)
 
 
 def ssl_context_for(configuration: Any) -> ssl.SSLContext | None:
@@ -63,7 +493,7 @@ def from_configuration(configuration: Any, loader: Any = None) -> KubeConfig:
             # Plugins may answer with a client certificate instead, which the TLS context already holds.
             if getattr(loader, "token", None):
                 configuration.api_key["BearerToken"] = loader.token
-        # Goes through refresh_api_key_hook, which rereads rotated in-cluster service account tokens.
+        # The exec plugin's token, or the auth-provider's (OIDC, GCP) as the loader set it.
         value = await configuration.get_api_key_with_prefix("BearerToken")
         return str(value) if value else None
 
@@ -74,20 +504,3 @@ def from_configuration(configuration: Any, loader: Any = None) -> KubeConfig:
         proxy=configuration.proxy,
         token_source=token,
     )
-
-
-async def load_config(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None) -> KubeConfig:
-    """Explicit path, else ``$KUBECONFIG``, else in-cluster (a pod), else ``~/.kube/config`` — kubectl's order."""
-    configuration = Configuration()
-    path = kubeconfig or os.environ.get("KUBECONFIG")
-    try:
-        if not path and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return from_configuration(configuration)
-        path = path or _DEFAULT_KUBECONFIG  # the loader expands ~
-        loader = await load_kube_config(
-            config_file=os.fspath(path), context=context, client_configuration=configuration, persist_config=False
-        )
-    except (ConfigException, OSError) as e:
-        raise KubeConfigError(f"cannot load Kubernetes configuration ({path or 'in-cluster'}): {e}") from e
-    return from_configuration(configuration, loader)
