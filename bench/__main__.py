@@ -10,7 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-SUITES = ["bench.source_git", "bench.kustomize_scale", "bench.notification_fanout", "bench.idle_rss"]
+SUITES = [
+    "bench.push_latency",
+    "bench.source_git",
+    "bench.kustomize_scale",
+    "bench.notification_fanout",
+    "bench.idle_rss",
+]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
