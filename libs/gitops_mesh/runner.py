@@ -166,7 +166,9 @@ class KindRunner:
             outcome = await r.reconcile(obj)
         except GitopsMeshError as e:
             outcome = Outcome.failed(e)
-        done = finalize(obj, outcome, now=self.clock(), requeue_dependency=self.requeue_dependency)
+        done = finalize(
+            obj, outcome, now=self.clock(), requeue_dependency=self.requeue_dependency, ready_before=ready_before
+        )
         await self._patch_status(obj, before)
         metrics.reconcile_duration.labels(**labels).observe(time.perf_counter() - started)
         self._record_conditions(obj, labels)

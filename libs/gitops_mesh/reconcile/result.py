@@ -157,8 +157,13 @@ def finalize(
     *,
     now: datetime,
     requeue_dependency: float = 30.0,
+    ready_before: c.Condition | None = None,
 ) -> Finalized:
-    """Write the final conditions, observedGeneration and lastHandledReconcileAt; return the decision."""
+    """Write the final conditions, observedGeneration and lastHandledReconcileAt; return the decision.
+
+    ``ready_before`` is the Ready condition the object came in with: a Ready=False still equal to it is
+    the previous cycle's verdict, not this reconcile's.
+    """
     kind, message = outcome.kind, outcome.message or ""
     decision = Finalized(requeue_after=None, error=None)
 
@@ -170,7 +175,7 @@ def finalize(
             # A "success" that left Ready=False is a failure the reconcile forgot to raise (Flux turns the
             # Ready message into the error): retry rather than report Ready.
             err = TransientError(c.get_message(obj, ConditionType.READY), reason=c.get_reason(obj, ConditionType.READY))
-            return finalize(obj, Outcome.failed(err), now=now, requeue_dependency=requeue_dependency)
+            return finalize(obj, Outcome.failed(err), now=now, requeue_dependency=requeue_dependency, ready_before=None)
         elif c.is_unknown(obj, ConditionType.READY):
             c.mark_true(obj, ConditionType.READY, outcome.reason, DEFAULT_READY_MESSAGE, now=now)
         c.delete(obj, ConditionType.RECONCILING)
@@ -178,8 +183,9 @@ def finalize(
 
     elif kind is OutcomeKind.TRANSIENT:
         c.delete(obj, ConditionType.STALLED)
-        # Keep a Ready=False the reconcile set itself: its reason (BuildFailed, ...) says more than ours.
-        if not c.is_false(obj, ConditionType.READY):
+        # Keep a Ready=False the reconcile set itself: its reason (BuildFailed, ...) says more than ours. One
+        # left from the last cycle (DependencyNotReady, say) must not hide this failure.
+        if not (c.is_false(obj, ConditionType.READY) and _set_by_this_reconcile(obj, ready_before)):
             c.mark_false(obj, ConditionType.READY, outcome.reason, message, now=now)
         _retrying(obj, now)
         decision = Finalized(requeue_after=None, error=outcome.error or TransientError(message))
@@ -218,3 +224,10 @@ def finalize(
             status = obj["status"] = {}
         status.update(updates)
     return decision
+
+
+def _set_by_this_reconcile(obj: MutableMapping[str, Any], ready_before: c.Condition | None) -> bool:
+    ready = c.get(obj, ConditionType.READY)
+    if ready is None or ready_before is None:
+        return ready is not None
+    return any(ready.get(k) != ready_before.get(k) for k in ("status", "reason", "message"))

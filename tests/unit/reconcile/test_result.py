@@ -180,6 +180,25 @@ def test_transient_failure_keeps_the_reconciles_own_ready_false() -> None:
     assert c.get_reason(o, "Ready") == "BuildFailed"
 
 
+def test_transient_failure_replaces_the_last_cycles_ready_false() -> None:
+    o = obj()
+    finalize(o, Outcome.failed(DependencyNotReady("dependency 'ns/infra' is not ready")), now=T0)
+    before = copy.deepcopy(c.get(o, "Ready"))
+    err = TransientError("failed to decode 'apps/web.yaml'", reason="BuildFailed")
+    finalize(o, Outcome.failed(err), now=at(1), ready_before=before)
+    assert c.get_reason(o, "Ready") == "BuildFailed"
+    assert c.get_message(o, "Ready") == "failed to decode 'apps/web.yaml'"
+
+
+def test_transient_failure_keeps_a_ready_false_the_reconcile_changed() -> None:
+    o = obj()
+    finalize(o, Outcome.failed(DependencyNotReady("dependency 'ns/infra' is not ready")), now=T0)
+    before = copy.deepcopy(c.get(o, "Ready"))
+    c.mark_false(o, "Ready", c.Reason.BUILD_FAILED, "kustomize build failed: x", now=at(1))
+    finalize(o, Outcome.failed(TransientError("kustomize build failed: x")), now=at(1), ready_before=before)
+    assert c.get_reason(o, "Ready") == "BuildFailed"
+
+
 def test_transient_failure_overrides_ready_true() -> None:
     o = obj()
     finalize(o, Outcome.succeeded(requeue_after=60), now=T0)
