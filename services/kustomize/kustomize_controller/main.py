@@ -12,58 +12,20 @@ from typing import cast
 import aiohttp
 
 from gitops_mesh.artifacts.extract import TreeCache
-from gitops_mesh.bus.consumer import Consumer, RecordMeta
-from gitops_mesh.bus.envelope import Event
+from gitops_mesh.bus.consumer import Consumer
 from gitops_mesh.bus.topics import Topic, Topics
-from gitops_mesh.kube.informer import ChangeType, Informer
-from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh.kube.informer import Informer
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import ProcessContext, kind_runner, platform, run, run_runners, stop_runners
-from gitops_mesh.runner import KindRunner
 from gitops_mesh.settings import tool_path
 from kustomize_controller.engine import Engine
 from kustomize_controller.kustomization import KustomizationReconciler
 from kustomize_controller.references import SOURCE_API, SOURCE_KINDS, dependency_index, source_index
 from kustomize_controller.settings import KustomizeSettings, parse
+from kustomize_controller.triggers import Triggers
 
 CONTROLLER = "kustomize-controller"
 log = get_logger(__name__)
-
-
-class Triggers:
-    """Everything that should reconcile a Kustomization at once, besides its own spec and interval.
-
-    A new source artifact (from the bus's artifact-ready, or the source informer when Kafka is away)
-    wakes the Kustomizations that follow it; an `applied` Kustomization wakes those that depend on it.
-    The work queue dedupes, so the two paths never double the work.
-    """
-
-    def __init__(self, runner: KindRunner) -> None:
-        self.runner = runner
-
-    def _wake(self, index: str, value: str) -> None:
-        for obj in self.runner.informer.by_index(index, value):
-            meta = obj["metadata"]
-            self.runner.enqueue(meta["namespace"], meta["name"])
-
-    async def on_bus(self, event: Event, _: RecordMeta) -> None:
-        ref = event.involved_object
-        if event.kind == "artifact-ready" and ref.kind in SOURCE_KINDS:
-            self._wake("source", f"{ref.kind}/{ref.namespace}/{ref.name}")
-        elif event.kind == "applied" and ref.kind == "Kustomization":
-            self._wake("dependsOn", f"{ref.namespace}/{ref.name}")
-
-    def on_source(self, change: ChangeType, obj: KubeObject, old: KubeObject | None) -> None:
-        revision = ((obj.get("status") or {}).get("artifact") or {}).get("revision")
-        before = (((old or {}).get("status") or {}).get("artifact") or {}).get("revision")
-        if revision and revision != before:
-            meta = obj["metadata"]
-            self._wake("source", f"{obj.get('kind')}/{meta['namespace']}/{meta['name']}")
-
-    def on_kustomization(self, change: ChangeType, obj: KubeObject, old: KubeObject | None) -> None:
-        applied = (obj.get("status") or {}).get("lastAppliedRevision")
-        if applied and applied != ((old or {}).get("status") or {}).get("lastAppliedRevision"):
-            self._wake("dependsOn", f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
 
 
 @contextlib.asynccontextmanager
@@ -94,7 +56,7 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
         reconciler.runner = runner
         runner.informer.add_index("source", source_index)
         runner.informer.add_index("dependsOn", dependency_index)
-        triggers = Triggers(runner)
+        triggers = Triggers(runner, sources)
         runner.informer.on_event(triggers.on_kustomization)
         for informer in sources.values():
             informer.on_event(triggers.on_source)
