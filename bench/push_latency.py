@@ -40,6 +40,7 @@ from notification_controller.records import RETRY_TOPIC
 from tests.conftest import read_stack_env
 from tests.support.gitserver import GitServer
 from tests.support.mesh import Mesh, mesh_for
+from tests.support.namespaces import drop_finalizers
 from tests.support.repos import Repo
 
 SUITE = "push"
@@ -158,14 +159,7 @@ async def measure(kube: KubeClient, mesh: Mesh, repo: Repo, ns: str, url: str, p
 
 
 async def remove_namespace(kube: KubeClient, ns: str) -> None:
-    # The controllers are stopped, so nothing removes our finalizers: drop them, or the namespace never goes.
-    for api, kind, name in (
-        (KS, "Kustomization", "app"),
-        (SRC, "GitRepository", "app"),
-        (RECEIVER, "Receiver", "push"),
-    ):
-        with contextlib.suppress(NotFound):
-            await kube.patch(api, kind, name, {"metadata": {"finalizers": None}}, namespace=ns)
+    await drop_finalizers(kube, ns)  # the controllers are stopped: nobody else would remove them
     with contextlib.suppress(NotFound):
         await kube.delete("v1", "Namespace", ns)
 

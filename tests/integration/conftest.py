@@ -12,6 +12,7 @@ import pytest
 
 from gitops_mesh.errors import GitopsMeshError, KubeUnavailable, NotFound
 from gitops_mesh.kube import KubeClient
+from tests.support.namespaces import drop_finalizers
 
 T = TypeVar("T")
 
@@ -31,6 +32,7 @@ async def namespace(kube: KubeClient, unique: str) -> AsyncIterator[str]:
     try:
         yield unique
     finally:
+        await drop_finalizers(kube, unique)
         with contextlib.suppress(NotFound):
             await until_available(lambda: kube.delete("v1", "Namespace", unique, propagation_policy="Background"))
 
