@@ -26,6 +26,7 @@ from gitops_mesh.reconcile import conditions as c
 from tests.conftest import read_stack_env
 from tests.support.gitserver import GitServer
 from tests.support.mesh import common_args, free_port, running
+from tests.support.namespaces import drop_finalizers
 from tests.support.repos import Repo
 
 SUITE = "kustomize"
@@ -168,19 +169,25 @@ async def run_once(
         seconds = time.perf_counter() - started
         rss = vm_hwm_mib(kproc.pid)
         # Leave nothing behind: drop the finalizers (the controllers stop next), then the namespaces.
-        for k in items:
-            await kube.patch(
-                "kustomize.toolkit.fluxcd.io/v1",
-                "Kustomization",
-                k["metadata"]["name"],
-                {"metadata": {"finalizers": None}},
-                namespace=ns,
-            )
+        await drop_finalizers(kube, ns)
     for name in (ns, apps):
         with contextlib.suppress(NotFound):
             await kube.delete("v1", "Namespace", name)
     await kube.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", f"{ns}-applier")
+    # Thousands of objects are being garbage-collected now: wait, so the next run or suite does not pay for it.
+    await until_gone(kube, [ns, apps])
     return {"seconds": seconds, "create_seconds": created, "rss_mib": rss}
+
+
+async def until_gone(kube: KubeClient, namespaces: list[str], timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    for name in namespaces:
+        while time.monotonic() < deadline:
+            try:
+                await kube.get("v1", "Namespace", name)
+            except NotFound:
+                break
+            await asyncio.sleep(1)
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -28,8 +28,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -50,6 +48,7 @@ from gitops_mesh.errors import NotFound
 from gitops_mesh.kube.client import KubeClient
 from notification_controller.records import RETRY_TOPIC
 from tests.conftest import read_stack_env
+from tests.support import mesh
 from tests.support.mesh import BIN, free_port
 
 SUITE = "notification"
@@ -168,32 +167,12 @@ class Events:
 
 
 @dataclass
-class Controller:
-    proc: subprocess.Popen[bytes]
-    metrics_port: int
-    log: Path
-
+class Controller(mesh.Controller):
     def cpu_seconds(self) -> float:
         """utime + stime of the controller process so far."""
+        assert self.proc is not None
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    async def ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"controller exited with {self.proc.returncode}:\n{self.tail()}")
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.metrics_port}/readyz") as resp:
-                        last = await resp.text()
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError as e:
-                    last = str(e)
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"controller not ready after {timeout}s: {last}\n{self.tail()}")
 
     async def metrics(self, prefix: str) -> dict[str, float]:
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{self.metrics_port}/metrics") as r:
@@ -205,35 +184,19 @@ class Controller:
                 out[key] = float(value)
         return out
 
-    def tail(self, n: int = 5000) -> str:
-        return self.log.read_text()[-n:] if self.log.exists() else ""
-
-
-def spawn(cmd: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
 
 @contextlib.asynccontextmanager
 async def controller(args: Sequence[str], log: Path, profile: Path | None) -> AsyncIterator[Controller]:
-    metrics_port = free_port()
-    cmd = [str(BIN / "notification-controller"), *args, f"--metrics-addr=127.0.0.1:{metrics_port}"]
+    wrapper = []
     if profile is not None:
         renderer = {".html": "html", ".pyisession": "session", ".pstats": "pstats"}.get(profile.suffix, "text")
-        cmd = [str(BIN / "python"), "-m", "pyinstrument", "-r", renderer, "-o", str(profile), *cmd]
-    proc = spawn(cmd, log)
-    ctl = Controller(proc, metrics_port, log)
+        wrapper = [str(BIN / "python"), "-m", "pyinstrument", "-r", renderer, "-o", str(profile)]
+    ctl = Controller("notification-controller", list(args), log, wrapper=wrapper)
+    ctl.start()
     try:
         yield ctl
     finally:
-        proc.terminate()
-        try:
-            await asyncio.to_thread(proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait, 10)
-        if proc.returncode not in (0, -15):
-            sys.stderr.write(f"--- notification-controller (exit {proc.returncode}) ---\n{ctl.tail()}\n")
+        await ctl.stop()
 
 
 # ---- measuring -----------------------------------------------------------------------------------------

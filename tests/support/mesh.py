@@ -101,10 +101,11 @@ class Controller:
     args: list[str]  # everything but --metrics-addr, which start() adds
     log: Path
     metrics_port: int = field(default_factory=free_port)
+    wrapper: list[str] = field(default_factory=list)  # a command to run it under, e.g. a profiler
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        argv = [str(BIN / self.name), *self.args, f"--metrics-addr=127.0.0.1:{self.metrics_port}"]
+        argv = [*self.wrapper, str(BIN / self.name), *self.args, f"--metrics-addr=127.0.0.1:{self.metrics_port}"]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
