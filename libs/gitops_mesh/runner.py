@@ -146,6 +146,7 @@ class KindRunner:
             return None
         if step is Step.ADD_FINALIZER:
             obj = await add_finalizer(self.client, obj, self.finalizer)
+            await self.informer.observe(obj)
             step = first_step(obj, self.finalizer)
         if step is Step.SUSPENDED:
             metrics.suspend_status.labels(**labels).set(1)
@@ -190,9 +191,10 @@ class KindRunner:
             return
         ns, name = object_key(obj)
         try:
-            await self.client.patch_status(
+            written = await self.client.patch_status(
                 self.reconciler.api_version, self.reconciler.kind, name, {"status": patch}, namespace=ns or None
             )
+            await self.informer.observe(written)
         except NotFound:
             log.info("object deleted before its status was written", kind=self.reconciler.kind, namespace=ns, name=name)
 

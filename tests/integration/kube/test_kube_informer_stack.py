@@ -174,3 +174,34 @@ async def test_informer_waits_for_a_kind_that_is_not_served(kube: KubeClient) ->
             await informer.wait_synced(timeout=1)
     with pytest.raises(NotFound):
         await kube.resource("nothing.example.com/v1", "Nothing")
+
+
+async def test_observe_applies_our_own_write_at_once_and_handlers_see_it_once(kube: KubeClient, namespace: str) -> None:
+    await kube.create(configmap("mine", namespace))
+    transitions: list[tuple[str | None, str]] = []
+
+    async def handler(change: str, obj: KubeObject, old: KubeObject | None) -> None:
+        before = (old or {}).get("data", {}).get("step")
+        if before != obj["data"].get("step"):
+            transitions.append((before, obj["data"]["step"]))
+
+    informer = Informer(kube, "v1", "ConfigMap", namespace)
+    informer.on_event(handler)
+    async with informer:
+        await informer.wait_synced(timeout=10)
+        await informer.stop()  # no watch: whatever reaches the cache now comes from observe()
+        stale = informer.get(namespace, "mine")
+        assert stale is not None
+        written = await kube.patch("v1", "ConfigMap", "mine", {"data": {"step": "one"}}, namespace=namespace)
+        await informer.observe(written)
+        cached = informer.get(namespace, "mine")
+        assert cached is not None
+        assert cached["data"]["step"] == "one"
+        await informer.observe(stale)  # an older copy never replaces a newer one
+        assert informer.get(namespace, "mine") == cached
+        assert transitions == [(None, "one")]
+
+        informer.start()  # the relist and watch find the cache already right: nothing to tell again
+        await converged(kube, informer, namespace)
+        await asyncio.sleep(0.5)
+    assert transitions == [(None, "one")], "handlers see the change once"
