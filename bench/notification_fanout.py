@@ -49,6 +49,7 @@ from gitops_mesh.kube.client import KubeClient
 from notification_controller.records import RETRY_TOPIC
 from tests.conftest import read_stack_env
 from tests.support import mesh
+from tests.support.http import serve
 from tests.support.mesh import BIN, free_port
 
 SUITE = "notification"
@@ -100,10 +101,7 @@ class Sink:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("POST", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

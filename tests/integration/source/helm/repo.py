@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import ssl
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from tests.conftest import ROOT, STACK_DIR
 from tests.support.gitserver import TlsFiles
+from tests.support.http import serve
 
 
 def helm_binary() -> Path:
@@ -75,16 +75,8 @@ class RepoServer:
     async def __aenter__(self) -> RepoServer:
         app = web.Application(middlewares=[self._auth])
         app.router.add_static("/", self.root)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        context = None
-        if self.tls is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(self.tls.cert, self.tls.key)
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"{'https' if context else 'http'}://127.0.0.1:{port}"
+        self._runner, port = await serve(app, self.tls)
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
         return self
 
     async def __aexit__(
