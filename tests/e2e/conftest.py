@@ -156,6 +156,14 @@ class Flow:
             groups.setdefault(key, []).append(r)
         return {k: v for k, v in groups.items() if len(v) > 1}
 
+    async def until_on_bus(self, kind: str, name: str, sha: str, timeout: float = 30) -> None:
+        """Until our observer has seen a ``kind`` event (artifact-ready, applied, …) about ``name`` at ``sha``."""
+        deadline = time.monotonic() + timeout
+        while not any(e.revision.endswith(sha) for e in self.bus.of(kind, name)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {kind} event for {name} at {sha[:12]} on the bus\n{self.logs()}")
+            await asyncio.sleep(0.01)
+
     def logs(self) -> str:
         return "\n".join(f"--- {ctl.name} ---\n{ctl.tail(3000)}" for ctl in self.mesh.controllers)
 

@@ -5,21 +5,12 @@ with the same X-Gotk-Event-Id, for the receiver to drop)."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from tests.e2e.conftest import Flow, content
 
 pytestmark = pytest.mark.stack
-
-
-async def until_on_bus(flow: Flow, kind: str, name: str, sha: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(e.kind == kind and e.revision.endswith(sha) for e in flow.bus.of(kind, name)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {kind} event for {name} at {sha[:12]} on the bus\n{flow.logs()}")
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize(
@@ -40,7 +31,7 @@ async def test_sigkill_mid_flow_then_restart_converges_and_notifies_once(
     sha = flow.push(content(2, color="red"), "version 2")
     await flow.call_receiver()
     if when is not None:
-        await until_on_bus(flow, *when, sha)
+        await flow.until_on_bus(*when, sha)
     ctl.kill()
     apps = await flow.kustomization("apps")
     assert not apps["status"]["lastAppliedRevision"].endswith(sha), "the kill must land before the flow is done"

@@ -19,6 +19,7 @@ async def test_first_commit_is_applied_in_order_and_notified(flow: Flow) -> None
     web = await flow.kube.get("apps/v1", "Deployment", "web", namespace=flow.namespace)
     assert web["status"].get("availableReplicas") == 2, "apps waits for health, so Ready means rolled out"
     # dependsOn: on the applied topic (one partition, so in order) infra comes before apps.
+    await flow.until_on_bus("applied", "apps", sha)  # our observer may be a little behind the controllers
     applied = [e.involved_object.name for e in flow.bus.events if e.kind == "applied"]
     assert applied.index("infra") < applied.index("apps"), applied
 
