@@ -218,10 +218,7 @@ class KindRunner:
         ready = c.get(obj, c.ConditionType.READY)
         if ready is None or outcome.kind is OutcomeKind.SUSPENDED:
             return
-        changed = ready_before is None or any(
-            ready_before.get(k) != ready.get(k) for k in ("status", "reason", "message")
-        )
-        if not changed:
+        if ready_before is not None and c.same_state(ready_before, ready):
             return
         # Waiting for a source or a dependency is normal life, not a failure to notify about.
         failed = ready["status"] == "False" and outcome.kind in (OutcomeKind.TRANSIENT, OutcomeKind.TERMINAL)

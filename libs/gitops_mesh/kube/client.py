@@ -3,9 +3,9 @@
 Design decision: requests go through aiohttp directly, with the TLS context and credentials of a KubeConfig
 (config.py reads kubeconfig itself and leaves only exec / auth-provider users to kubernetes_asyncio, whose
 import costs 36 MiB). Its ApiClient would add model (de)serialisation and header plumbing on every call
-that plain dicts do not need; here bodies are
-orjson bytes in and orjson out, and watch streams are read line by line. Impersonating clients share the
-root client's pool and REST mapper, so the process keeps one pool however many identities it acts as.
+that plain dicts do not need; here bodies are orjson bytes in and orjson out, and watch streams are read
+line by line. Impersonating clients share the root client's pool and REST mapper, so the process keeps one
+pool however many identities it acts as.
 """
 
 from __future__ import annotations

@@ -150,7 +150,8 @@ def sort_conditions(conds: list[Condition]) -> None:
     conds.sort(key=_order)
 
 
-def _same_state(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+def same_state(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """The same verdict: type, status, reason and message (times and generation aside)."""
     return all(a.get(k) == b.get(k) for k in ("type", "status", "reason", "message"))
 
 
@@ -173,7 +174,7 @@ def set_condition(target: Target, condition: Condition, *, now: datetime, genera
     for i, existing in enumerate(conds):
         if existing.get("type") != ctype:
             continue
-        if _same_state(existing, new):
+        if same_state(existing, new):
             new["lastTransitionTime"] = existing.get("lastTransitionTime") or format_time(now)
         else:
             new["lastTransitionTime"] = format_time(now)

@@ -230,4 +230,4 @@ def _set_by_this_reconcile(obj: MutableMapping[str, Any], ready_before: c.Condit
     ready = c.get(obj, ConditionType.READY)
     if ready is None or ready_before is None:
         return ready is not None
-    return any(ready.get(k) != ready_before.get(k) for k in ("status", "reason", "message"))
+    return not c.same_state(ready, ready_before)
