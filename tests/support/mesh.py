@@ -30,13 +30,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def common_args(stack_env: dict[str, str], topics: Topics, namespace: str, *, metrics: bool = True) -> list[str]:
-    """The shared flags: the stack, our own topics, only this test's namespace (``metrics``: on any free port)."""
+def common_args(stack_env: dict[str, str], topics: Topics, namespace: str) -> list[str]:
+    """The shared flags: the stack, our own topics, only this test's namespace (Controller adds --metrics-addr)."""
     return [
         f"--kubeconfig={stack_env['KUBECONFIG']}",
         f"--kafka-bootstrap={stack_env['KAFKA_BOOTSTRAP']}",
         f"--topic-prefix={topics.prefix}",
-        *(["--metrics-addr=127.0.0.1:0"] if metrics else []),
         "--watch-all-namespaces=false",
         f"--watch-namespace={namespace}",
         "--log-level=debug",
@@ -46,20 +45,13 @@ def common_args(stack_env: dict[str, str], topics: Topics, namespace: str, *, me
 @contextlib.asynccontextmanager
 async def running(name: str, args: Sequence[str], log: Path) -> AsyncIterator[subprocess.Popen[bytes]]:
     """``.venv/bin/<name> args`` for the duration of the block; its log is shown when it did not stop cleanly."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [str(BIN / name), *args], stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
+    ctl = Controller(name, list(args), log)
+    ctl.start()
+    assert ctl.proc is not None
     try:
-        yield proc
+        yield ctl.proc
     finally:
-        proc.terminate()
-        try:
-            await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if proc.returncode not in (0, -15):
-            sys.stderr.write(f"--- {name} (exit {proc.returncode}) ---\n{log.read_text()[-5000:]}")
+        await ctl.stop()
 
 
 @dataclass
@@ -134,14 +126,17 @@ class Controller:
         self.proc.wait(10)
 
     async def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        """SIGTERM and wait; the log's tail is shown when it did not stop cleanly (or crashed before)."""
+        if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            await asyncio.to_thread(self.proc.wait, 20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        if self.proc.returncode not in (0, -15):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await asyncio.to_thread(self.proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                await asyncio.to_thread(self.proc.wait, 10)
+        if self.proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
             sys.stderr.write(f"--- {self.name} (exit {self.proc.returncode}) ---\n{self.tail()}")
 
     def tail(self, n: int = 6000) -> str:
@@ -189,8 +184,7 @@ class Mesh:
 
 def mesh_for(stack_env: dict[str, str], topics: Topics, namespace: str, workdir: Path, group: str) -> Mesh:
     """The three controllers' flags, with the tight health/dependency timings tests want."""
-    # Controller adds its own fixed --metrics-addr, so a restarted process answers where the test looks.
-    common = common_args(stack_env, topics, namespace, metrics=False)
+    common = common_args(stack_env, topics, namespace)
     storage_port, receiver_port = free_port(), free_port()
     source = [*common, f"--storage-path={workdir / 'storage'}", f"--storage-addr=127.0.0.1:{storage_port}"]
     kustomize = [

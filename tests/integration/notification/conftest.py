@@ -206,7 +206,7 @@ async def controller_factory(
     async def make(*flags: str) -> Controller:
         receiver_port = free_port()
         args = [
-            *common_args(stack_env, bus.topics, namespace, metrics=False),
+            *common_args(stack_env, bus.topics, namespace),
             f"--receiver-addr=127.0.0.1:{receiver_port}",
             f"--consumer-group={unique}-nc",
             "--offset-reset=earliest",
