@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 
@@ -31,3 +33,11 @@ def emit(measures: list[Measure], extra: dict[str, object] | None = None) -> Non
     doc = {"measures": [{**asdict(m), "met": m.met()} for m in measures], "details": extra or {}}
     json.dump(doc, sys.stdout)
     sys.stdout.write("\n")
+
+
+def percentile(samples: Sequence[float], p: float) -> float:
+    """Nearest rank: the smallest sample with at least p% of samples at or below it (p100 = max); NaN if none."""
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]

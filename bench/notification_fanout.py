@@ -40,7 +40,7 @@ import orjson
 from aiohttp import web
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.measures import Measure, emit
+from bench.measures import Measure, emit, percentile
 from gitops_mesh.bus.envelope import CloudEvent, EventKind, ObjectRef, Severity, build_event
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
@@ -198,13 +198,6 @@ async def controller(args: Sequence[str], log: Path, profile: Path | None) -> As
 
 
 # ---- measuring -----------------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 async def until_delivered(sink: Sink, ids: Sequence[str], timeout: float) -> bool:

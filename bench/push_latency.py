@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import math
 import os
 import shutil
 import statistics
@@ -29,19 +28,19 @@ from typing import Any
 
 import aiohttp
 
-from bench.measures import Measure, emit
+from bench.measures import Measure, emit, percentile
 from bench.notification_fanout import delete_topics
 from gitops_mesh.bus.topics import Topics, ensure_topics
 from gitops_mesh.errors import NotFound
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject
-from gitops_mesh.reconcile import conditions as c
 from notification_controller.records import RETRY_TOPIC
 from tests.conftest import read_stack_env
 from tests.support.gitserver import GitServer
 from tests.support.mesh import Mesh, mesh_for
 from tests.support.namespaces import drop_finalizers
 from tests.support.repos import Repo
+from tests.support.waits import receiver_path, until_applied
 
 SUITE = "push"
 SRC = "source.toolkit.fluxcd.io/v1"
@@ -108,37 +107,11 @@ def objects(ns: str, url: str) -> list[KubeObject]:
     ]
 
 
-async def until_applied(kube: KubeClient, ns: str, sha: str, timeout: float) -> None:
-    """Until the Kustomization is Ready at ``sha``; polled tightly because the poll interval bounds resolution."""
-    async with asyncio.timeout(timeout):
-        while True:
-            ks = await kube.get(KS, "Kustomization", "app", namespace=ns)
-            if c.is_ready(ks) and str(ks.get("status", {}).get("lastAppliedRevision", "")).endswith(sha):
-                return
-            await asyncio.sleep(POLL)
-
-
-async def webhook_path(kube: KubeClient, ns: str) -> str:
-    async with asyncio.timeout(60):
-        while True:
-            receiver = await kube.get(RECEIVER, "Receiver", "push", namespace=ns)
-            path = receiver.get("status", {}).get("webhookPath")
-            if c.is_ready(receiver) and path:
-                return str(path)
-            await asyncio.sleep(0.2)
-
-
-def percentile(samples: list[float], p: float) -> float:
-    """Nearest rank: the smallest sample with at least p% of samples at or below it (p100 = max)."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 async def measure(kube: KubeClient, mesh: Mesh, repo: Repo, ns: str, url: str, pushes: int) -> dict[str, Any]:
     for obj in objects(ns, url):
         await kube.create(obj)
-    await until_applied(kube, ns, repo.head(), timeout=120)
-    hook = mesh.receiver_url(await webhook_path(kube, ns))
+    await until_applied(kube, ns, "app", repo.head(), timeout=120, poll=POLL)
+    hook = mesh.receiver_url(await receiver_path(kube, ns, "push", timeout=60))
     latencies, push_seconds = [], []
     async with aiohttp.ClientSession() as http:
         for i in range(1, pushes + 1):
@@ -150,7 +123,7 @@ async def measure(kube: KubeClient, mesh: Mesh, repo: Repo, ns: str, url: str, p
             async with http.post(hook, json={"round": i}) as resp:
                 if resp.status != 200:
                     raise RuntimeError(f"Receiver answered {resp.status}: {await resp.text()}")
-            await until_applied(kube, ns, sha, timeout=60)
+            await until_applied(kube, ns, "app", sha, timeout=60, poll=POLL)
             latencies.append(time.perf_counter() - t0)
             cm = await kube.get("v1", "ConfigMap", "app-config", namespace=ns)
             if cm.get("data", {}).get("round") != str(i):

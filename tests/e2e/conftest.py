@@ -20,7 +20,6 @@ import pytest
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.kube import KubeClient
 from gitops_mesh.kube.objects import KubeObject
-from gitops_mesh.reconcile import conditions as c
 from notification_controller.dedupe import normalize_message
 from tests.integration.conftest import kube, namespace  # noqa: F401
 from tests.support.fixtures import git_http, git_root, make_repo  # noqa: F401
@@ -28,6 +27,7 @@ from tests.support.gitserver import GitServer
 from tests.support.mesh import BusLog, Mesh, mesh_for, recording
 from tests.support.repos import Repo
 from tests.support.sink import Received, Sink
+from tests.support.waits import receiver_path, until_applied
 
 SRC = "source.toolkit.fluxcd.io/v1"
 KS = "kustomize.toolkit.fluxcd.io/v1"
@@ -103,15 +103,10 @@ class Flow:
         return await self.kube.get(KS, "Kustomization", name, namespace=self.namespace)
 
     async def until_applied(self, name: str, sha: str, timeout: float = 120) -> KubeObject:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            obj = await self.kustomization(name)
-            if c.is_ready(obj) and obj["status"].get("lastAppliedRevision") == f"main@sha1:{sha}":
-                return obj
-            await asyncio.sleep(0.2)
-        raise AssertionError(
-            f"Kustomization {name} not applied at {sha[:12]} within {timeout}s: {obj.get('status')}\n{self.logs()}"
-        )
+        try:
+            return await until_applied(self.kube, self.namespace, name, sha, timeout=timeout, poll=0.2)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.logs()}") from None
 
     async def configmap(self, name: str) -> dict[str, str]:
         obj = await self.kube.get("v1", "ConfigMap", name, namespace=self.namespace)
@@ -221,16 +216,6 @@ def setup_objects(namespace: str, git_url: str, sink_url: str, git_interval: str
     ]
 
 
-async def webhook_path(kube: KubeClient, namespace: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        receiver = await kube.get(RECEIVER, "Receiver", "repo", namespace=namespace)
-        if path := (receiver.get("status") or {}).get("webhookPath"):
-            return str(path)
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the Receiver got no webhookPath: {receiver.get('status')}")
-
-
 @pytest.fixture
 async def topics(stack_env: dict[str, str], unique: str) -> Topics:
     names = Topics(f"{unique}.")
@@ -267,7 +252,7 @@ async def flow(
             sha = f.push(content(1), "first")
             for obj in setup_objects(namespace, git_http.url(f.repo.name), sink.url, git_interval):
                 await kube.create(obj)
-            f.webhook_path = await webhook_path(kube, namespace)
+            f.webhook_path = await receiver_path(kube, namespace, "repo")
             await f.until_applied("apps", sha)
             await f.until_notified("Kustomization", "apps", sha)
             yield f

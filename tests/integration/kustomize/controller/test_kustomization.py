@@ -15,6 +15,7 @@ from tests.integration.conftest import eventually
 from tests.integration.kustomize.controller.conftest import Mesh
 from tests.support.gitserver import GitServer
 from tests.support.repos import Repo
+from tests.support.waits import until_applied
 
 pytestmark = pytest.mark.stack
 
@@ -65,15 +66,6 @@ def kustomization(namespace: str, name: str, path: str, **spec: Any) -> KubeObje
 
 async def ks_status(kube: KubeClient, namespace: str, name: str) -> KubeObject:
     return await kube.get(KS, "Kustomization", name, namespace=namespace)
-
-
-async def until_applied(kube: KubeClient, namespace: str, name: str, commit: str, timeout: float = 90) -> KubeObject:
-    async def done() -> bool:
-        obj = await ks_status(kube, namespace, name)
-        return c.is_ready(obj) and obj["status"].get("lastAppliedRevision") == f"main@sha1:{commit}"
-
-    await eventually(done, timeout=timeout)
-    return await ks_status(kube, namespace, name)
 
 
 async def request(kube: KubeClient, namespace: str, token: str) -> None:
