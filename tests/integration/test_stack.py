@@ -41,13 +41,15 @@ def _processes_mentioning(text: str) -> list[str]:
 @pytest.mark.stack
 def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
     stack_dir = tmp_path / "stack"
+    # Fixed ports below Linux's ephemeral range (32768-60999): there a client socket of an earlier test can
+    # hold the port (Kafka once failed to bind 39092 so). Apart from the shared stack's 23790/26443/29092.
     env = {
         **os.environ,
         "STACK_DIR": str(stack_dir),
-        "ETCD_PORT": "33790",
-        "APISERVER_PORT": "36443",
-        "KAFKA_PORT": "39092",
-        "KAFKA_CONTROLLER_PORT": "39093",
+        "ETCD_PORT": "24790",
+        "APISERVER_PORT": "27443",
+        "KAFKA_PORT": "30092",
+        "KAFKA_CONTROLLER_PORT": "30093",
         "KWOK_NODES": "1",
     }
 
@@ -68,7 +70,7 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         exported = (stack_dir / "env").read_text()
         for key in ("KUBECONFIG", "KAFKA_BOOTSTRAP", "KUBECTL", "HELM", "KUSTOMIZE"):
             assert f"export {key}=" in exported
-        assert "127.0.0.1:39092" in exported
+        assert f"127.0.0.1:{env['KAFKA_PORT']}" in exported
         pids = {c: int((stack_dir / "run" / f"{c}.pid").read_text()) for c in COMPONENTS}
         assert all(_alive(p) for p in pids.values())
     finally:
