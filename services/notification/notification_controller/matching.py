@@ -30,7 +30,9 @@ from enum import StrEnum
 from typing import Any
 
 from gitops_mesh.bus.envelope import Event, Severity
+from gitops_mesh.errors import InvalidSpec
 from gitops_mesh.kube.objects import KubeObject, split_api_version
+from gitops_mesh.kube.selectors import parse_selector
 
 ALERT_API_VERSION = "notification.toolkit.fluxcd.io/v1beta3"
 ALERT_KIND = "Alert"
@@ -172,8 +174,11 @@ def severity_accepted(alert_severity: Severity, event_severity: Severity) -> boo
 
 
 def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    """A ``matchLabels`` selector: every key present with the same value."""
-    return all(labels.get(k) == v for k, v in selector.items())
+    """A ``matchLabels`` selector as Kubernetes evaluates it; one Kubernetes refuses matches nothing, as in Flux."""
+    try:
+        return parse_selector({"matchLabels": selector}).matches(labels)
+    except InvalidSpec:
+        return False
 
 
 def source_matches(source: EventSource, event: Event, labels: Mapping[str, str] | None) -> bool:

@@ -42,6 +42,7 @@ from gitops_mesh.errors import GitopsMeshError, NotFound, TerminalError
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.informer import Informer
 from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh.kube.selectors import parse_selector
 from gitops_mesh.observability import metrics
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.reconcile import conditions as c
@@ -274,8 +275,9 @@ def validate(
 
 
 def matches_labels(obj: KubeObject, selector: Mapping[str, str]) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return all(labels.get(k) == v for k, v in selector.items())
+    """A resource's ``matchLabels`` against the object; a selector the apiserver would refuse raises InvalidSpec
+    (Flux's List with it fails, and the target is reported as not annotated)."""
+    return parse_selector({"matchLabels": selector}).selects(obj)
 
 
 # ---- the Receiver reconciler (status.webhookPath, Ready) -----------------------------------------------

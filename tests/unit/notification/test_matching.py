@@ -94,6 +94,15 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bo
         False,
         Verdict.MATCHED,
     ),
+    (
+        # As Flux: LabelSelectorAsSelector fails, the source matches nothing (even labels that would compare equal).
+        "matchLabels Kubernetes refuses matches nothing",
+        {"eventSources": [{"kind": "Kustomization", "name": "*", "matchLabels": {"team": "a b"}}]},
+        {},
+        {"team": "a b"},
+        False,
+        Verdict.NO_SOURCE,
+    ),
     ("suspended", {"suspend": True}, {}, None, False, Verdict.SUSPENDED),
     ("inclusion matches", {"inclusionList": [r"^Applied"]}, {}, None, False, Verdict.MATCHED),
     ("inclusion searches unanchored", {"inclusionList": [r"sha1:ab"]}, {}, None, False, Verdict.MATCHED),

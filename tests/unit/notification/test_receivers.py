@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
-from notification_controller.receivers import check_cdevent, check_hmac, validate, webhook_path
+from gitops_mesh.errors import InvalidSpec
+from notification_controller.receivers import check_cdevent, check_hmac, matches_labels, validate, webhook_path
 
 TOKEN = "s3cr3t"
 BODY = b'{"ref": "refs/heads/main"}'
@@ -23,6 +24,17 @@ def sig(algo: str, body: bytes = BODY, token: str = TOKEN) -> str:
 def test_webhook_path_is_flux_digest() -> None:
     expected = hashlib.sha256(b"tokreceiverns").hexdigest()
     assert webhook_path("tok", "receiver", "ns") == f"/hook/{expected}"
+
+
+def test_matches_labels_selects_targets_as_kubernetes() -> None:
+    target = {"metadata": {"name": "app", "labels": {"team": "a", "tier": "web"}}}
+    assert matches_labels(target, {"team": "a"})
+    assert matches_labels(target, {})
+    assert not matches_labels(target, {"team": "b"})
+    assert not matches_labels({"metadata": {"name": "bare"}}, {"team": "a"})
+    # The apiserver refuses a List with this selector, so Flux reports the target as not annotated.
+    with pytest.raises(InvalidSpec, match="a valid label"):
+        matches_labels(target, {"team": "a b"})
 
 
 @pytest.mark.parametrize("algo", ["sha1", "sha256", "sha512"])
