@@ -33,12 +33,6 @@ def parse_digest(digest: str) -> tuple[str, str]:
     return algo, hexpart
 
 
-def canonical(digest: str) -> str:
-    """The ``<algo>:<hex>`` form of a digest (validated)."""
-    algo, hexpart = parse_digest(digest)
-    return f"{algo}:{hexpart}"
-
-
 def new_hasher(algo: str) -> Hasher:
     return hashlib.new(algo)
 

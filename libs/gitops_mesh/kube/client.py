@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import copy
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
@@ -125,9 +125,6 @@ class KubeClient:
                 ("Impersonate-Group", f"system:serviceaccounts:{namespace}"),
             )
         )
-
-    def impersonate_user(self, user: str, groups: Iterable[str] = ()) -> KubeClient:
-        return self._derive((("Impersonate-User", user), *(("Impersonate-Group", g) for g in groups)))
 
     def _derive(self, headers: tuple[tuple[str, str], ...]) -> KubeClient:
         clone = copy.copy(self)

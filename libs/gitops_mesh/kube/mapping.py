@@ -135,9 +135,3 @@ class RESTMapper:
         else:
             gv.kinds = parse_resource_list(api_version, doc)
         gv.generation += 1
-
-    def invalidate(self, api_version: str | None = None) -> None:
-        if api_version is None:
-            self._gvs.clear()
-        else:
-            self._gvs.pop(api_version, None)

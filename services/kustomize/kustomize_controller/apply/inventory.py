@@ -116,10 +116,6 @@ def refs(inventory: Iterable[InventoryEntry | dict[str, Any]]) -> list[ObjectRef
     return [ObjectRef.from_entry(e) for e in inventory]
 
 
-def apply_order(items: Iterable[ObjectRef]) -> list[ObjectRef]:
-    return sorted(items, key=ObjectRef.sort_key)
-
-
 def deletion_order(items: Iterable[ObjectRef]) -> list[ObjectRef]:
     """The reverse of apply order: workloads first, then classes, then namespaces, cluster roles and CRDs."""
     return sorted(items, key=ObjectRef.sort_key, reverse=True)
