@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from gitops_mesh.semver import InvalidConstraint, best_match, parse_constraint
 from source_controller.git.errors import InvalidRef, RefNotFound
-from source_controller.git.semver import InvalidConstraint, best_match, parse_constraint
 
 DEFAULT_BRANCH = "master"
 PEELED_SUFFIX = "^{}"

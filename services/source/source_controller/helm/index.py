@@ -29,7 +29,7 @@ from yaml.events import (
     StreamStartEvent,
 )
 
-from source_controller.git.semver import Version
+from gitops_mesh.semver import Version
 from source_controller.helm.errors import InvalidIndex
 from source_controller.helm.transport import (
     DEFAULT_TIMEOUT,

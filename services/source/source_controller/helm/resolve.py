@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from source_controller.git.semver import InvalidConstraint, InvalidVersion, best_match, parse_constraint, parse_version
+from gitops_mesh.semver import InvalidConstraint, InvalidVersion, best_match, parse_constraint, parse_version
 from source_controller.helm.errors import InvalidChartReference
 from source_controller.helm.index import ChartVersion, IndexFile
 

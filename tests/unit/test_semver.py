@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from source_controller.git.semver import (
+from gitops_mesh.semver import (
     InvalidConstraint,
     InvalidVersion,
     Version,

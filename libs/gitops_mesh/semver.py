@@ -1,4 +1,4 @@
-"""Pure semver: strict tag versions and Masterminds/semver v3 range constraints, to pick spec.ref.semver's tag."""
+"""Semantic versions (pure, shared): strict tag versions and Masterminds/semver v3 ranges, for tags and chart versions."""
 
 from __future__ import annotations
 
