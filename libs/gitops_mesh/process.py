@@ -11,19 +11,25 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitops_mesh.bus.consumer import RecordMeta
+from gitops_mesh.bus.envelope import Event
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topics
+from gitops_mesh.kube.caches import Caches
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.events import EventRecorder
+from gitops_mesh.kube.informer import Informer
 from gitops_mesh.kube.leases import LeaderElector
+from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.observability.health import HealthChecks, make_app, start_server
 from gitops_mesh.observability.logging import configure_logging, get_logger
-from gitops_mesh.runner import KindRunner, Reconciler
+from gitops_mesh.runner import KindRunner, Reconciler, backoff_only
 from gitops_mesh.settings import Settings
 
 log = get_logger("process")
@@ -122,8 +128,12 @@ class Platform:
     """The clients every controller uses, opened and closed in one place."""
 
     kube: KubeClient
+    #: The process's one Kafka producer: the publisher, consumers' dead letters and parking all send on it.
+    producer: Producer
     publisher: Publisher
     recorder: EventRecorder
+    #: The process's informers, one per watched kind: runners and reconcilers read these.
+    caches: Caches
 
 
 @contextlib.asynccontextmanager
@@ -135,7 +145,8 @@ async def platform(ctx: ProcessContext) -> AsyncIterator[Platform]:
     """
     s = ctx.settings
     kube = await KubeClient.connect(s.kubeconfig or None)
-    publisher = Publisher(bootstrap=s.kafka_bootstrap, topics=Topics(s.topic_prefix), client_id=ctx.controller)
+    producer = Producer(bootstrap=s.kafka_bootstrap, client_id=ctx.controller)
+    publisher = Publisher(producer=producer, topics=Topics(s.topic_prefix))
     elector: LeaderElector | None = None
     try:
         if s.leader_elect:
@@ -152,9 +163,21 @@ async def platform(ctx: ProcessContext) -> AsyncIterator[Platform]:
             await elector.wait_for_leadership()
         await publisher.start()
         ctx.checks.ready["kafka"] = publisher.ready
-        yield Platform(kube=kube, publisher=publisher, recorder=EventRecorder(kube, ctx.controller, ctx.instance))
+        caches = Caches(kube, namespace=None if s.watch_all_namespaces else (s.watch_namespace or None))
+        ctx.checks.ready["informers"] = caches.not_synced
+        try:
+            yield Platform(
+                kube=kube,
+                producer=producer,
+                publisher=publisher,
+                recorder=EventRecorder(kube, ctx.controller, ctx.instance),
+                caches=caches,
+            )
+        finally:
+            await caches.stop()
     finally:
         await publisher.close()
+        await producer.close()
         if elector is not None:
             await elector.stop()
         await kube.close()
@@ -169,36 +192,52 @@ def _own_namespace() -> str:
         return "flux-system"
 
 
-def kind_runner(ctx: ProcessContext, p: Platform, reconciler: Reconciler) -> KindRunner:
+def own_cache(ctx: ProcessContext, p: Platform, api_version: str, kind: str) -> Informer:
+    """The cache of a kind this process reconciles (``--watch-label-selector`` applies: Flux's sharding)."""
+    return p.caches.informer(api_version, kind, label_selector=ctx.settings.watch_label_selector or None)
+
+
+def kind_runner(
+    ctx: ProcessContext,
+    p: Platform,
+    reconciler: Reconciler,
+    *,
+    retry_interval: Callable[[KubeObject], float | None] = backoff_only,
+) -> KindRunner:
     """A runner for ``reconciler`` configured from the shared flags (concurrency, sharding, namespace)."""
     s = ctx.settings
     return KindRunner(
         client=p.kube,
         reconciler=reconciler,
+        informer=own_cache(ctx, p, reconciler.api_version, reconciler.kind),
         controller=ctx.controller,
         instance=ctx.instance,
         concurrent=s.concurrent,
         requeue_dependency=s.requeue_dependency,
-        namespace=None if s.watch_all_namespaces else (s.watch_namespace or None),
-        label_selector=s.watch_label_selector or None,
         recorder=p.recorder,
         publisher=p.publisher,
+        retry_interval=retry_interval,
     )
 
 
-async def run_runners(ctx: ProcessContext, runners: list[KindRunner]) -> None:
-    """Start each kind's informer, then its workers as supervised tasks; ready once every cache synced."""
+def run_runners(ctx: ProcessContext, p: Platform, runners: list[KindRunner]) -> None:
+    """Start the caches, then each runner's workers as supervised tasks (each waits for its cache)."""
+    p.caches.start()
     for r in runners:
-        await r.start()
         ctx.spawn(r.run(), name=f"controller/{r.reconciler.kind}")
 
-    def synced() -> str | None:
-        waiting = [r.reconciler.kind for r in runners if not r.informer.has_synced]
-        return f"informers not synced: {', '.join(waiting)}" if waiting else None
 
-    ctx.checks.ready["informers"] = synced
-
-
-async def stop_runners(runners: list[KindRunner]) -> None:
+def stop_runners(runners: list[KindRunner]) -> None:
+    """Stop taking work; the caches stop with the platform."""
     for r in runners:
-        await r.stop()
+        r.stop()
+
+
+def on_bus_watches(runners: list[KindRunner]) -> Callable[[Event, RecordMeta], Awaitable[None]]:
+    """A bus consumer handler that hands each event to every runner's watches."""
+
+    async def handle(event: Event, _: RecordMeta) -> None:
+        for r in runners:
+            r.watches.on_bus(event)
+
+    return handle

@@ -2,8 +2,8 @@
 
 A controller supplies a :class:`Reconciler` (its own inner work, returning an :class:`Outcome`); the runner
 does what every Flux controller does around it, in Flux's order: deleting → finalizer → suspended →
-(progress mark on a new generation) → reconcile → result finaliser → one status patch, metrics, a
-Kubernetes Event and a `failed` bus event when the outcome changed.
+(progress mark on a new generation) → reconcile → result finaliser → one status patch → the outcome's
+announcements on the bus, metrics, a Kubernetes Event and a `failed` bus event when the outcome changed.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from gitops_mesh.reconcile import conditions as c
 from gitops_mesh.reconcile.engine import Controller, Result
 from gitops_mesh.reconcile.guards import FINALIZER, Step, first_step
 from gitops_mesh.reconcile.queue import jittered
-from gitops_mesh.reconcile.result import REQUESTED_AT, Outcome, OutcomeKind, finalize, progressing
+from gitops_mesh.reconcile.result import REQUESTED_AT, Announcement, Outcome, OutcomeKind, conclude, progressing
 from gitops_mesh.settings import parse_duration
+from gitops_mesh.watches import Watches
 
 log = get_logger("runner")
 
@@ -83,46 +84,75 @@ def status_patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
     return patch
 
 
+def _duration(obj: KubeObject, field_name: str) -> float | None:
+    raw = (obj.get("spec") or {}).get(field_name)
+    try:
+        return parse_duration(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+
+
 def interval_of(obj: KubeObject, default: float = 600.0) -> float:
     """``spec.interval`` in seconds (the CRDs guarantee the format)."""
-    raw = (obj.get("spec") or {}).get("interval")
-    try:
-        return parse_duration(raw) if isinstance(raw, str) else default
-    except ValueError:
-        return default
+    interval = _duration(obj, "interval")
+    return default if interval is None else interval
+
+
+def retry_interval_of(obj: KubeObject) -> float | None:
+    """Flux's ``GetRetryInterval``: ``spec.retryInterval``, else ``spec.interval`` (Kustomization, HelmRelease)."""
+    retry = _duration(obj, "retryInterval")
+    return retry if retry is not None else _duration(obj, "interval")
+
+
+def backoff_only(obj: KubeObject) -> float | None:
+    """The source kinds' retry policy: failures are retried with the work queue's backoff (750 ms → 15 min)."""
+    return None
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def topic_of(kind: EventKind) -> Topic:
+    """The topic an event kind goes to: its own for the three that controllers react to, else ``events``."""
+    return {
+        EventKind.ARTIFACT_READY: Topic.ARTIFACT_READY,
+        EventKind.APPLIED: Topic.APPLIED,
+        EventKind.FAILED: Topic.FAILED,
+    }.get(kind, Topic.EVENTS)
+
+
 @dataclass
 class KindRunner:
-    """Runs a :class:`Reconciler` for every object of its kind that the informer sees."""
+    """Runs a :class:`Reconciler` for every object of its kind that the informer sees.
+
+    ``retry_interval`` is the kind's retry policy after a failure: :func:`backoff_only` (sources: the
+    queue's exponential backoff) or :func:`retry_interval_of` (appliers: Flux's ``spec.retryInterval``).
+    """
 
     client: KubeClient
     reconciler: Reconciler
+    informer: Informer
     controller: str
     instance: str
+    publisher: Publisher
+    recorder: EventRecorder
     concurrent: int = 4
     requeue_dependency: float = 30.0
-    namespace: str | None = None
-    label_selector: str | None = None
-    recorder: EventRecorder | None = None
-    publisher: Publisher | None = None
+    retry_interval: Callable[[KubeObject], float | None] = backoff_only
     finalizer: str = FINALIZER
     clock: Callable[[], datetime] = _now
-    informer: Informer = field(init=False)
     engine: Controller[ObjectKey] = field(init=False)
+    watches: Watches = field(init=False)
 
     def __post_init__(self) -> None:
         r = self.reconciler
-        self.informer = Informer(
-            self.client, r.api_version, r.kind, namespace=self.namespace, label_selector=self.label_selector
-        )
+        if (self.informer.api_version, self.informer.kind) != (r.api_version, r.kind):
+            raise ValueError(f"the {r.kind} runner needs a {r.kind} informer, not {self.informer.kind}")
         self.engine = Controller(
             f"{r.kind.lower()}", self._reconcile, concurrent=self.concurrent, requeue_dependency=self.requeue_dependency
         )
+        self.watches = Watches(self.informer, self.enqueue)
         self.informer.on_event(self._on_event)
 
     def enqueue(self, namespace: str, name: str) -> None:
@@ -167,12 +197,20 @@ class KindRunner:
             outcome = await r.reconcile(obj)
         except GitopsMeshError as e:
             outcome = Outcome.failed(e)
-        done = finalize(
-            obj, outcome, now=self.clock(), requeue_dependency=self.requeue_dependency, ready_before=ready_before
+        done = conclude(
+            obj,
+            outcome,
+            now=self.clock(),
+            requeue_dependency=self.requeue_dependency,
+            retry_interval=self.retry_interval(obj),
+            ready_before=ready_before,
         )
-        await self._patch_status(obj, before)
+        written = await self._patch_status(obj, before)
         metrics.reconcile_duration.labels(**labels).observe(time.perf_counter() - started)
         self._record_conditions(obj, labels)
+        if written:
+            for announcement in outcome.announce:
+                self._publish(obj, announcement)
         await self._announce(obj, outcome, ready_before)
         result = done.result()
         return jittered(result) if result else result
@@ -185,18 +223,25 @@ class KindRunner:
             await remove_finalizer(self.client, obj, self.finalizer)
         log.info("finalized", kind=self.reconciler.kind, namespace=object_key(obj)[0], name=object_key(obj)[1])
 
-    async def _patch_status(self, obj: KubeObject, before: dict[str, Any]) -> None:
+    async def _patch_status(self, obj: KubeObject, before: dict[str, Any]) -> bool:
+        """Write the status change (if any); False when the object was deleted meanwhile.
+
+        Any other failure raises: the reconcile is retried, and what it would have announced is announced
+        by the retry, which finds the status unwritten.
+        """
         patch = status_patch(before, obj.get("status") or {})
         if patch is None:
-            return
+            return True
         ns, name = object_key(obj)
         try:
             written = await self.client.patch_status(
                 self.reconciler.api_version, self.reconciler.kind, name, {"status": patch}, namespace=ns or None
             )
-            await self.informer.observe(written)
         except NotFound:
             log.info("object deleted before its status was written", kind=self.reconciler.kind, namespace=ns, name=name)
+            return False
+        await self.informer.observe(written)
+        return True
 
     def _record_conditions(self, obj: KubeObject, labels: dict[str, str]) -> None:
         for cond_type in (c.ConditionType.READY, c.ConditionType.RECONCILING, c.ConditionType.STALLED):
@@ -222,26 +267,15 @@ class KindRunner:
             return
         # Waiting for a source or a dependency is normal life, not a failure to notify about.
         failed = ready["status"] == "False" and outcome.kind in (OutcomeKind.TRANSIENT, OutcomeKind.TERMINAL)
-        if self.recorder is not None:
-            record = self.recorder.warning if failed else self.recorder.normal
-            await record(obj, ready["reason"], ready["message"])
-        if failed and self.publisher is not None:
-            self.publish(obj, EventKind.FAILED, Severity.ERROR, ready["reason"], ready["message"])
+        record = self.recorder.warning if failed else self.recorder.normal
+        await record(obj, ready["reason"], ready["message"])
+        if failed:
+            self._publish(
+                obj, Announcement(EventKind.FAILED, ready["reason"], ready["message"], severity=Severity.ERROR)
+            )
 
-    def publish(
-        self,
-        obj: KubeObject,
-        kind: EventKind,
-        severity: Severity,
-        reason: str,
-        message: str,
-        *,
-        revision: str = "",
-        **extra: Any,
-    ) -> None:
+    def _publish(self, obj: KubeObject, announcement: Announcement) -> None:
         """Put one event about ``obj`` on the bus (never blocks; see Publisher)."""
-        if self.publisher is None:
-            return
         meta = obj.get("metadata") or {}
         ref = ObjectRef(
             api_version=self.reconciler.api_version,
@@ -250,30 +284,25 @@ class KindRunner:
             name=meta.get("name", ""),
             uid=meta.get("uid", ""),
         )
+        a = announcement
         event = build_event(
-            kind=kind,
+            kind=a.kind,
             controller=self.controller,
             instance=self.instance,
             involved_object=ref,
-            severity=severity,
-            reason=reason,
-            message=message,
-            revision=revision,
-            **extra,
+            severity=a.severity,
+            reason=a.reason,
+            message=a.message,
+            revision=a.revision,
+            metadata=a.metadata or None,
+            artifact=a.artifact,
         )
-        topic = {EventKind.ARTIFACT_READY: Topic.ARTIFACT_READY, EventKind.APPLIED: Topic.APPLIED}.get(
-            kind, Topic.FAILED if kind is EventKind.FAILED else Topic.EVENTS
-        )
-        self.publisher.publish(topic, event)
-
-    async def start(self) -> None:
-        """Start watching; the caller runs :meth:`run` as a supervised task."""
-        self.informer.start()
+        self.publisher.publish(topic_of(a.kind), event)
 
     async def run(self) -> None:
+        """Work once the cache has synced (the caches are started by whoever owns them)."""
         await self.informer.wait_synced()
         await self.engine.run()
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         self.engine.stop()
-        await self.informer.stop()

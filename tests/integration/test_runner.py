@@ -9,15 +9,16 @@ from typing import Any
 import pytest
 
 from gitops_mesh.bus.consumer import Consumer, RecordMeta
-from gitops_mesh.bus.envelope import Event
+from gitops_mesh.bus.envelope import Event, EventKind
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.errors import InvalidSpec, NotFound, TransientError
 from gitops_mesh.kube import KubeClient
 from gitops_mesh.kube.events import EventRecorder
+from gitops_mesh.kube.informer import Informer
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.reconcile import conditions as c
-from gitops_mesh.reconcile.result import Outcome
+from gitops_mesh.reconcile.result import Announcement, Outcome
 from gitops_mesh.runner import KindRunner, interval_of, should_enqueue, status_patch
 from tests.integration.conftest import eventually
 
@@ -43,6 +44,9 @@ class ToyReconciler:
             raise InvalidSpec(f"unsupported URL {url!r}")
         if "flaky" in url:
             raise TransientError("remote hung up", reason="GitOperationFailed")
+        if "secret-later" in url:
+            # What a GET of a Secret created after its GitRepository raises: neutral, so retried.
+            raise NotFound("secret 'auth' not found", reason="AuthenticationFailed")
         obj.setdefault("status", {})["artifact"] = {
             "path": f"gitrepository/{obj['metadata']['namespace']}/{name}/{'a' * 40}.tar.gz",
             "url": f"http://127.0.0.1/gitrepository/{obj['metadata']['namespace']}/{name}/{'a' * 40}.tar.gz",
@@ -51,7 +55,12 @@ class ToyReconciler:
             "lastUpdateTime": "2026-01-01T00:00:00Z",
             "size": 1,
         }
-        return Outcome.succeeded(requeue_after=interval_of(obj), message="stored artifact for revision 'main'")
+        revision = obj["status"]["artifact"]["revision"]
+        return Outcome.succeeded(
+            requeue_after=interval_of(obj),
+            message="stored artifact for revision 'main'",
+            announce=[Announcement(EventKind.ARTIFACT_READY, "NewArtifact", "stored", revision=revision)],
+        )
 
     async def finalize(self, obj: KubeObject) -> None:
         self.finalized.append(obj["metadata"]["name"])
@@ -83,22 +92,24 @@ async def runner(
     kube: KubeClient, namespace: str, bus: tuple[Publisher, Topics]
 ) -> AsyncIterator[tuple[KindRunner, ToyReconciler]]:
     toy = ToyReconciler()
+    informer = Informer(kube, API, "GitRepository", namespace=namespace)
     r = KindRunner(
         client=kube,
         reconciler=toy,
+        informer=informer,
         controller="test-controller",
         instance="test-0",
-        namespace=namespace,
         recorder=EventRecorder(kube, "test-controller", "test-0"),
         publisher=bus[0],
     )
-    await r.start()
+    informer.start()
     task = asyncio.create_task(r.run())
     try:
         yield r, toy
     finally:
-        await r.stop()
+        r.stop()
         await asyncio.wait_for(task, 10)
+        await informer.stop()
 
 
 async def get(kube: KubeClient, namespace: str, name: str) -> KubeObject:
@@ -214,6 +225,59 @@ async def test_transient_error_is_retried_with_backoff(
     assert c.get_reason(obj, "Ready") == "GitOperationFailed"
     assert not c.is_stalled(obj)
     assert "observedGeneration" not in obj["status"] or obj["status"]["observedGeneration"] == -1
+
+
+async def test_an_api_error_is_retried_not_stalled(
+    kube: KubeClient, namespace: str, runner: tuple[KindRunner, ToyReconciler]
+) -> None:
+    _, toy = runner
+    await kube.create(repo("later", namespace, url="https://example.com/secret-later.git"))
+
+    async def retried() -> bool:
+        return toy.calls.count("later") >= 2
+
+    await eventually(retried, timeout=20)
+    obj = await get(kube, namespace, "later")
+    assert not c.is_stalled(obj)
+    assert c.get_reason(obj, "Ready") == "AuthenticationFailed"
+    assert c.get_message(obj, "Ready") == "secret 'auth' not found"
+
+
+async def test_announcements_go_out_after_the_status_is_written(
+    kube: KubeClient,
+    namespace: str,
+    runner: tuple[KindRunner, ToyReconciler],
+    bus: tuple[Publisher, Topics],
+    stack_env: dict[str, str],
+) -> None:
+    _, topics = bus
+    seen_status: list[KubeObject] = []
+
+    async def handle(event: Event, _: RecordMeta) -> None:
+        if event.involved_object.name == "announced":
+            # The status that records the artifact is already there when the event arrives.
+            seen_status.append(await get(kube, namespace, "announced"))
+
+    consumer = Consumer(
+        bootstrap=stack_env["KAFKA_BOOTSTRAP"],
+        group_id=f"{namespace}-a",
+        topics=[topics.name(Topic.ARTIFACT_READY)],
+        handler=handle,
+        offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        await kube.create(repo("announced", namespace))
+
+        async def announced() -> bool:
+            return bool(seen_status)
+
+        await eventually(announced)
+        status = seen_status[0]["status"]
+        assert status["artifact"]["revision"] == "main@sha1:" + "a" * 40
+        assert c.is_ready(seen_status[0])
+    finally:
+        await consumer.stop()
 
 
 async def test_suspended_objects_are_left_alone_and_deletion_finalizes(

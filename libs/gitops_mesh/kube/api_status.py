@@ -15,6 +15,7 @@ from gitops_mesh.errors import (
     KubeUnavailable,
     NotFound,
 )
+from gitops_mesh.http_headers import parse_retry_after
 
 
 class AlreadyExists(Conflict):
@@ -32,13 +33,11 @@ def parse_status(body: bytes) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and doc.get("kind") == "Status" else None
 
 
-def parse_retry_after(header: str | None, status: dict[str, Any] | None) -> float | None:
-    """Seconds to wait from the Retry-After header (delta-seconds only) or Status.details.retryAfterSeconds."""
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            pass
+def retry_after_of(header: str | None, status: dict[str, Any] | None) -> float | None:
+    """Seconds to wait: the Retry-After header, else the Status body's ``details.retryAfterSeconds``."""
+    from_header = parse_retry_after(header)
+    if from_header is not None:
+        return from_header
     if status:
         details = status.get("details") or {}
         seconds = details.get("retryAfterSeconds")
@@ -58,22 +57,22 @@ def error_from_status(
     message = str((status or {}).get("message") or fallback or f"HTTP {code}")
     reason = str((status or {}).get("reason") or "")
     if code == 404:
-        return NotFound(message)
+        return NotFound(message, code=code)
     if code == 409:
         return AlreadyExists(message) if reason == "AlreadyExists" else Conflict(message)
     if code == 410:
         return Gone(message)
     if code in (401, 403):
-        return Forbidden(message)
+        return Forbidden(message, code=code)
     if code in (400, 422):
-        return Invalid(message)
+        return Invalid(message, code=code)
     if code == 408 or code == 429 or code >= 500:
         return KubeUnavailable(message, retry_after=retry_after)
-    # 405, 406, 413, 415: the request itself is wrong; resending it cannot help.
-    return Invalid(message)
+    # 405, 406, 413, 415: the request itself is wrong; resending it unchanged cannot help.
+    return Invalid(message, code=code)
 
 
 def error_from_response(code: int, body: bytes, retry_after_header: str | None = None) -> GitopsMeshError:
     status = parse_status(body)
     fallback = body[:500].decode("utf-8", "replace").strip()
-    return error_from_status(code, status, fallback=fallback, retry_after=parse_retry_after(retry_after_header, status))
+    return error_from_status(code, status, fallback=fallback, retry_after=retry_after_of(retry_after_header, status))

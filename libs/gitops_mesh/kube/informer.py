@@ -10,8 +10,8 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Literal
 
+from gitops_mesh.backoff import Backoff
 from gitops_mesh.errors import GitopsMeshError, Gone, TransientError
-from gitops_mesh.kube.backoff import Backoff
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject, ObjectKey, object_key, resource_version, uid
 from gitops_mesh.observability.logging import get_logger
@@ -89,7 +89,8 @@ class Informer:
         self.name = name or f"informer/{kind}.{api_version}" + (f"/{namespace}" if namespace else "")
         self._resource = f"{kind}.{api_version}"
         self._watch_timeout = watch_timeout
-        self._backoff = backoff or Backoff(initial=0.2, cap=5.0)
+        # Quick and stretched upwards (client-go's reflector): a restarted apiserver is watched again within seconds.
+        self._backoff = backoff or Backoff(initial=0.2, cap=5.0, factor=2.0, jitter=(0.0, 0.5))
         self._cache: dict[ObjectKey, KubeObject] = {}
         self._indexers: dict[str, IndexFn] = {}
         self._indexes: dict[str, dict[str, set[ObjectKey]]] = {}
@@ -127,6 +128,11 @@ class Informer:
         old = self._cache.get(object_key(obj))
         if old is not None and is_newer(obj, old):
             await self._apply("MODIFIED", obj, old)
+
+    @property
+    def indexes(self) -> builtins.list[str]:
+        """The names of the indexes this cache keeps."""
+        return list(self._indexers)
 
     def add_index(self, name: str, fn: IndexFn) -> None:
         """Index the cache by ``fn(obj)`` values (e.g. a source reference); objects already cached included."""

@@ -16,6 +16,7 @@ TransientError                  ``add_after(retry_after)``, else             err
                                 ``add_rate_limited``
 TerminalError                   forget, no requeue (the reconcile recorded   error
                                 Stalled)
+ApiError (404, 403, 422 …)      ``add_rate_limited``: neutral, so retried    error
 any other exception             logged with its traceback,                   error
                                 ``add_rate_limited``
 ==============================  ===========================================  ================
@@ -32,7 +33,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from gitops_mesh.errors import DependencyNotReady, TerminalError, TransientError
+from gitops_mesh.errors import DependencyNotReady, GitopsMeshError, TerminalError, TransientError
 from gitops_mesh.observability import metrics
 from gitops_mesh.observability.logging import get_logger, log_context
 from gitops_mesh.reconcile.queue import QueueShutDown, WorkQueue
@@ -203,7 +204,7 @@ class Controller(Generic[K]):
                     result = await self._reconcile(key)
                 except asyncio.CancelledError:
                     raise
-                except (TransientError, TerminalError) as e:
+                except GitopsMeshError as e:
                     action = requeue_for(None, e, requeue_dependency=self.requeue_dependency)
                     self._log_failure(e, self._apply(key, action), loop.time() - started)
                 except Exception as e:  # the worker's top: one reconcile's bug must not take the worker down
@@ -233,7 +234,7 @@ class Controller(Generic[K]):
             self.queue.add_after(key, action.after)
         return action.after
 
-    def _log_failure(self, error: TransientError | TerminalError, retry_in: float | None, duration: float) -> None:
+    def _log_failure(self, error: GitopsMeshError, retry_in: float | None, duration: float) -> None:
         fields = {"error": str(error), "reason": error.reason, "error_type": type(error).__name__, "duration": duration}
         if isinstance(error, DependencyNotReady):
             log.info("dependencies not ready; waiting", retry_in=retry_in, **fields)

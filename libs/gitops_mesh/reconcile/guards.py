@@ -2,19 +2,16 @@
 
 Flux's controllers check, in this order: deleting -> finalizer -> suspended -> source ready ->
 dependencies. The first three are the same for every kind and are decided here from the object alone
-(:func:`first_step`). The last two need other objects, so each controller passes its own
-:data:`Precondition` functions, awaited in order by :func:`check_preconditions` once the step is
-``RECONCILE``.
+(:func:`first_step`). The last two need other objects: each reconciler checks them against the caches
+(the one readiness rule is :func:`gitops_mesh.watches.is_ready_at_generation`), and the runtime's watches
+wake it when they change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
-
-from gitops_mesh.reconcile import conditions as c
-from gitops_mesh.reconcile.conditions import ConditionType
 
 FINALIZER = "finalizers.fluxcd.io"
 
@@ -24,12 +21,6 @@ class Step(StrEnum):
     ADD_FINALIZER = "add_finalizer"  # patch the finalizer in before anything can be created
     SUSPENDED = "suspended"  # spec.suspend: do nothing until resumed
     RECONCILE = "reconcile"
-
-
-#: A controller's own guard (source ready, dependsOn): returns when satisfied, raises
-#: :class:`~gitops_mesh.errors.DependencyNotReady` to wait (without holding a worker) or a
-#: :class:`~gitops_mesh.errors.TerminalError` when no retry can satisfy it.
-Precondition = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
 def is_deleting(obj: Mapping[str, Any]) -> bool:
@@ -54,35 +45,3 @@ def first_step(obj: Mapping[str, Any], finalizer: str = FINALIZER) -> Step:
     if is_suspended(obj):
         return Step.SUSPENDED
     return Step.RECONCILE
-
-
-def add_finalizer(obj: MutableMapping[str, Any], finalizer: str = FINALIZER) -> bool:
-    """Append ``finalizer`` to ``metadata.finalizers``; True when it was missing."""
-    meta = obj.setdefault("metadata", {})
-    finalizers = meta.get("finalizers") or []
-    if finalizer in finalizers:
-        return False
-    meta["finalizers"] = [*finalizers, finalizer]
-    return True
-
-
-def remove_finalizer(obj: MutableMapping[str, Any], finalizer: str = FINALIZER) -> bool:
-    """Drop ``finalizer`` from ``metadata.finalizers``; True when it was there."""
-    meta = obj.get("metadata") or {}
-    finalizers = meta.get("finalizers") or []
-    if finalizer not in finalizers:
-        return False
-    meta["finalizers"] = [f for f in finalizers if f != finalizer]
-    return True
-
-
-def dependency_ready(dep: Mapping[str, Any]) -> bool:
-    """Flux's readiness of a dependency: its current generation was handled and it is Ready=True."""
-    status = dep.get("status") or {}
-    return status.get("observedGeneration") == c.generation_of(dep) and c.is_true(dep, ConditionType.READY)
-
-
-async def check_preconditions(obj: Mapping[str, Any], preconditions: Iterable[Precondition]) -> None:
-    """Await the controller's guards in order; the first that raises stops the reconcile."""
-    for check in preconditions:
-        await check(obj)

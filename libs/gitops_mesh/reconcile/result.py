@@ -1,4 +1,4 @@
-"""The result finaliser, pure: turns a reconcile's outcome into kstatus conditions and a requeue decision.
+"""The result finaliser, pure: concludes a reconcile's outcome into kstatus conditions and a requeue decision.
 
 Runs at the end of every reconcile, just before the one status patch. It follows Flux's controllers
 (kustomize-controller ``finalizeStatus`` and fluxcd/pkg ``runtime/reconcile`` ``ResultFinalizer``):
@@ -7,8 +7,11 @@ Runs at the end of every reconcile, just before the one status patch. It follows
 outcome            conditions                                          decision
 =================  ==================================================  ==================================
 succeeded          Ready=True, no Reconciling, no Stalled              ``requeue_after`` (the interval)
-transient error    Ready=False (kept if the reconcile set it False),   ``error`` (the engine backs off,
-                   Reconciling's reason -> ProgressingWithRetry         or waits ``retry_after``)
+transient error    Ready=False (kept if the reconcile set it False),   ``error``: a TransientError the
+                   Reconciling's reason -> ProgressingWithRetry         engine requeues after its
+                                                                       ``retry_after`` (the error's own,
+                                                                       else the kind's retry interval),
+                                                                       else with backoff
 dependency wait    Ready=False/DependencyNotReady, as transient        ``requeue_after`` = ``retry_after``
                                                                        or ``--requeue-dependency``
 terminal error     Stalled=True and Ready=False with its reason,       ``error`` (no retry until the spec
@@ -20,18 +23,24 @@ Always: ``status.lastHandledReconcileAt`` echoes the ``reconcile.fluxcd.io/reque
 ``status.observedGeneration`` is set to the generation when the object ends Ready or Stalled (never on
 a transient failure, so observers can tell "this spec has not been handled yet").
 
+Any error that is not a :class:`TerminalError` is transient: an apiserver 404/403/422 that escaped a
+reconcile (a Secret not there yet, RBAC not granted yet, a CRD not installed yet) is retried, as Flux
+retries it. An outcome also names the bus events it announces (:class:`Announcement`); the runner
+publishes them only once the status that records the same fact is written.
+
 The finaliser mutates the object's ``status`` in place (the working copy the controller then patches);
 it does no I/O and takes ``now`` from the caller.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from gitops_mesh.bus.envelope import Artifact, EventKind, Severity
 from gitops_mesh.errors import DependencyNotReady, GitopsMeshError, TerminalError, TransientError
 from gitops_mesh.reconcile import conditions as c
 from gitops_mesh.reconcile.conditions import ConditionType, Reason
@@ -69,6 +78,23 @@ class OutcomeKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Announcement:
+    """A bus event about the reconciled object, published once the status recording it is written.
+
+    Publishing first would let a consumer read the old status (and a failed status write would announce
+    what never happened); the next reconcile, finding the status unchanged, announces it then.
+    """
+
+    kind: EventKind
+    reason: str
+    message: str
+    revision: str = ""
+    severity: Severity = Severity.INFO
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    artifact: Artifact | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What one reconcile ended with; build it with the class methods."""
 
@@ -77,16 +103,24 @@ class Outcome:
     reason: str = Reason.RECONCILIATION_SUCCEEDED
     message: str | None = None
     error: Exception | None = None
+    announce: tuple[Announcement, ...] = ()
 
     @classmethod
     def succeeded(
-        cls, *, requeue_after: float | None, message: str | None = None, reason: str = Reason.RECONCILIATION_SUCCEEDED
+        cls,
+        *,
+        requeue_after: float | None,
+        message: str | None = None,
+        reason: str = Reason.RECONCILIATION_SUCCEEDED,
+        announce: Iterable[Announcement] = (),
     ) -> Outcome:
         """Success, next run after ``requeue_after`` seconds (None: only on events).
 
         With ``message`` Ready becomes True with it; without, a Ready=True the reconcile set is kept.
         """
-        return cls(OutcomeKind.SUCCEEDED, requeue_after=requeue_after, reason=reason, message=message)
+        return cls(
+            OutcomeKind.SUCCEEDED, requeue_after=requeue_after, reason=reason, message=message, announce=tuple(announce)
+        )
 
     @classmethod
     def suspended(cls) -> Outcome:
@@ -114,7 +148,7 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
-class Finalized:
+class Conclusion:
     """The requeue decision: requeue after a delay, hand an error to the engine, or neither."""
 
     requeue_after: float | None
@@ -151,21 +185,24 @@ def _retrying(obj: MutableMapping[str, Any], now: datetime) -> None:
         c.mark_reconciling(obj, Reason.PROGRESSING_WITH_RETRY, reconciling["message"], now=now)
 
 
-def finalize(
+def conclude(
     obj: MutableMapping[str, Any],
     outcome: Outcome,
     *,
     now: datetime,
     requeue_dependency: float = 30.0,
+    retry_interval: float | None = None,
     ready_before: c.Condition | None = None,
-) -> Finalized:
+) -> Conclusion:
     """Write the final conditions, observedGeneration and lastHandledReconcileAt; return the decision.
 
     ``ready_before`` is the Ready condition the object came in with: a Ready=False still equal to it is
-    the previous cycle's verdict, not this reconcile's.
+    the previous cycle's verdict, not this reconcile's. ``retry_interval`` is when a failed object is
+    tried again (Flux's ``spec.retryInterval`` for the kinds that have one); None leaves it to the
+    engine's backoff. An error's own ``retry_after`` wins over both.
     """
     kind, message = outcome.kind, outcome.message or ""
-    decision = Finalized(requeue_after=None, error=None)
+    decision = Conclusion(requeue_after=None, error=None)
 
     if kind is OutcomeKind.SUCCEEDED:
         c.delete(obj, ConditionType.STALLED)
@@ -175,11 +212,18 @@ def finalize(
             # A "success" that left Ready=False is a failure the reconcile forgot to raise (Flux turns the
             # Ready message into the error): retry rather than report Ready.
             err = TransientError(c.get_message(obj, ConditionType.READY), reason=c.get_reason(obj, ConditionType.READY))
-            return finalize(obj, Outcome.failed(err), now=now, requeue_dependency=requeue_dependency, ready_before=None)
+            return conclude(
+                obj,
+                Outcome.failed(err),
+                now=now,
+                requeue_dependency=requeue_dependency,
+                retry_interval=retry_interval,
+                ready_before=None,
+            )
         elif c.is_unknown(obj, ConditionType.READY):
             c.mark_true(obj, ConditionType.READY, outcome.reason, DEFAULT_READY_MESSAGE, now=now)
         c.delete(obj, ConditionType.RECONCILING)
-        decision = Finalized(requeue_after=outcome.requeue_after, error=None)
+        decision = Conclusion(requeue_after=outcome.requeue_after, error=None)
 
     elif kind is OutcomeKind.TRANSIENT:
         c.delete(obj, ConditionType.STALLED)
@@ -188,25 +232,25 @@ def finalize(
         if not (c.is_false(obj, ConditionType.READY) and _set_by_this_reconcile(obj, ready_before)):
             c.mark_false(obj, ConditionType.READY, outcome.reason, message, now=now)
         _retrying(obj, now)
-        decision = Finalized(requeue_after=None, error=outcome.error or TransientError(message))
+        decision = Conclusion(requeue_after=None, error=_retryable(outcome, message, retry_interval))
 
     elif kind is OutcomeKind.DEPENDENCY_NOT_READY:
         c.delete(obj, ConditionType.STALLED)
         c.mark_false(obj, ConditionType.READY, Reason.DEPENDENCY_NOT_READY, message, now=now)
         _retrying(obj, now)
         retry_after = outcome.error.retry_after if isinstance(outcome.error, TransientError) else None
-        decision = Finalized(requeue_after=retry_after if retry_after is not None else requeue_dependency, error=None)
+        decision = Conclusion(requeue_after=retry_after if retry_after is not None else requeue_dependency, error=None)
 
     elif kind is OutcomeKind.TERMINAL:
         c.mark_stalled(obj, outcome.reason, message, now=now)
         c.mark_false(obj, ConditionType.READY, outcome.reason, message, now=now)
-        decision = Finalized(requeue_after=None, error=outcome.error or TerminalError(message))
+        decision = Conclusion(requeue_after=None, error=outcome.error or TerminalError(message))
 
     elif kind is OutcomeKind.PROGRESSING:
         c.delete(obj, ConditionType.STALLED)
         c.mark_reconciling(obj, outcome.reason, message, now=now)
         c.mark_unknown(obj, ConditionType.READY, outcome.reason, message, now=now)
-        decision = Finalized(requeue_after=outcome.requeue_after, error=None)
+        decision = Conclusion(requeue_after=outcome.requeue_after, error=None)
 
     # SUSPENDED leaves the conditions as they are (Flux's controllers return before touching them).
 
@@ -224,6 +268,20 @@ def finalize(
             status = obj["status"] = {}
         status.update(updates)
     return decision
+
+
+def _retryable(outcome: Outcome, message: str, retry_interval: float | None) -> TransientError:
+    """The error the engine requeues: the reconcile's own when it is a TransientError with a delay of its
+    own, else one carrying ``retry_interval`` (with the original as its cause, for the log)."""
+    error = outcome.error
+    if isinstance(error, TransientError) and (error.retry_after is not None or retry_interval is None):
+        return error
+    retry_after = error.retry_after if isinstance(error, TransientError) else None
+    wrapped = TransientError(
+        message, reason=outcome.reason, retry_after=retry_after if retry_after is not None else retry_interval
+    )
+    wrapped.__cause__ = error
+    return wrapped
 
 
 def _set_by_this_reconcile(obj: MutableMapping[str, Any], ready_before: c.Condition | None) -> bool:

@@ -24,8 +24,8 @@ from gitops_mesh.kube.informer import Informer
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.reconcile import conditions as c
-from gitops_mesh.reconcile.result import Outcome
-from gitops_mesh.runner import KindRunner, interval_of
+from gitops_mesh.reconcile.result import Announcement, Outcome
+from gitops_mesh.runner import interval_of
 from kustomize_controller.apply import ChangeSet, ObjectRef, Verdict, deletion_policy, finalize
 from kustomize_controller.engine import Engine, health_targets, owner_of, timeout_of
 from kustomize_controller.history import record, snapshot_digest
@@ -60,20 +60,20 @@ def summary(changes: ChangeSet, revision: str) -> str:
 
 @dataclass
 class KustomizationReconciler:
+    """Kustomization's inner work; ``kustomizations`` and ``sources`` are the process's caches (dependsOn and
+    sourceRef are read there, never with GETs)."""
+
     kube: KubeClient
     http: aiohttp.ClientSession
     trees: TreeCache
     engine: Engine
     settings: KustomizeSettings
+    kustomizations: Informer
     sources: dict[str, Informer]
-    runner: KindRunner | None = None
     pending: dict[tuple[str, str], PendingHealth] = field(default_factory=dict)
 
     api_version: str = API_VERSION
     kind: str = KIND
-
-    def _lookup(self, namespace: str, name: str) -> KubeObject | None:
-        return self.runner.informer.get(namespace, name) if self.runner else None
 
     async def reconcile(self, obj: KubeObject) -> Outcome:
         meta = obj["metadata"]
@@ -87,7 +87,7 @@ class KustomizationReconciler:
         artifact = source_artifact(obj, informer.get(src_ns, src_name))
         revision = artifact["revision"]
         status["lastAttemptedRevision"] = revision
-        check_dependencies(obj, self._lookup, revision)
+        check_dependencies(obj, self.kustomizations.get, revision)
 
         pending = self.pending.get(key)
         if pending and pending.revision == revision and pending.generation == meta.get("generation"):
@@ -145,17 +145,21 @@ class KustomizationReconciler:
         )
         # Dependents start on this event, so it goes out whenever we become Ready at a revision or change
         # something; an unchanged periodic re-apply stays quiet.
-        if self.runner is not None and (changes.changes() or not was_ready):
-            self.runner.publish(
-                obj,
-                EventKind.APPLIED,
-                Severity.INFO,
-                "ReconciliationSucceeded",
-                summary(changes, revision),
-                revision=revision,
-                metadata={k: str(v) for k, v in changes.counts().items()},
+        announce = []
+        if changes.changes() or not was_ready:
+            announce.append(
+                Announcement(
+                    EventKind.APPLIED,
+                    "ReconciliationSucceeded",
+                    summary(changes, revision),
+                    revision=revision,
+                    severity=Severity.INFO,
+                    metadata={k: str(v) for k, v in changes.counts().items()},
+                )
             )
-        return Outcome.succeeded(requeue_after=interval_of(obj), message=f"Applied revision: {revision}")
+        return Outcome.succeeded(
+            requeue_after=interval_of(obj), message=f"Applied revision: {revision}", announce=announce
+        )
 
     def _client_for(self, obj: KubeObject) -> KubeClient:
         sa = obj["spec"].get("serviceAccountName") or self.settings.default_service_account

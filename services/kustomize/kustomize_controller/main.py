@@ -7,22 +7,38 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import cast
 
 import aiohttp
 
 from gitops_mesh.artifacts.extract import TreeCache
 from gitops_mesh.bus.consumer import Consumer
+from gitops_mesh.bus.envelope import EventKind
 from gitops_mesh.bus.topics import Topic, Topics
-from gitops_mesh.kube.informer import Informer
 from gitops_mesh.observability.logging import get_logger
-from gitops_mesh.process import ProcessContext, kind_runner, platform, run, run_runners, stop_runners
-from gitops_mesh.settings import tool_path
+from gitops_mesh.process import (
+    ProcessContext,
+    kind_runner,
+    on_bus_watches,
+    own_cache,
+    platform,
+    run,
+    run_runners,
+    stop_runners,
+)
+from gitops_mesh.runner import retry_interval_of
+from gitops_mesh.settings import settings_as, tool_path
+from gitops_mesh.watches import applied_revision, artifact_revision, new_revision
 from kustomize_controller.engine import Engine
-from kustomize_controller.kustomization import KustomizationReconciler
-from kustomize_controller.references import SOURCE_API, SOURCE_KINDS, dependency_index, source_index
+from kustomize_controller.kustomization import API_VERSION, KIND, KustomizationReconciler
+from kustomize_controller.references import (
+    DEPENDENCY_INDEX,
+    SOURCE_API,
+    SOURCE_INDEX,
+    SOURCE_KINDS,
+    dependency_refs,
+    source_refs,
+)
 from kustomize_controller.settings import KustomizeSettings, parse
-from kustomize_controller.triggers import Triggers
 
 CONTROLLER = "kustomize-controller"
 log = get_logger(__name__)
@@ -30,11 +46,10 @@ log = get_logger(__name__)
 
 @contextlib.asynccontextmanager
 async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
-    s = cast(KustomizeSettings, ctx.settings)
+    s = settings_as(ctx.settings, KustomizeSettings)
     kustomize = tool_path(s.kustomize_path, "KUSTOMIZE", "kustomize")
     if kustomize is None:
         raise SystemExit("kustomize-controller: no kustomize binary (--kustomize-path, $KUSTOMIZE or PATH)")
-    namespace = None if s.watch_all_namespaces else (s.watch_namespace or None)
     cache_root = Path(tempfile.mkdtemp(prefix="trees-", dir=_ensure(s.tree_cache_dir)))
     async with platform(ctx) as p, aiohttp.ClientSession() as http:
         engine = Engine(
@@ -43,24 +58,37 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             kube=p.kube,
             no_remote_bases=s.no_remote_bases,
         )
-        sources = {kind: Informer(p.kube, SOURCE_API, kind, namespace=namespace) for kind in SOURCE_KINDS}
+        sources = {kind: p.caches.informer(SOURCE_API, kind) for kind in SOURCE_KINDS}
+        kustomizations = own_cache(ctx, p, API_VERSION, KIND)
         reconciler = KustomizationReconciler(
             kube=p.kube,
             http=http,
             trees=TreeCache(cache_root, s.tree_cache_entries),
             engine=engine,
             settings=s,
+            kustomizations=kustomizations,
             sources=sources,
         )
-        runner = kind_runner(ctx, p, reconciler)
-        reconciler.runner = runner
-        runner.informer.add_index("source", source_index)
-        runner.informer.add_index("dependsOn", dependency_index)
-        triggers = Triggers(runner, sources)
-        runner.informer.on_event(triggers.on_kustomization)
-        for informer in sources.values():
-            informer.on_event(triggers.on_source)
-            informer.start()
+        runner = kind_runner(ctx, p, reconciler, retry_interval=retry_interval_of)
+        # A source's new artifact and a dependency's new applied revision wake a Kustomization at once:
+        # through the bus across processes, through the caches when Kafka is away.
+        for source in sources.values():
+            runner.watches.follow(
+                source,
+                index=SOURCE_INDEX,
+                refs=source_refs,
+                when=new_revision(artifact_revision),
+                revision_of=artifact_revision,
+                events=[EventKind.ARTIFACT_READY],
+            )
+        runner.watches.follow(
+            kustomizations,
+            index=DEPENDENCY_INDEX,
+            refs=dependency_refs,
+            when=new_revision(applied_revision),
+            revision_of=applied_revision,
+            events=[EventKind.APPLIED],
+        )
         topics = Topics(s.topic_prefix)
         consumer = Consumer(
             bootstrap=s.kafka_bootstrap,
@@ -68,19 +96,18 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             topics=[Topic.ARTIFACT_READY, Topic.APPLIED],
             names=topics,
             dlq_topic=topics.name(Topic.DLQ),
-            handler=triggers.on_bus,
+            handler=on_bus_watches([runner]),
+            producer=p.producer,
             client_id=CONTROLLER,
         )
         await consumer.start()
         ctx.checks.ready["bus-consumer"] = consumer.ready
-        await run_runners(ctx, [runner])
+        run_runners(ctx, p, [runner])
         try:
             yield
         finally:
             await consumer.stop()
-            await stop_runners([runner])
-            for informer in sources.values():
-                await informer.stop()
+            stop_runners([runner])
 
 
 def _ensure(path: str) -> str:

@@ -7,9 +7,10 @@ from typing import Any
 
 from gitops_mesh.errors import DependencyNotReady, InvalidSpec
 from gitops_mesh.kube.objects import KubeObject
-from gitops_mesh.reconcile import conditions as c
+from gitops_mesh.watches import is_ready_at_generation, ref_key
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
+KIND = "Kustomization"
 SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket")
 
 #: (kind, namespace, name) of a source; (namespace, name) of a Kustomization
@@ -23,10 +24,14 @@ def source_key(obj: KubeObject) -> SourceKey:
     return ref["kind"], ref.get("namespace") or obj["metadata"]["namespace"], ref["name"]
 
 
-def source_index(obj: KubeObject) -> list[str]:
-    """Informer index value: the source a Kustomization follows, as ``Kind/namespace/name``."""
-    kind, ns, name = source_key(obj)
-    return [f"{kind}/{ns}/{name}"]
+#: The Kustomization cache's indexes: by the source followed, by the Kustomizations depended on.
+SOURCE_INDEX = "source"
+DEPENDENCY_INDEX = "dependsOn"
+
+
+def source_refs(obj: KubeObject) -> list[str]:
+    """Index values: the source a Kustomization follows, as ``Kind/namespace/name``."""
+    return [ref_key(*source_key(obj))]
 
 
 def dependency_keys(obj: KubeObject) -> list[Key]:
@@ -34,9 +39,9 @@ def dependency_keys(obj: KubeObject) -> list[Key]:
     return [(d.get("namespace") or ns, d["name"]) for d in obj["spec"].get("dependsOn") or []]
 
 
-def dependency_index(obj: KubeObject) -> list[str]:
-    """Informer index value: the Kustomizations this one waits for, so their `applied` can wake it."""
-    return [f"{ns}/{name}" for ns, name in dependency_keys(obj)]
+def dependency_refs(obj: KubeObject) -> list[str]:
+    """Index values: the Kustomizations this one waits for, so their `applied` can wake it."""
+    return [ref_key(KIND, ns, name) for ns, name in dependency_keys(obj)]
 
 
 def check_cross_namespace(obj: KubeObject, *, allowed: bool) -> None:
@@ -103,8 +108,7 @@ def check_dependencies(obj: KubeObject, lookup: Lookup, revision: str) -> None:
         dep = lookup(dep_ns, dep_name)
         if dep is None:
             raise DependencyNotReady(f"dependency '{dep_ns}/{dep_name}' not found")
-        generation = dep["metadata"].get("generation")
-        if (dep.get("status") or {}).get("observedGeneration") != generation or not c.is_ready(dep):
+        if not is_ready_at_generation(dep):
             raise DependencyNotReady(f"dependency '{dep_ns}/{dep_name}' is not ready")
         if source_key(dep) == source_key(obj) and dep["status"].get("lastAppliedRevision") != revision:
             raise DependencyNotReady(f"dependency '{dep_ns}/{dep_name}' is not up to date with revision '{revision}'")

@@ -17,13 +17,15 @@ from gitops_mesh.artifacts.storage import Storage
 from gitops_mesh.bus.envelope import EventKind, Severity
 from gitops_mesh.errors import DependencyNotReady, GitopsMeshError, InvalidSpec, NotFound, TransientError
 from gitops_mesh.kube.client import KubeClient
+from gitops_mesh.kube.informer import Informer
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.kube.secrets import secret_data
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.reconcile import conditions as c
-from gitops_mesh.reconcile.result import Outcome
-from gitops_mesh.runner import KindRunner, interval_of
+from gitops_mesh.reconcile.result import Announcement, Outcome
+from gitops_mesh.runner import interval_of
 from gitops_mesh.settings import parse_duration
+from gitops_mesh.watches import is_ready_at_generation, ref_key
 from source_controller.artifact_status import artifact_status, bus_artifact
 from source_controller.git import Commit, GitAuth, GitRef, VerifyMode, build_filter, checkout, resolve, verify
 from source_controller.git.archive import pack_commit, sourceignore_filter
@@ -36,6 +38,20 @@ log = get_logger(__name__)
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+#: The GitRepository cache's index of the repositories each one includes.
+INCLUDE_INDEX = "include"
+
+
+def included_repositories(obj: KubeObject) -> list[str]:
+    """Index values: the GitRepositories ``spec.include`` names (same namespace), so their news wakes us."""
+    ns = (obj.get("metadata") or {}).get("namespace") or ""
+    return [
+        ref_key(KIND, ns, inc["repository"]["name"])
+        for inc in (obj.get("spec") or {}).get("include") or []
+        if (inc.get("repository") or {}).get("name")
+    ]
 
 
 def observed_config(spec: dict[str, Any]) -> dict[str, Any]:
@@ -71,13 +87,16 @@ def is_up_to_date(status: dict[str, Any], revision: str, spec: dict[str, Any], i
 
 @dataclass
 class GitRepositoryReconciler:
-    """GitRepository's inner work; the runner does finalizers, suspend, conditions and the status patch."""
+    """GitRepository's inner work; the runner does finalizers, suspend, conditions and the status patch.
+
+    ``repositories`` is the process's GitRepository cache: included repositories are read there.
+    """
 
     kube: KubeClient
     storage: Storage
+    repositories: Informer
     max_repository_size: int = 1 << 30
     clock: Callable[[], datetime] = _now
-    runner: KindRunner | None = None  # set once the runner exists, for artifact-ready events
 
     api_version: str = API_VERSION
     kind: str = KIND
@@ -91,7 +110,7 @@ class GitRepositoryReconciler:
         timeout = parse_duration(spec.get("timeout") or "60s")
         auth = await self._auth(ns, spec)
         ref = GitRef.from_spec(spec.get("ref"))
-        includes = await self._includes(ns, spec)
+        includes = self._includes(ns, spec)
         try:
             resolved = await resolve(url, ref, auth, timeout)
         except GitopsMeshError as e:
@@ -165,18 +184,20 @@ class GitRepositoryReconciler:
         message = f"stored artifact for revision '{commit.revision}'"
         c.mark_true(obj, c.ConditionType.ARTIFACT_IN_STORAGE, "Succeeded", message, now=now)
         c.delete(obj, c.ConditionType.ARTIFACT_OUTDATED)
-        if previous != commit.revision and self.runner is not None:
-            self.runner.publish(
-                obj,
-                EventKind.ARTIFACT_READY,
-                Severity.INFO,
-                "NewArtifact",
-                message,
-                revision=commit.revision,
-                artifact=bus_artifact(status["artifact"]),
+        announce = []
+        if previous != commit.revision:
+            announce.append(
+                Announcement(
+                    EventKind.ARTIFACT_READY,
+                    "NewArtifact",
+                    message,
+                    revision=commit.revision,
+                    severity=Severity.INFO,
+                    artifact=bus_artifact(status["artifact"]),
+                )
             )
             log.info("new artifact", namespace=ns, name=name, revision=commit.revision, size=stored.size)
-        return Outcome.succeeded(requeue_after=interval_of(obj), message=message)
+        return Outcome.succeeded(requeue_after=interval_of(obj), message=message, announce=announce)
 
     async def finalize(self, obj: KubeObject) -> None:
         meta = obj["metadata"]
@@ -209,17 +230,17 @@ class GitRepositoryReconciler:
             raise
         c.mark_true(obj, c.ConditionType.SOURCE_VERIFIED, "Succeeded", verified.message, now=now)
 
-    async def _includes(self, ns: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
-        """The artifacts of spec.include's GitRepositories, which must be Ready (else we wait for them)."""
+    def _includes(self, ns: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        """The artifacts of spec.include's GitRepositories, which must be Ready at their generation (else we
+        wait: their new artifact wakes us through the include index)."""
         out = []
         for inc in spec.get("include") or []:
             name = inc["repository"]["name"]
-            try:
-                other = await self.kube.get(API_VERSION, KIND, name, namespace=ns)
-            except NotFound as e:
-                raise DependencyNotReady(f"included GitRepository '{ns}/{name}' not found") from e
+            other = self.repositories.get(ns, name)
+            if other is None:
+                raise DependencyNotReady(f"included GitRepository '{ns}/{name}' not found")
             artifact = (other.get("status") or {}).get("artifact")
-            if not artifact or not c.is_ready(other):
+            if not artifact or not is_ready_at_generation(other):
                 raise DependencyNotReady(f"included GitRepository '{ns}/{name}' has no artifact yet")
             out.append(artifact)
         return out

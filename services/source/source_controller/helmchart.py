@@ -14,14 +14,10 @@ The source must be Ready for its current generation, with its artifact in storag
 (``reconcileStrategy: ChartVersion``), and nothing is fetched or packaged while the generation, the
 source's revision and the artifact file are what the last successful build saw.
 
-Dependent charts - how a new source artifact reaches its charts at once: the chart runner's informer is
-indexed by source (``<kind>/<namespace>/<name>``), and :func:`enqueue_dependents` adds a handler to the
-HelmRepository and GitRepository runners' informers. Their own status patches come back as watch events;
-when one carries a new artifact revision (or the source became Ready), the charts of that source whose
-``observedSourceArtifactRevision`` differs (or that are not Ready) are enqueued. This is Flux's
-``Watches(..., SourceRevisionChangePredicate)``. It is chosen over the bus's ``artifact-ready`` topic
-because it needs no Kafka round trip, sees every source change whoever wrote it (another replica after a
-leader change, a restart's relist), and the queue already dedupes repeated keys.
+Dependent charts - how a new source artifact reaches its charts at once: the HelmChart runner follows its
+sources through the ``source`` index (:func:`source_refs`) with the runtime's watches (``new_revision``,
+Flux's SourceRevisionChangePredicate), so a source status carrying a new artifact, or turning Ready, wakes
+its charts. Sources are read from the process's caches, never with GETs.
 """
 
 from __future__ import annotations
@@ -29,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,15 +37,16 @@ from gitops_mesh.artifacts.errors import StorageError
 from gitops_mesh.artifacts.extract import ExtractLimits, safe_extract
 from gitops_mesh.artifacts.storage import Storage, StoredArtifact
 from gitops_mesh.bus.envelope import EventKind, Severity
-from gitops_mesh.errors import DependencyNotReady, GitopsMeshError, NotFound, TerminalError, TransientError
+from gitops_mesh.errors import DependencyNotReady, GitopsMeshError, TerminalError, TransientError
 from gitops_mesh.kube.client import KubeClient
-from gitops_mesh.kube.informer import ChangeType
-from gitops_mesh.kube.objects import KubeObject, ObjectKey, object_key
+from gitops_mesh.kube.informer import Informer
+from gitops_mesh.kube.objects import KubeObject, object_key
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.reconcile import conditions as c
-from gitops_mesh.reconcile.result import Outcome
-from gitops_mesh.runner import KindRunner, interval_of
+from gitops_mesh.reconcile.result import Announcement, Outcome
+from gitops_mesh.runner import interval_of
 from gitops_mesh.settings import parse_duration
+from gitops_mesh.watches import is_ready_at_generation, ref_key
 from source_controller.artifact_status import artifact_status, bus_artifact
 from source_controller.helm import (
     ChartBuild,
@@ -93,17 +90,13 @@ def _now() -> datetime:
 # --- pure ----------------------------------------------------------------------------------------------
 
 
-def source_key(kind: str, namespace: str, name: str) -> str:
-    return f"{kind}/{namespace}/{name}"
-
-
-def index_by_source(obj: KubeObject) -> list[str]:
-    """The informer index function: a HelmChart under its source's key."""
+def source_refs(obj: KubeObject) -> list[str]:
+    """The HelmChart cache's index: a chart under its source's ``Kind/namespace/name``."""
     ref = (obj.get("spec") or {}).get("sourceRef") or {}
     namespace = (obj.get("metadata") or {}).get("namespace") or ""
     if not ref.get("kind") or not ref.get("name"):
         return []
-    return [source_key(ref["kind"], namespace, ref["name"])]
+    return [ref_key(ref["kind"], namespace, ref["name"])]
 
 
 def _revision(obj: Mapping[str, Any] | None) -> str | None:
@@ -112,32 +105,6 @@ def _revision(obj: Mapping[str, Any] | None) -> str | None:
     artifact = (obj.get("status") or {}).get("artifact") or {}
     revision = artifact.get("revision")
     return revision if isinstance(revision, str) else None
-
-
-def dependents(source: KubeObject, old: KubeObject | None, charts: Iterable[KubeObject]) -> list[ObjectKey]:
-    """The charts to reconcile after a change of their ``source``: Flux's SourceRevisionChangePredicate.
-
-    Only a source with an artifact counts, and only when its revision changed or it became Ready; then
-    the charts that have not seen that revision, or are not Ready, are due.
-    """
-    revision = _revision(source)
-    if revision is None:
-        return []
-    new_revision = old is None or _revision(old) != revision
-    became_ready = c.is_ready(source) and (old is None or not c.is_ready(old))
-    if not (new_revision or became_ready):
-        return []
-    return [
-        object_key(chart)
-        for chart in charts
-        if (chart.get("status") or {}).get("observedSourceArtifactRevision") != revision or not c.is_ready(chart)
-    ]
-
-
-def is_source_ready(source: Mapping[str, Any]) -> bool:
-    """Ready for its current generation (not a stale Ready from before a spec change)."""
-    observed = (source.get("status") or {}).get("observedGeneration")
-    return c.is_ready(source) and observed == c.generation_of(source)
 
 
 def unchanged(obj: Mapping[str, Any], source_revision: str) -> bool:
@@ -201,42 +168,22 @@ def dependency_urls(source_root: Path, chart_path: str) -> set[str]:
     }
 
 
-# --- wiring --------------------------------------------------------------------------------------------
-
-
-def enqueue_dependents(charts: KindRunner, sources: Sequence[KindRunner]) -> None:
-    """Index ``charts`` by source, and enqueue a source's charts when it gets a new artifact (see above)."""
-    charts.informer.add_index(SOURCE_INDEX, index_by_source)
-
-    def handler_for(kind: str) -> Callable[[ChangeType, KubeObject, KubeObject | None], None]:
-        def on_source_event(change: ChangeType, obj: KubeObject, old: KubeObject | None) -> None:
-            if change == "DELETED":
-                return
-            ns, name = object_key(obj)
-            due = dependents(obj, old, charts.informer.by_index(SOURCE_INDEX, source_key(kind, ns, name)))
-            for chart_ns, chart_name in due:
-                log.debug("source changed; enqueue chart", source=f"{kind}/{ns}/{name}", chart=chart_name)
-                charts.enqueue(chart_ns, chart_name)
-
-        return on_source_event
-
-    for runner in sources:
-        runner.informer.on_event(handler_for(runner.reconciler.kind))
-
-
 # --- the reconciler ------------------------------------------------------------------------------------
 
 
 @dataclass
 class HelmChartReconciler:
-    """HelmChart's inner work; the runner does finalizers, suspend, conditions and the status patch."""
+    """HelmChart's inner work; the runner does finalizers, suspend, conditions and the status patch.
+
+    ``sources`` are the process's caches of the source kinds (GitRepository, HelmRepository).
+    """
 
     kube: KubeClient
     storage: Storage
     http: aiohttp.ClientSession
+    sources: Mapping[str, Informer]
     helm: str = "helm"
     clock: Callable[[], datetime] = _now
-    runner: KindRunner | None = None  # set once the runner exists, for artifact-ready events
     _indexes: OrderedDict[tuple[str, str], tuple[str, IndexFile]] = field(default_factory=OrderedDict, repr=False)
 
     api_version: str = API_VERSION
@@ -257,7 +204,7 @@ class HelmChartReconciler:
             )
             c.mark_true(obj, c.ConditionType.FETCH_FAILED, "UnsupportedSourceKind", message, now=now)
             raise TerminalError(message, reason="UnsupportedSourceKind")
-        source = await self._source(obj, kind, ns, source_name, now)
+        source = self._source(obj, kind, ns, source_name, now)
         source_artifact = source["status"]["artifact"]
         source_revision: str = source_artifact["revision"]
         c.delete(obj, c.ConditionType.SOURCE_VERIFIED)  # verify is for OCI sources, which we do not pull
@@ -302,46 +249,51 @@ class HelmChartReconciler:
             status["observedValuesFiles"] = list(build.values_files)
         else:
             status.pop("observedValuesFiles", None)
-        if previous != build.version and self.runner is not None:
-            self.runner.publish(
-                obj,
-                EventKind.ARTIFACT_READY,
-                Severity.INFO,
-                reason,
-                message,
-                revision=build.version,
-                artifact=bus_artifact(status["artifact"]),
+        announce = []
+        if previous != build.version:
+            announce.append(
+                Announcement(
+                    EventKind.ARTIFACT_READY,
+                    reason,
+                    message,
+                    revision=build.version,
+                    severity=Severity.INFO,
+                    artifact=bus_artifact(status["artifact"]),
+                )
             )
             log.info("new chart", namespace=ns, name=meta["name"], chart=build.name, version=build.version)
-        return self._done(obj, reason, message, now)
+        return self._done(obj, reason, message, now, announce)
 
     async def finalize(self, obj: KubeObject) -> None:
         meta = obj["metadata"]
         await self.storage.remove_all(KIND, meta["namespace"], meta["name"])
 
-    def _done(self, obj: KubeObject, reason: str, message: str, now: datetime) -> Outcome:
+    def _done(
+        self, obj: KubeObject, reason: str, message: str, now: datetime, announce: list[Announcement] | None = None
+    ) -> Outcome:
         for stale in (c.ConditionType.FETCH_FAILED, c.ConditionType.BUILD_FAILED, c.ConditionType.ARTIFACT_OUTDATED):
             c.delete(obj, stale)
         c.mark_true(obj, c.ConditionType.ARTIFACT_IN_STORAGE, reason, message, now=now)
         c.delete(obj, c.ConditionType.STORAGE_OPERATION_FAILED)
-        return Outcome.succeeded(requeue_after=interval_of(obj), message=message, reason=reason)
+        return Outcome.succeeded(
+            requeue_after=interval_of(obj), message=message, reason=reason, announce=announce or ()
+        )
 
     # --- the source ------------------------------------------------------------------------------------
 
-    async def _source(self, obj: KubeObject, kind: str, ns: str, name: str, now: datetime) -> KubeObject:
+    def _source(self, obj: KubeObject, kind: str, ns: str, name: str, now: datetime) -> KubeObject:
         """The source object, Ready with its artifact in our storage; else the chart waits for it."""
-        try:
-            source = await self.kube.get(API_VERSION, kind, name, namespace=ns)
-        except NotFound as e:
+        source = self.sources[kind].get(ns, name)
+        if source is None:
             message = f"{kind} '{ns}/{name}' not found"
             c.mark_true(obj, c.ConditionType.FETCH_FAILED, "SourceUnavailable", message, now=now)
-            raise DependencyNotReady(message) from e
+            raise DependencyNotReady(message)
         if kind == HELM_REPOSITORY and is_oci(source.get("spec") or {}):
             message = f"charts from OCI HelmRepository '{ns}/{name}' are not supported yet"
             c.mark_true(obj, c.ConditionType.FETCH_FAILED, "UnsupportedSourceKind", message, now=now)
             raise TerminalError(message, reason="UnsupportedSourceKind")
         artifact = (source.get("status") or {}).get("artifact")
-        if not is_source_ready(source) or not artifact:
+        if not is_ready_at_generation(source) or not artifact:
             why = c.get_message(source, c.ConditionType.READY) or "not reconciled yet"
             message = f"{kind} '{ns}/{name}' is not ready: {why}"
             c.mark_true(obj, c.ConditionType.FETCH_FAILED, "NoSourceArtifact", message, now=now)
@@ -476,7 +428,8 @@ class HelmChartReconciler:
         if not urls:
             return []
         known: dict[str, DependencyRepository] = {}
-        for repo in (await self.kube.list(API_VERSION, HELM_REPOSITORY, namespace=ns)).items:
+        repositories = self.sources[HELM_REPOSITORY].list()
+        for repo in sorted((r for r in repositories if object_key(r)[0] == ns), key=object_key):
             repo_spec = repo.get("spec") or {}
             url = str(repo_spec.get("url") or "").rstrip("/")
             if url in urls and url not in known and not is_oci(repo_spec):

@@ -27,8 +27,8 @@ from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.kube.secrets import secret_data
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.reconcile import conditions as c
-from gitops_mesh.reconcile.result import Outcome
-from gitops_mesh.runner import KindRunner, interval_of
+from gitops_mesh.reconcile.result import Announcement, Outcome
+from gitops_mesh.runner import interval_of
 from gitops_mesh.settings import parse_duration
 from source_controller.artifact_status import artifact_status, bus_artifact
 from source_controller.helm import (
@@ -109,7 +109,6 @@ class HelmRepositoryReconciler:
     http: aiohttp.ClientSession
     max_index_size: int = DEFAULT_MAX_INDEX_SIZE
     clock: Callable[[], datetime] = _now
-    runner: KindRunner | None = None  # set once the runner exists, for artifact-ready events
 
     api_version: str = API_VERSION
     kind: str = KIND
@@ -171,18 +170,20 @@ class HelmRepositoryReconciler:
         status["url"] = link
         c.mark_true(obj, c.ConditionType.ARTIFACT_IN_STORAGE, "Succeeded", message, now=now)
         c.delete(obj, c.ConditionType.ARTIFACT_OUTDATED)
-        if previous != revision and self.runner is not None:
-            self.runner.publish(
-                obj,
-                EventKind.ARTIFACT_READY,
-                Severity.INFO,
-                "NewArtifact",
-                f"stored fetched index of size {stored.size} from '{url}'",
-                revision=revision,
-                artifact=bus_artifact(status["artifact"]),
+        announce = []
+        if previous != revision:
+            announce.append(
+                Announcement(
+                    EventKind.ARTIFACT_READY,
+                    "NewArtifact",
+                    f"stored fetched index of size {stored.size} from '{url}'",
+                    revision=revision,
+                    severity=Severity.INFO,
+                    artifact=bus_artifact(status["artifact"]),
+                )
             )
             log.info("new index", namespace=ns, name=name, revision=revision, size=stored.size, charts=len(index))
-        return Outcome.succeeded(requeue_after=interval_of(obj), message=message, reason="Succeeded")
+        return Outcome.succeeded(requeue_after=interval_of(obj), message=message, reason="Succeeded", announce=announce)
 
     async def finalize(self, obj: KubeObject) -> None:
         meta = obj["metadata"]

@@ -7,7 +7,6 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import cast
 
 import aiohttp
 
@@ -17,10 +16,11 @@ from gitops_mesh.bus.consumer import Consumer
 from gitops_mesh.bus.topics import Topic, Topics
 from gitops_mesh.observability.health import start_server
 from gitops_mesh.observability.logging import get_logger
-from gitops_mesh.process import ProcessContext, kind_runner, platform, run, run_runners, stop_runners
-from gitops_mesh.settings import tool_path
-from source_controller.gitrepository import GitRepositoryReconciler
-from source_controller.helmchart import HelmChartReconciler, enqueue_dependents
+from gitops_mesh.process import ProcessContext, kind_runner, own_cache, platform, run, run_runners, stop_runners
+from gitops_mesh.settings import settings_as, tool_path
+from gitops_mesh.watches import artifact_revision, new_revision
+from source_controller.gitrepository import API_VERSION, INCLUDE_INDEX, GitRepositoryReconciler, included_repositories
+from source_controller.helmchart import SOURCE_INDEX, HelmChartReconciler, source_refs
 from source_controller.helmrepository import HelmRepositoryReconciler
 from source_controller.requests import RequestRouter
 from source_controller.settings import SourceSettings, advertised, parse
@@ -31,7 +31,7 @@ log = get_logger(__name__)
 
 @contextlib.asynccontextmanager
 async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
-    s = cast(SourceSettings, ctx.settings)
+    s = settings_as(ctx.settings, SourceSettings)
     root = Path(s.storage_path)
     await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
     storage = Storage(root, advertised(s), retention_records=s.artifact_retention_records)
@@ -43,17 +43,18 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
         helm = "helm"
     try:
         async with platform(ctx) as p, aiohttp.ClientSession() as http:
-            git = GitRepositoryReconciler(p.kube, storage, max_repository_size=s.max_repository_size)
+            git_repos = own_cache(ctx, p, API_VERSION, "GitRepository")
+            helm_repo_cache = own_cache(ctx, p, API_VERSION, "HelmRepository")
+            git = GitRepositoryReconciler(p.kube, storage, git_repos, max_repository_size=s.max_repository_size)
             git_runner = kind_runner(ctx, p, git)
-            git.runner = git_runner
-            helm_repos = HelmRepositoryReconciler(p.kube, storage, http)
-            repo_runner = kind_runner(ctx, p, helm_repos)
-            helm_repos.runner = repo_runner
-            charts = HelmChartReconciler(p.kube, storage, http, helm=helm)
-            chart_runner = kind_runner(ctx, p, charts)
-            charts.runner = chart_runner
-            # A new GitRepository / HelmRepository artifact enqueues the charts built from it at once.
-            enqueue_dependents(chart_runner, [repo_runner, git_runner])
+            repo_runner = kind_runner(ctx, p, HelmRepositoryReconciler(p.kube, storage, http))
+            sources = {"GitRepository": git_repos, "HelmRepository": helm_repo_cache}
+            chart_runner = kind_runner(ctx, p, HelmChartReconciler(p.kube, storage, http, sources, helm=helm))
+            # A new artifact of a source wakes what is built from it at once: charts, including repositories.
+            changed = new_revision(artifact_revision)
+            for source in sources.values():
+                chart_runner.watches.follow(source, index=SOURCE_INDEX, refs=source_refs, when=changed)
+            git_runner.watches.follow(git_repos, index=INCLUDE_INDEX, refs=included_repositories, when=changed)
             runners = [git_runner, repo_runner, chart_runner]
             topics = Topics(s.topic_prefix)
             consumer = Consumer(
@@ -63,16 +64,17 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
                 names=topics,
                 dlq_topic=topics.name(Topic.DLQ),
                 handler=RequestRouter({r.reconciler.kind: r for r in runners}).handle,
+                producer=p.producer,
                 client_id=CONTROLLER,
             )
             await consumer.start()
             ctx.checks.ready["reconcile-requests"] = consumer.ready
-            await run_runners(ctx, runners)
+            run_runners(ctx, p, runners)
             try:
                 yield
             finally:
                 await consumer.stop()
-                await stop_runners(runners)
+                stop_runners(runners)
     finally:
         await artifacts.cleanup()
 

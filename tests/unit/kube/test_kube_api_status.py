@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from gitops_mesh.errors import (
+    ApiError,
     Conflict,
     Forbidden,
     GitopsMeshError,
@@ -60,8 +61,12 @@ def test_codes_map_to_the_tree(code: int, reason: str, expected: type[GitopsMesh
 def test_classification_follows_the_tree() -> None:
     assert isinstance(error_from_status(409, None), TransientError)
     assert isinstance(error_from_status(410, None), TransientError)
-    assert isinstance(error_from_status(422, None), TerminalError)
-    assert isinstance(error_from_status(403, None), TerminalError)
+    # What the apiserver refused is neutral: the caller decides whether it is worth a retry.
+    for code in (400, 401, 403, 404, 405, 413, 422):
+        error = error_from_status(code, None)
+        assert isinstance(error, ApiError)
+        assert error.code == code
+        assert not isinstance(error, TransientError | TerminalError)
 
 
 def test_invalid_message_names_the_field() -> None:

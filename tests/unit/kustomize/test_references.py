@@ -10,10 +10,10 @@ from gitops_mesh.errors import DependencyNotReady, InvalidSpec
 from kustomize_controller.references import (
     check_cross_namespace,
     check_dependencies,
-    dependency_index,
+    dependency_refs,
     find_cycle,
     source_artifact,
-    source_index,
+    source_refs,
 )
 
 REV = "main@sha1:" + "a" * 40
@@ -44,8 +44,8 @@ def lookup_in(*objs: dict[str, Any]) -> Any:
 def test_indexes() -> None:
     obj = ks("b", "a")
     obj["spec"]["dependsOn"].append({"name": "c", "namespace": "infra"})
-    assert source_index(obj) == ["GitRepository/apps/repo"]
-    assert dependency_index(obj) == ["apps/a", "infra/c"]
+    assert source_refs(obj) == ["GitRepository/apps/repo"]
+    assert dependency_refs(obj) == ["Kustomization/apps/a", "Kustomization/infra/c"]
 
 
 def test_ready_dependency_at_our_revision_lets_us_proceed() -> None:

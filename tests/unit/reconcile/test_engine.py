@@ -179,7 +179,7 @@ async def test_100_keys_run_concurrent_at_a_time(unique: str) -> None:
         (None, KubeUnavailable("down"), Requeue("error", rate_limited=True)),
         (None, Conflict("409", retry_after=0.1), Requeue("error", after=0.1)),
         (None, InvalidSpec("bad"), Requeue("error", forget=True)),
-        (None, NotFound("gone"), Requeue("error", forget=True)),
+        (None, NotFound("gone"), Requeue("error", rate_limited=True)),  # neutral: retried, never stalls
         (None, RuntimeError("bug"), Requeue("error", rate_limited=True)),
     ],
 )
