@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,7 @@ from gitops_mesh.observability.health import HealthChecks, make_app, start_serve
 from gitops_mesh.observability.logging import configure_logging, get_logger
 from gitops_mesh.runner import KindRunner, Reconciler, backoff_only
 from gitops_mesh.settings import Settings
+from gitops_mesh.watches import WATCH_SELECTOR, data_changed
 
 log = get_logger("process")
 
@@ -231,6 +232,19 @@ def stop_runners(runners: list[KindRunner]) -> None:
     """Stop taking work; the caches stop with the platform."""
     for r in runners:
         r.stop()
+
+
+#: The runner index of the Secrets and ConfigMaps an object refers to (``Secret/<ns>/<name>``).
+REFERENCES_INDEX = "references"
+
+
+def follow_labelled_references(p: Platform, runner: KindRunner, refs: Callable[[KubeObject], Iterable[str]]) -> None:
+    """Reconcile ``runner``'s objects at once when a Secret or ConfigMap they refer to (``refs``: values
+    ``Secret/<ns>/<name>`` or ``ConfigMap/<ns>/<name>``) appears or changes — for those labelled
+    ``reconcile.fluxcd.io/watch: Enabled``, as Flux does. Unlabelled ones are picked up by the retry."""
+    for kind in ("Secret", "ConfigMap"):
+        watched = p.caches.informer("v1", kind, label_selector=WATCH_SELECTOR)
+        runner.watches.follow(watched, index=REFERENCES_INDEX, refs=refs, when=data_changed)
 
 
 def on_bus_watches(runners: list[KindRunner]) -> Callable[[Event, RecordMeta], Awaitable[None]]:

@@ -17,6 +17,7 @@ from gitops_mesh.bus.topics import Topic, Topics
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import (
     ProcessContext,
+    follow_labelled_references,
     kind_runner,
     on_bus_watches,
     own_cache,
@@ -35,6 +36,7 @@ from kustomize_controller.references import (
     SOURCE_API,
     SOURCE_INDEX,
     SOURCE_KINDS,
+    config_refs,
     dependency_refs,
     source_refs,
 )
@@ -89,6 +91,7 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             revision_of=applied_revision,
             events=[EventKind.APPLIED],
         )
+        follow_labelled_references(p, runner, config_refs)
         topics = Topics(s.topic_prefix)
         consumer = Consumer(
             bootstrap=s.kafka_bootstrap,

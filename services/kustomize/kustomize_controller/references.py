@@ -34,6 +34,20 @@ def source_refs(obj: KubeObject) -> list[str]:
     return [ref_key(*source_key(obj))]
 
 
+def config_refs(obj: KubeObject) -> list[str]:
+    """Index values: the Secrets and ConfigMaps a build reads (decryption keys, postBuild.substituteFrom)."""
+    ns = obj["metadata"]["namespace"]
+    spec = obj.get("spec") or {}
+    refs = []
+    decryption_secret = ((spec.get("decryption") or {}).get("secretRef") or {}).get("name")
+    if decryption_secret:
+        refs.append(ref_key("Secret", ns, decryption_secret))
+    for source in (spec.get("postBuild") or {}).get("substituteFrom") or []:
+        if source.get("kind") in ("Secret", "ConfigMap") and source.get("name"):
+            refs.append(ref_key(source["kind"], ns, source["name"]))
+    return refs
+
+
 def dependency_keys(obj: KubeObject) -> list[Key]:
     ns = obj["metadata"]["namespace"]
     return [(d.get("namespace") or ns, d["name"]) for d in obj["spec"].get("dependsOn") or []]

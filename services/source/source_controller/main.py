@@ -16,12 +16,22 @@ from gitops_mesh.bus.consumer import Consumer
 from gitops_mesh.bus.topics import Topic, Topics
 from gitops_mesh.observability.health import start_server
 from gitops_mesh.observability.logging import get_logger
-from gitops_mesh.process import ProcessContext, kind_runner, own_cache, platform, run, run_runners, stop_runners
+from gitops_mesh.process import (
+    ProcessContext,
+    follow_labelled_references,
+    kind_runner,
+    own_cache,
+    platform,
+    run,
+    run_runners,
+    stop_runners,
+)
 from gitops_mesh.settings import settings_as, tool_path
 from gitops_mesh.watches import artifact_revision, new_revision
 from source_controller.gitrepository import API_VERSION, INCLUDE_INDEX, GitRepositoryReconciler, included_repositories
 from source_controller.helmchart import SOURCE_INDEX, HelmChartReconciler, source_refs
 from source_controller.helmrepository import HelmRepositoryReconciler
+from source_controller.references import git_repository_secrets, helm_repository_secrets
 from source_controller.requests import RequestRouter
 from source_controller.settings import SourceSettings, advertised, parse
 
@@ -55,6 +65,8 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             for source in sources.values():
                 chart_runner.watches.follow(source, index=SOURCE_INDEX, refs=source_refs, when=changed)
             git_runner.watches.follow(git_repos, index=INCLUDE_INDEX, refs=included_repositories, when=changed)
+            follow_labelled_references(p, git_runner, git_repository_secrets)
+            follow_labelled_references(p, repo_runner, helm_repository_secrets)
             runners = [git_runner, repo_runner, chart_runner]
             topics = Topics(s.topic_prefix)
             consumer = Consumer(

@@ -10,6 +10,7 @@ from gitops_mesh.errors import DependencyNotReady, InvalidSpec
 from kustomize_controller.references import (
     check_cross_namespace,
     check_dependencies,
+    config_refs,
     dependency_refs,
     find_cycle,
     source_artifact,
@@ -108,3 +109,13 @@ def test_source_artifact() -> None:
     with pytest.raises(DependencyNotReady, match="artifact not found"):
         source_artifact(obj, {"status": {}})
     assert source_artifact(obj, {"status": {"artifact": {"revision": REV}}}) == {"revision": REV}
+
+
+def test_config_refs_name_what_a_build_reads() -> None:
+    obj = ks("app")
+    obj["spec"]["decryption"] = {"provider": "sops", "secretRef": {"name": "age"}}
+    obj["spec"]["postBuild"] = {
+        "substituteFrom": [{"kind": "ConfigMap", "name": "vars"}, {"kind": "Secret", "name": "s", "optional": True}]
+    }
+    assert config_refs(obj) == ["Secret/apps/age", "ConfigMap/apps/vars", "Secret/apps/s"]
+    assert config_refs(ks("plain")) == []

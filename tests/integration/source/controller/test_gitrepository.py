@@ -208,3 +208,48 @@ async def test_missing_secret_then_created(
         }
     )
     await wait_revision(kube, namespace, "auth", commit)
+
+
+async def test_a_labelled_secret_created_later_wakes_the_repository_at_once(
+    kube: KubeClient,
+    namespace: str,
+    controller: Controller,
+    git_http: GitServer,
+    make_repo: Callable[..., Repo],
+) -> None:
+    """Flux's ``reconcile.fluxcd.io/watch: Enabled``: the Secret's arrival, not the next retry, reconciles."""
+    repo = make_repo("main")
+    commit = repo.commit({"a.yaml": "a: 1\n"})
+    repo.push()
+    await kube.create(gitrepo("watched", namespace, git_http.url(repo.name), secretRef={"name": "late"}))
+
+    def next_retry() -> float:
+        retries = [
+            float(str(line.get("retry_in")))
+            for line in controller.log_lines()
+            if line.get("event") == "reconcile failed; retrying" and "watched" in str(line.get("key"))
+        ]
+        return retries[-1] if retries else 0.0
+
+    async def backed_off() -> bool:
+        return next_retry() >= 20
+
+    # The queue's backoff doubles per failure: wait until the next retry is far away.
+    await eventually(backed_off, timeout=60, interval=0.5)
+    obj = await get(kube, namespace, "watched")
+    assert not c.is_stalled(obj)
+    assert c.is_false(obj, "Ready")
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "late", "namespace": namespace, "labels": {"reconcile.fluxcd.io/watch": "Enabled"}},
+            "stringData": {"username": "u", "password": "p"},
+        }
+    )
+
+    async def ready() -> bool:
+        return c.is_ready(await get(kube, namespace, "watched"))
+
+    await eventually(ready, timeout=10)  # well before the retry that was 20 s or more away
+    assert (await get(kube, namespace, "watched"))["status"]["artifact"]["revision"].endswith(commit)
