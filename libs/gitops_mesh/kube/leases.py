@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from gitops_mesh.backoff import jittered
 from gitops_mesh.errors import Conflict, GitopsMeshError, NotFound
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.timestamps import rfc3339
 
 LEASE_API = "coordination.k8s.io/v1"
 Callback = Callable[[], Awaitable[None] | None]
@@ -23,7 +24,7 @@ log = get_logger(__name__)
 
 def micro_time(at: datetime) -> str:
     """Kubernetes MicroTime: RFC 3339 with exactly six fractional digits."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(at, "microseconds")
 
 
 def held_by_other(spec: dict[str, Any], identity: str) -> bool:
@@ -146,7 +147,8 @@ class LeaderElector:
         while True:
             if await self._attempt():
                 return
-            await asyncio.sleep(self.retry_period * (1 + 0.2 * random.random()))
+            # client-go's wait.JitterUntil(retryPeriod, 1.2): candidates do not all knock at once.
+            await asyncio.sleep(jittered(self.retry_period, (0.0, 0.2)))
 
     async def _renew_until_lost(self) -> None:
         loop = asyncio.get_running_loop()

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import math
 import random
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Generic, Protocol, TypeVar
 
+from gitops_mesh import backoff
 from gitops_mesh.observability import metrics
 
 K = TypeVar("K", bound=Hashable)
@@ -125,8 +125,8 @@ class ExponentialBackoff(Generic[K]):
         """The delay before the next retry of ``key``; counts one more failure."""
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
-        # Past 2**60 every realistic cap is long reached; stopping there keeps ldexp from overflowing.
-        return min(math.ldexp(self.base, min(n, 60)), self.cap)
+        # client-go's limiter has no jitter: the per-key doubling already spreads keys that failed at different times.
+        return backoff.delay(n, initial=self.base, cap=self.cap, factor=2.0, jitter=backoff.NO_JITTER)
 
     def forget(self, key: K) -> None:
         self._failures.pop(key, None)
@@ -142,8 +142,7 @@ def jittered(interval: float, fraction: float = 0.1, *, rng: random.Random | Non
     """
     if not 0 < fraction < 1:
         return interval
-    r = (rng or random).uniform(-fraction, fraction)
-    return interval * (1 + r)
+    return backoff.jittered(interval, (-fraction, fraction), rng=rng)
 
 
 class WorkQueue(Generic[K]):

@@ -52,7 +52,6 @@ answered, a hand-over that cancelled a request in flight). Every request carries
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -60,6 +59,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from gitops_mesh.backoff import delay as jittered_delay
 from gitops_mesh.bus.consumer import RecordMeta
 from gitops_mesh.bus.envelope import Event
 from gitops_mesh.errors import BusUnavailable
@@ -118,8 +118,10 @@ def backoff(settings: DeliverySettings, attempts: int, retry_after: float | None
     """Seconds before the next attempt: ``Retry-After`` when given, else exponential with jitter; capped."""
     if retry_after is not None:
         return min(max(retry_after, 0.0), settings.max_backoff)
-    base = settings.initial_backoff * (2.0 ** max(0, attempts - 1))
-    return min(base, settings.max_backoff) * random.uniform(0.8, 1.0)
+    # ``attempts`` counts the failure just seen, so the first retry waits ``initial_backoff``.
+    return jittered_delay(
+        attempts - 1, initial=settings.initial_backoff, cap=settings.max_backoff, factor=2.0, jitter=(-0.2, 0.0)
+    )
 
 
 # ---- in-memory coordination ----------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gitops_mesh.kube.backoff import Backoff
 from gitops_mesh.kube.events import aggregation_key, involved_object, new_event
 from gitops_mesh.kube.finalizers import finalizer_patch, has_finalizer
 from gitops_mesh.kube.objects import KubeObject, split_api_version
@@ -64,16 +63,6 @@ def test_finalizer_patch_is_guarded_by_resource_version() -> None:
     assert has_finalizer(obj, "a")
     assert not has_finalizer(obj, "b")
     assert finalizer_patch(obj, ["a", "b"]) == {"metadata": {"finalizers": ["a", "b"], "resourceVersion": "7"}}
-
-
-def test_backoff_grows_jittered_and_capped() -> None:
-    b = Backoff(initial=0.2, cap=5.0, jitter=0.5)
-    delays = [b.next() for _ in range(10)]
-    assert 0.2 <= delays[0] <= 0.3
-    assert all(d <= 5.0 for d in delays)
-    assert delays[-1] == 5.0
-    b.reset()
-    assert b.next() <= 0.3
 
 
 def test_split_api_version() -> None:
