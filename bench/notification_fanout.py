@@ -42,6 +42,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.measures import Measure, emit, percentile
 from gitops_mesh.bus.envelope import CloudEvent, EventKind, ObjectRef, Severity, build_event
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.errors import NotFound
@@ -322,9 +323,8 @@ async def main_async(args: argparse.Namespace) -> None:
     kube = await KubeClient.connect(env["KUBECONFIG"])
     sink = Sink()
     await sink.start()
-    publisher = Publisher(
-        bootstrap=bootstrap, topics=topics, client_id="bench", buffer_size=args.events + args.flap_events + 10_000
-    )
+    producer = Producer(bootstrap=bootstrap, client_id="bench")
+    publisher = Publisher(producer=producer, topics=topics, buffer_size=args.events + args.flap_events + 10_000)
     tuning = [f"--delivery-max-backoff={args.max_backoff:g}s", *args.controller_flag]
     flags = [
         f"--kubeconfig={env['KUBECONFIG']}",
@@ -355,6 +355,7 @@ async def main_async(args: argparse.Namespace) -> None:
             counters = await ctl.metrics("gitops_notification_deliveries_total")
     finally:
         await publisher.close()
+        await producer.close()
         await sink.stop()
         with contextlib.suppress(NotFound):
             await kube.delete("v1", "Namespace", tag)

@@ -10,6 +10,7 @@ import pytest
 
 from gitops_mesh.bus.consumer import Consumer, RecordMeta
 from gitops_mesh.bus.envelope import Event, EventKind
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.errors import InvalidSpec, NotFound, TransientError
@@ -79,12 +80,14 @@ def repo(name: str, namespace: str, url: str = "https://example.com/ok.git", **s
 async def bus(stack_env: dict[str, str], unique: str) -> AsyncIterator[tuple[Publisher, Topics]]:
     topics = Topics(f"{unique}.")
     await ensure_topics(stack_env["KAFKA_BOOTSTRAP"], topics.all(), partitions=1)
-    publisher = Publisher(bootstrap=stack_env["KAFKA_BOOTSTRAP"], topics=topics)
+    producer = Producer(bootstrap=stack_env["KAFKA_BOOTSTRAP"])
+    publisher = Publisher(producer=producer, topics=topics)
     await publisher.start()
     try:
         yield publisher, topics
     finally:
         await publisher.close()
+        await producer.close()
 
 
 @pytest.fixture
@@ -182,6 +185,8 @@ async def test_terminal_error_stalls_and_publishes_failed(
         group_id=f"{namespace}-g",
         topics=[topics.name(Topic.FAILED)],
         handler=handle,
+        # Only for dead letters, which this handler never causes: never started, nothing to close.
+        producer=Producer(bootstrap=stack_env["KAFKA_BOOTSTRAP"]),
         offset_reset="earliest",
     )
     await consumer.start()
@@ -263,6 +268,8 @@ async def test_announcements_go_out_after_the_status_is_written(
         group_id=f"{namespace}-a",
         topics=[topics.name(Topic.ARTIFACT_READY)],
         handler=handle,
+        # Only for dead letters, which this handler never causes: never started, nothing to close.
+        producer=Producer(bootstrap=stack_env["KAFKA_BOOTSTRAP"]),
         offset_reset="earliest",
     )
     await consumer.start()

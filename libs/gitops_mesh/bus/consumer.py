@@ -12,23 +12,21 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
-from typing import Any, Literal, Self
-
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from typing import Literal, Self
 
 from gitops_mesh.bus.envelope import EnvelopeError, Event, parse_event
-from gitops_mesh.bus.lifecycle import (
+from gitops_mesh.bus.kafka import (
+    COMMIT_REFUSED,
     UNREACHABLE,
-    Backoff,
-    cancel_and_wait,
-    describe,
-    sleep_unless,
-    stop_client,
-    stop_producer,
-    supervise,
+    ConsumerSession,
+    Producer,
+    ProducerSession,
+    Record,
+    TopicPartition,
 )
+from gitops_mesh.bus.lifecycle import bus_backoff, cancel_and_wait, describe, sleep_unless, supervise
 from gitops_mesh.bus.topics import Topic, Topics
 from gitops_mesh.errors import TransientError
 from gitops_mesh.observability import metrics
@@ -67,7 +65,7 @@ Handler = Callable[[Event, RecordMeta], Awaitable[None]]
 @dataclass(eq=False)
 class _Partition:
     tp: TopicPartition
-    backlog: deque[Any] = field(default_factory=deque)
+    backlog: deque[Record] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -84,6 +82,8 @@ class Consumer:
       behind it in that partition is handled meanwhile, and the partition is paused once its backlog fills.
     - A handler raising anything else is logged and the message goes to the DLQ.
     - Distinct partitions are handled concurrently, at most ``max_concurrency`` handlers at once.
+
+    Dead letters go out through ``producer``, the process's shared one; the consumer never closes it.
     """
 
     def __init__(
@@ -93,6 +93,7 @@ class Consumer:
         group_id: str,
         topics: Sequence[Topic | str],
         handler: Handler,
+        producer: Producer,
         names: Topics | None = None,
         dlq_topic: str | None = None,
         client_id: str = "gitops-mesh",
@@ -121,7 +122,7 @@ class Consumer:
         self._stop_grace = stop_grace
         self._max_backoff = max_backoff
         self._parts: dict[TopicPartition, _Partition] = {}
-        self._dlq = _DeadLetters(bootstrap=bootstrap, topic=self.dlq_topic, client_id=f"{client_id}-dlq")
+        self._dlq = _DeadLetters(producer, self.dlq_topic)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._joined = False
@@ -136,9 +137,7 @@ class Consumer:
     async def start(self) -> None:
         """Start consuming in the background; returns at once, and Kafka being down is not an error."""
         if self._task is None:
-            self._task = supervise(
-                f"bus-consumer-{self.group_id}", self._run, backoff=Backoff(maximum=self._max_backoff)
-            )
+            self._task = supervise(f"bus-consumer-{self.group_id}", self._run, backoff=bus_backoff(self._max_backoff))
 
     async def stop(self, timeout: float = 15.0) -> None:
         """Stop fetching, let in-flight handlers finish (``stop_grace``), commit, leave the group."""
@@ -176,21 +175,20 @@ class Consumer:
     ) -> None:
         await self.stop()
 
-    # ---- one session = one AIOKafkaConsumer ------------------------------------------------------------
+    # ---- one session = one aiokafka consumer ------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = Backoff(maximum=self._max_backoff)
+        backoff = bus_backoff(self._max_backoff)
         while not self._stopping.is_set():
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+            consumer = ConsumerSession(
+                bootstrap=self.bootstrap,
                 group_id=self.group_id,
                 client_id=self._client_id,
-                enable_auto_commit=False,
-                auto_offset_reset=self._offset_reset,
+                offset_reset=self._offset_reset,
                 session_timeout_ms=self._session_timeout_ms,
                 heartbeat_interval_ms=max(1000, self._session_timeout_ms // 4),
             )
-            consumer.subscribe(self.topics, listener=_Rebalance(self, consumer))
+            consumer.subscribe(self.topics, on_revoked=partial(self._revoke, consumer), on_assigned=self._assigned)
             try:
                 # No timeout: after connecting, start() waits for the group to assign partitions, which
                 # legitimately takes a session timeout when a crashed member is still registered.
@@ -198,11 +196,11 @@ class Consumer:
             except UNREACHABLE as e:
                 self._last_error = describe(e)
                 log.warning("cannot join consumer group yet", group=self.group_id, error=self._last_error)
-                await stop_client(consumer)
+                await consumer.stop()
                 await sleep_unless(self._stopping, backoff.next())
                 continue
             except BaseException:
-                await stop_client(consumer)
+                await consumer.stop()
                 raise
             backoff.reset()
             try:
@@ -213,7 +211,7 @@ class Consumer:
                 await self._teardown(consumer)
             await sleep_unless(self._stopping, backoff.next())
 
-    async def _session(self, consumer: Any) -> None:
+    async def _session(self, consumer: ConsumerSession) -> None:
         self._joined, self._reachable, self._last_error = True, True, ""
         log.info("consumer joined group", group=self.group_id, topics=self.topics)
         probe = asyncio.create_task(self._probe_loop(consumer), name=f"bus-consumer-probe-{self.group_id}")
@@ -238,20 +236,19 @@ class Consumer:
         finally:
             await cancel_and_wait(probe)
 
-    async def _teardown(self, consumer: Any) -> None:
+    async def _teardown(self, consumer: ConsumerSession) -> None:
         self._joined = False
         await self._stop_workers(list(self._parts.values()))
         await self._commit_now(consumer)
         self._parts.clear()
-        await stop_client(consumer)
-        await self._dlq.close()
+        await consumer.stop()
         log.info("consumer left group", group=self.group_id)
 
-    async def _probe_loop(self, consumer: Any) -> None:
+    async def _probe_loop(self, consumer: ConsumerSession) -> None:
         while True:
             await asyncio.sleep(self._probe_interval)
             try:
-                await asyncio.wait_for(consumer.topics(), self._probe_interval)
+                await consumer.probe(self._probe_interval)
             except UNREACHABLE as e:
                 if self._reachable:
                     log.warning("kafka unreachable", group=self.group_id, error=describe(e))
@@ -293,14 +290,22 @@ class Consumer:
         for p in parts:
             p.backlog.clear()
 
-    async def _revoke(self, consumer: Any, revoked: set[TopicPartition]) -> None:
+    async def _revoke(self, consumer: ConsumerSession, revoked: set[TopicPartition]) -> None:
+        """Finish and commit revoked partitions before the group hands them to another member."""
         parts = [p for tp in revoked if (p := self._parts.get(tp)) is not None]
         await self._stop_workers(parts)
         await self._commit_now(consumer, only=revoked)
         for tp in revoked:
             self._parts.pop(tp, None)
 
-    def _commit_in_background(self, consumer: Any) -> None:
+    def _assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info(
+            "partitions assigned",
+            group=self.group_id,
+            partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned),
+        )
+
+    def _commit_in_background(self, consumer: ConsumerSession) -> None:
         """Start a commit unless one is running: a slow or unreachable coordinator must not stall fetching."""
         task = self._commit_task
         if task is not None and not task.done():
@@ -317,13 +322,13 @@ class Consumer:
             if p.done is not None and p.done != p.committed and (only is None or tp in only)
         }
 
-    async def _commit(self, consumer: Any, *, only: set[TopicPartition] | None = None) -> None:
+    async def _commit(self, consumer: ConsumerSession, *, only: set[TopicPartition] | None = None) -> None:
         offsets = self._uncommitted(only)
         if not offsets:
             return
         try:
             await asyncio.wait_for(consumer.commit(offsets), self._commit_timeout)
-        except (CommitFailedError, IllegalStateError) as e:
+        except COMMIT_REFUSED as e:
             # The group rebalanced under us: the new owner starts from the last commit (at-least-once).
             log.warning("commit refused after a rebalance", group=self.group_id, error=describe(e))
         except UNREACHABLE as e:
@@ -339,7 +344,7 @@ class Consumer:
                 if (p := self._parts.get(tp)) is not None:
                     p.committed = offset
 
-    async def _commit_now(self, consumer: Any, *, only: set[TopicPartition] | None = None) -> None:
+    async def _commit_now(self, consumer: ConsumerSession, *, only: set[TopicPartition] | None = None) -> None:
         """Commit in the foreground (revocation, shutdown), after any background commit has finished."""
         task, self._commit_task = self._commit_task, None
         if task is not None:
@@ -363,22 +368,22 @@ class Consumer:
                 p.backlog.popleft()
             p.done = record.offset + 1
 
-    async def _handle(self, record: Any, p: _Partition) -> bool:
+    async def _handle(self, record: Record, p: _Partition) -> bool:
         """Handle one record to the end (ok or dead-lettered); False if given up because the partition stops."""
         meta = RecordMeta(
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             key=record.key,
-            timestamp_ms=record.timestamp,
-            headers=tuple(record.headers or ()),
+            timestamp_ms=record.timestamp_ms,
+            headers=record.headers,
         )
         try:
             event = parse_event(record.value)
         except EnvelopeError as e:
             return await self._reject(record, e, p)
 
-        backoff = Backoff(maximum=self._max_backoff)
+        backoff = bus_backoff(self._max_backoff)
         while True:
             try:
                 async with self._slots:
@@ -407,13 +412,13 @@ class Consumer:
             metrics.bus_consumed.labels(topic=record.topic, result="ok").inc()
             return True
 
-    async def _reject(self, record: Any, e: EnvelopeError, p: _Partition) -> bool:
+    async def _reject(self, record: Record, e: EnvelopeError, p: _Partition) -> bool:
         log.error("not an envelope; dead-lettering", topic=record.topic, offset=record.offset, error=str(e))
         return await self._dead_letter(record, e.reason, str(e), p)
 
-    async def _dead_letter(self, record: Any, reason: str, detail: str, p: _Partition) -> bool:
+    async def _dead_letter(self, record: Record, reason: str, detail: str, p: _Partition) -> bool:
         headers = [
-            *(record.headers or ()),
+            *record.headers,
             (DLQ_REASON, reason.encode()),
             (DLQ_DETAIL, detail[:2000].encode()),
             (DLQ_TOPIC, record.topic.encode()),
@@ -422,7 +427,7 @@ class Consumer:
             (DLQ_GROUP, self.group_id.encode()),
             (DLQ_TIME, datetime.now(UTC).isoformat().encode()),
         ]
-        backoff = Backoff(maximum=self._max_backoff)
+        backoff = bus_backoff(self._max_backoff)
         # The original bytes go as they came, so the message can be inspected and replayed as is.
         while not await self._dlq.send(record.key, record.value, headers):
             # Committing past a message the DLQ does not hold yet would lose it, so the partition waits.
@@ -433,69 +438,26 @@ class Consumer:
         return True
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Finish and commit revoked partitions before the group hands them to another member."""
-
-    def __init__(self, owner: Consumer, consumer: Any) -> None:
-        self._owner = owner
-        self._consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._owner._revoke(self._consumer, set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info(
-            "partitions assigned",
-            group=self._owner.group_id,
-            partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned),
-        )
-
-
 class _DeadLetters:
-    """The DLQ writer: one idempotent producer, started on first use and replaced after a failed send."""
+    """The DLQ writer on the shared producer: a failed write renews the producer's session, as any failed send does."""
 
-    def __init__(self, *, bootstrap: str, topic: str, client_id: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, producer: Producer, topic: str) -> None:
+        self._producer = producer
         self._topic = topic
-        self._client_id = client_id
-        self._producer: Any = None
-        self._lock = asyncio.Lock()
 
     async def send(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> bool:
         """True once Kafka acknowledged; False (logged) if it could not be written this time."""
-        async with self._lock:
-            try:
-                if self._producer is None:
-                    producer = AIOKafkaProducer(
-                        bootstrap_servers=self._bootstrap,
-                        client_id=self._client_id,
-                        enable_idempotence=True,
-                        acks="all",
-                    )
-                    try:
-                        await producer.start()
-                    except BaseException:
-                        await stop_producer(producer)
-                        raise
-                    self._producer = producer
-                # aiokafka refuses a message with neither key nor value; an empty value keeps the record.
-                fut = await self._producer.send(
-                    self._topic, value if value is not None else b"", key=key, headers=headers
-                )
-                await fut
-            except UNREACHABLE as e:
-                metrics.bus_publish_errors.labels(topic=self._topic).inc()
-                log.warning("cannot write to the dead-letter topic yet", topic=self._topic, error=describe(e))
-                await self._close_locked()
-                return False
-            metrics.bus_published.labels(topic=self._topic).inc()
-            return True
-
-    async def close(self) -> None:
-        async with self._lock:
-            await self._close_locked()
-
-    async def _close_locked(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await stop_producer(producer)
+        session: ProducerSession | None = None
+        try:
+            session = await self._producer.session()
+            # aiokafka refuses a message with neither key nor value; an empty value keeps the record.
+            ack = await session.send(self._topic, value if value is not None else b"", key=key, headers=headers)
+            await ack
+        except UNREACHABLE as e:
+            metrics.bus_publish_errors.labels(topic=self._topic).inc()
+            log.warning("cannot write to the dead-letter topic yet", topic=self._topic, error=describe(e))
+            if session is not None:
+                await self._producer.renew(session)
+            return False
+        metrics.bus_published.labels(topic=self._topic).inc()
+        return True

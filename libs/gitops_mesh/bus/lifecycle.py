@@ -1,40 +1,21 @@
-"""How the bus's background work lives: backoff, supervised tasks, and closing aiokafka clients without hanging."""
+"""How the bus's background work lives: its retry pacing, supervised tasks, waiting that a stop can cut short."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.errors import KafkaError
-
-from gitops_mesh.errors import BusUnavailable
+from gitops_mesh.backoff import Backoff
 from gitops_mesh.observability.logging import get_logger
 
 log = get_logger("gitops_mesh.bus")
 
-#: Errors meaning "Kafka is not there (yet)"; anything else from aiokafka is a bug or a misconfiguration.
-UNREACHABLE = (KafkaError, OSError, TimeoutError)
 
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter, so many clients do not reconnect in lock-step after an outage."""
-
-    initial: float = 0.2
-    maximum: float = 10.0
-    factor: float = 2.0
-    _current: float = field(default=0.0, init=False)
-
-    def next(self) -> float:
-        self._current = self.initial if self._current == 0.0 else min(self.maximum, self._current * self.factor)
-        return self._current * random.uniform(0.8, 1.0)
-
-    def reset(self) -> None:
-        self._current = 0.0
+def bus_backoff(cap: float) -> Backoff:
+    """The bus's reconnect and retry pacing: 0.2 s doubling to ``cap``, each wait shortened by up to a fifth."""
+    return Backoff(initial=0.2, cap=cap, factor=2.0, jitter=(-0.2, 0.0))
 
 
 async def sleep_unless(stop: asyncio.Event, delay: float) -> bool:
@@ -78,31 +59,6 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     except asyncio.CancelledError:
         if current is not None and current.cancelling() > before:
             raise
-
-
-async def stop_producer(producer: Any, *, timeout: float = 5.0) -> None:
-    """Stop an AIOKafkaProducer within ``timeout``, failing what it still holds.
-
-    aiokafka's ``stop()`` first waits for every batch to be delivered, and an idempotent producer retries
-    forever while the broker is down, so a plain ``stop()`` can hang. Failing the remaining batches first
-    (aiokafka offers no public abort) makes ``stop()`` return; callers account for those messages
-    themselves, since they still hold them.
-    """
-    accumulator = getattr(producer, "_message_accumulator", None)
-    if accumulator is not None:
-        accumulator.fail_all(BusUnavailable("producer stopped before Kafka acknowledged"))
-    try:
-        await asyncio.wait_for(producer.stop(), timeout)
-    except UNREACHABLE as e:
-        log.warning("kafka producer did not stop cleanly", error=str(e))
-
-
-async def stop_client(client: Any, *, timeout: float = 10.0) -> None:
-    """Stop an aiokafka consumer or admin client; a broker that is gone must not hang our shutdown."""
-    try:
-        await asyncio.wait_for(client.stop(), timeout)
-    except UNREACHABLE as e:
-        log.warning("kafka client did not stop cleanly", error=str(e))
 
 
 def describe(e: BaseException) -> str:

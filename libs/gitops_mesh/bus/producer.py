@@ -1,4 +1,4 @@
-"""Publishing events to Kafka from reconciles: a bounded buffer in front of an idempotent aiokafka producer.
+"""Publishing events to Kafka from reconciles: a bounded buffer in front of the process's shared producer.
 
 ``publish()`` never waits on Kafka. A supervised sender task drains the buffer in order, and keeps
 retrying (reconnecting with backoff) while Kafka is down. When the buffer is full the event is dropped,
@@ -15,21 +15,18 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, RecordListTooLargeError
-
+from gitops_mesh.backoff import Backoff
 from gitops_mesh.bus.envelope import CONTENT_TYPE_HEADER, CloudEvent, encode, message_key
-from gitops_mesh.bus.lifecycle import UNREACHABLE, Backoff, describe, stop_producer, supervise
+from gitops_mesh.bus.kafka import POISON, UNREACHABLE, Producer, ProducerSession
+from gitops_mesh.bus.lifecycle import bus_backoff, describe, supervise
 from gitops_mesh.bus.topics import Topic, Topics
 from gitops_mesh.observability import metrics
 from gitops_mesh.observability.logging import get_logger
 
 log = get_logger("gitops_mesh.bus.producer")
 
-#: Errors no retry can fix: the message itself is wrong for Kafka.
-_POISON = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidTopicError)
 _DROP_LOG_INTERVAL = 10.0
 
 
@@ -41,7 +38,11 @@ class _Message:
 
 
 class _SessionBroken(Exception):
-    """A send failed after aiokafka's own retries; this producer's sequence numbers can no longer be trusted."""
+    """A send failed after aiokafka's own retries; this session's sequence numbers can no longer be trusted."""
+
+    def __init__(self, session: ProducerSession, failures: str) -> None:
+        super().__init__(failures)
+        self.session = session
 
 
 class Publisher:
@@ -49,35 +50,33 @@ class Publisher:
 
     Order per key holds because messages leave the buffer in order, the idempotent producer retries
     retriable errors forever within one session, and a session in which any send failed is replaced
-    (new producer id) before the failed message and everything behind it are sent again.
+    (new producer id) before the failed message and everything behind it are sent again. The session
+    is the shared ``producer``'s, which the publisher uses but never closes.
     """
 
     def __init__(
         self,
         *,
-        bootstrap: str,
+        producer: Producer,
         topics: Topics | None = None,
-        client_id: str = "gitops-mesh",
         buffer_size: int = 10_000,
         high_water: float = 0.8,
         max_in_flight: int = 500,
         probe_interval: float = 5.0,
-        connect_timeout: float = 10.0,
-        request_timeout: float = 30.0,
         max_backoff: float = 10.0,
     ) -> None:
         if buffer_size < 1 or not 0 < high_water <= 1:
             raise ValueError("buffer_size must be >= 1 and high_water in (0, 1]")
-        self.bootstrap = bootstrap
+        self._producer = producer
+        self.bootstrap = producer.bootstrap
         self.topics = topics or Topics()
-        self._client_id = client_id
         self._buffer_size = buffer_size
         self._high_water = max(1, int(buffer_size * high_water))
         self._max_in_flight = max_in_flight
         self._probe_interval = probe_interval
-        self._connect_timeout = connect_timeout
-        self._request_timeout = request_timeout
         self._max_backoff = max_backoff
+        #: The session the last window went out in; a different one means a (re)connect happened.
+        self._session_in_use: ProducerSession | None = None
         # Everything not yet acknowledged, oldest first; the first ``max_in_flight`` may be with aiokafka.
         self._buffer: deque[_Message] = deque()
         self._wakeup = asyncio.Event()
@@ -139,7 +138,7 @@ class Publisher:
     async def start(self) -> None:
         """Start the sender; returns at once, and Kafka being down is not an error (it keeps trying)."""
         if self._task is None:
-            self._task = supervise("bus-publisher", self._run, backoff=Backoff(maximum=self._max_backoff))
+            self._task = supervise("bus-publisher", self._run, backoff=bus_backoff(self._max_backoff))
 
     async def flush(self, timeout: float) -> bool:
         """Wait until everything buffered so far is acknowledged; False if ``timeout`` passed first."""
@@ -159,7 +158,7 @@ class Publisher:
             done, _ = await asyncio.wait({task}, timeout=timeout)
             if not done:
                 task.cancel()
-                # The sender's cleanup is bounded (stop_producer), so waiting for it cannot hang.
+                # The sender holds nothing to clean up (the shared producer is closed by its owner).
                 await asyncio.wait({task})
         if self._buffer:
             by_topic: dict[str, int] = {}
@@ -183,48 +182,37 @@ class Publisher:
     # ---- the sender task -----------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = Backoff(maximum=self._max_backoff)
+        backoff = bus_backoff(self._max_backoff)
+        # Connect at once, not at the first event: readiness should say whether Kafka is there.
+        await self._session(backoff)
         while True:
-            producer = await self._connect(backoff)
             try:
-                await self._pump(producer, backoff)
+                await self._pump(backoff)
                 return
             except _SessionBroken as e:
-                log.warning("replacing the kafka producer after a failed send", error=str(e))
-            finally:
-                await stop_producer(producer)
+                log.warning("renewing the kafka producer session after a failed send", error=str(e))
+                await self._producer.renew(e.session)
             await asyncio.sleep(backoff.next())
 
-    async def _connect(self, backoff: Backoff) -> Any:
+    async def _session(self, backoff: Backoff) -> ProducerSession:
+        """The shared producer's session, waiting with ``backoff`` while Kafka is not there."""
         first_attempt = True
         while True:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                client_id=self._client_id,
-                enable_idempotence=True,
-                acks="all",
-                request_timeout_ms=int(self._request_timeout * 1000),
-                retry_backoff_ms=250,
-            )
             try:
-                # Raises KafkaConnectionError at once when no broker answers; a timeout covers a broker
-                # that accepts connections but cannot hand out a producer id yet.
-                await asyncio.wait_for(producer.start(), self._connect_timeout)
+                session = await self._producer.session()
             except UNREACHABLE as e:
-                await stop_producer(producer)
                 if first_attempt:
                     log.warning("cannot connect to kafka yet; retrying", bootstrap=self.bootstrap, error=describe(e))
                 first_attempt = False
                 self._set_connected(False, describe(e))
                 await asyncio.sleep(backoff.next())
                 continue
-            except BaseException:
-                await stop_producer(producer)
-                raise
-            self._set_connected(True)
-            return producer
+            if session is not self._session_in_use:
+                self._session_in_use = session
+                self._set_connected(True)
+            return session
 
-    async def _pump(self, producer: Any, backoff: Backoff) -> None:
+    async def _pump(self, backoff: Backoff) -> None:
         """Send the buffer in windows until closing with nothing left; raises _SessionBroken."""
         while True:
             if not self._buffer:
@@ -234,26 +222,27 @@ class Publisher:
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self._probe_interval)
                 except TimeoutError:
-                    await self._probe(producer)
+                    await self._probe(await self._session(backoff))
                 continue
+            session = await self._session(backoff)
             # After Kafka rejected a batch as too large, the messages in it go one by one, so only the one
             # that is really too large is dropped, not the batch-mates it happened to travel with.
             window = list(itertools.islice(self._buffer, 1 if self._suspects else self._max_in_flight))
             if self._suspects:
                 self._suspects -= 1
-            futures: dict[int, asyncio.Future[Any]] = {}
+            futures: dict[int, asyncio.Future[object]] = {}
             rejected: list[tuple[int, BaseException]] = []
             stalled: tuple[int, BaseException] | None = None
             for i, msg in enumerate(window):
                 try:
-                    futures[i] = await producer.send(msg.topic, msg.value, key=msg.key, headers=[CONTENT_TYPE_HEADER])
-                except _POISON as e:
+                    futures[i] = await session.send(msg.topic, msg.value, key=msg.key, headers=[CONTENT_TYPE_HEADER])
+                except POISON as e:
                     rejected.append((i, e))
                 except UNREACHABLE as e:
                     # Nothing behind this message is handed over, so order holds when it is tried again.
                     stalled = (i, e)
                     break
-            await self._await_acks(producer, list(futures.values()))
+            await self._await_acks(session, list(futures.values()))
 
             keep: list[_Message] = []
             failed: list[str] = []
@@ -266,10 +255,10 @@ class Publisher:
                 err = fut.exception()
                 if err is None:
                     metrics.bus_published.labels(topic=msg.topic).inc()
-                elif isinstance(err, _POISON) and len(window) == 1:
+                elif isinstance(err, POISON) and len(window) == 1:
                     rejected.append((i, err))
                 else:
-                    if isinstance(err, _POISON):
+                    if isinstance(err, POISON):
                         self._suspects = max(self._suspects, i + 1)
                     metrics.bus_publish_errors.labels(topic=msg.topic).inc()
                     failed.append(f"{msg.topic}: {describe(err)}")
@@ -287,7 +276,7 @@ class Publisher:
                 self._set_connected(True)
                 backoff.reset()
             if failed:
-                raise _SessionBroken("; ".join(failed[:3]))
+                raise _SessionBroken(session, "; ".join(failed[:3]))
             if stalled is not None:
                 metrics.bus_publish_errors.labels(topic=window[stalled[0]].topic).inc()
                 log.warning(
@@ -295,17 +284,17 @@ class Publisher:
                 )
                 await asyncio.sleep(backoff.next())
 
-    async def _await_acks(self, producer: Any, futures: list[asyncio.Future[Any]]) -> None:
+    async def _await_acks(self, session: ProducerSession, futures: list[asyncio.Future[object]]) -> None:
         """Wait for every future; while they are slow, find out whether Kafka answers at all (readiness)."""
         pending = set(futures)
         while pending:
             _, pending = await asyncio.wait(pending, timeout=self._probe_interval)
             if pending:
-                await self._probe(producer)
+                await self._probe(session)
 
-    async def _probe(self, producer: Any) -> None:
+    async def _probe(self, session: ProducerSession) -> None:
         try:
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), self._probe_interval)
+            await session.probe(self._probe_interval)
         except UNREACHABLE as e:
             self._set_connected(False, describe(e))
         else:

@@ -133,11 +133,10 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
         ctx.checks.ready["caches"] = synced
         labels = LabelCache(p.kube, namespace=namespace)
         parking = Parking(
-            bootstrap=s.kafka_bootstrap,
+            producer=p.producer,
             retry_topic=retry_topic,
             dlq_topic=topics.name(Topic.DLQ),
             group=s.consumer_group,
-            client_id=CONTROLLER,
         )
         reporter = KubeReporter(alerts=alerts, recorder=p.recorder)
         secrets = SecretCache(p.kube)
@@ -163,6 +162,7 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             topics=list(EVENT_TOPICS),
             names=topics,
             handler=fanout.handle,
+            producer=p.producer,
             client_id=CONTROLLER,
             max_concurrency=s.event_concurrency,
             offset_reset=offset_reset,
@@ -173,6 +173,7 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             topics=[retry_topic],
             names=topics,
             handler=dispatcher.retry,
+            producer=p.producer,
             client_id=f"{CONTROLLER}-retries",
             max_concurrency=s.event_concurrency,
             # The retry lane must see every hand-over, including those made before it first joined.
@@ -213,7 +214,6 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             await retries.stop()
             if ensure is not None:
                 ensure.cancel()
-            await parking.close()
             await labels.stop()
             for informer in informers:
                 await informer.stop()

@@ -1,4 +1,4 @@
-"""Fixtures for the bus against the local stack's real Kafka: its address and per-test topics."""
+"""Fixtures for the bus against the local stack's real Kafka: its address, per-test topics, a shared producer."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from tests.conftest import STACK_DIR, read_stack_env
 from tests.integration.bus.support import PARTITIONS
@@ -26,6 +27,13 @@ def kafka_bootstrap() -> str:
     if env.exists():
         return read_stack_env(env).get("KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP)
     return DEFAULT_BOOTSTRAP
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[Producer]:
+    """The test's one producer, shared by its publishers and consumers as a process shares it; closed after."""
+    async with Producer(bootstrap=kafka_bootstrap, client_id="bus-test") as p:
+        yield p
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gitops_mesh.bus.consumer import Consumer, RecordMeta
 from gitops_mesh.bus.envelope import Event
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.topics import Topic, Topics
 
 
@@ -34,6 +35,7 @@ async def main() -> None:
         topics=[Topic.APPLIED],
         names=Topics(a.prefix),
         handler=handle,
+        producer=Producer(bootstrap=a.bootstrap),  # dead letters only; this process is SIGKILLed, never closed
         offset_reset="earliest",
         # The broker's minimum: the group notices the killed member as soon as it can.
         session_timeout=6.0,

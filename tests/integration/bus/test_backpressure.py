@@ -8,6 +8,7 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topics
 from tests.integration.bus.support import event, wait_until
@@ -23,9 +24,8 @@ async def test_backlog_shows_in_readiness_and_overflow_is_counted(kafka_bootstra
     # The broker does not auto-create topics, so the sender cannot hand anything over.
     missing = f"{unique}.never-created"
     before = _dropped(missing)
-    pub = Publisher(
-        bootstrap=kafka_bootstrap, topics=Topics(f"{unique}."), buffer_size=4, high_water=0.5, request_timeout=1.0
-    )
+    producer = Producer(bootstrap=kafka_bootstrap, request_timeout=1.0)
+    pub = Publisher(producer=producer, topics=Topics(f"{unique}."), buffer_size=4, high_water=0.5)
     await pub.start()
     try:
         await wait_until(lambda: pub.ready() is None, 20, "publisher connected")
@@ -42,5 +42,6 @@ async def test_backlog_shows_in_readiness_and_overflow_is_counted(kafka_bootstra
     finally:
         t0 = time.monotonic()
         await pub.close(timeout=1.0)
+        await producer.close()
         assert time.monotonic() - t0 < 8, "close() is bounded by its timeout even when Kafka takes nothing"
     assert _dropped(missing) == before + 6

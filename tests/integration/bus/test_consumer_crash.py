@@ -11,6 +11,7 @@ import pytest
 
 from gitops_mesh.bus.consumer import Consumer, RecordMeta
 from gitops_mesh.bus.envelope import Event
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics
 from tests.integration.bus.support import committed_offsets, event, wait_until
@@ -21,11 +22,11 @@ SCRIPT = Path(__file__).with_name("sigkill_consumer.py")
 
 
 async def test_message_in_a_killed_handler_is_handled_again(
-    kafka_bootstrap: str, bus_topics: Topics, unique: str, tmp_path: Path
+    kafka_bootstrap: str, bus_topics: Topics, producer: Producer, unique: str, tmp_path: Path
 ) -> None:
     group = f"{unique}-group"
     ev = event("crashy")
-    async with Publisher(bootstrap=kafka_bootstrap, topics=bus_topics) as pub:
+    async with Publisher(producer=producer, topics=bus_topics) as pub:
         pub.publish(Topic.APPLIED, ev)
         assert await pub.flush(20)
 
@@ -75,6 +76,7 @@ async def test_message_in_a_killed_handler_is_handled_again(
         topics=[Topic.APPLIED],
         names=bus_topics,
         handler=handle,
+        producer=producer,
         offset_reset="earliest",
     ):
         # Includes the group waiting out the killed member's session.

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from gitops_mesh.bus.consumer import DLQ_DETAIL, DLQ_OFFSET, DLQ_REASON, DLQ_TOPIC, HANDLER_FAILED, Consumer, RecordMeta
 from gitops_mesh.bus.envelope import Event, encode
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.topics import Topic, Topics
 from gitops_mesh.errors import TransientError
 from tests.integration.bus.support import committed_offsets, end_offsets, event, read_all, wait_until
@@ -20,7 +21,7 @@ KEY = b"Kustomization/apps/web"
 
 
 async def test_poison_goes_to_the_dlq_and_the_consumer_moves_on(
-    kafka_bootstrap: str, bus_topics: Topics, unique: str
+    kafka_bootstrap: str, bus_topics: Topics, producer: Producer, unique: str
 ) -> None:
     topic = bus_topics.name(Topic.APPLIED)
     wrong_version = dict(event("web", seq=1))
@@ -34,13 +35,14 @@ async def test_poison_goes_to_the_dlq_and_the_consumer_moves_on(
         ("flaky", encode(event("web", seq=3, reason="Flaky"))),
         ("ok-2", encode(event("web", seq=4))),
     ]
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
-    await producer.start()
+    # Written with aiokafka itself: our own Publisher could not put garbage on a topic.
+    raw = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+    await raw.start()
     try:
         for _, value in sent:
-            await producer.send_and_wait(topic, value, key=KEY)
+            await raw.send_and_wait(topic, value, key=KEY)
     finally:
-        await producer.stop()
+        await raw.stop()
 
     handled: list[int] = []
     flaky_attempts = 0
@@ -62,6 +64,7 @@ async def test_poison_goes_to_the_dlq_and_the_consumer_moves_on(
         topics=[Topic.APPLIED],
         names=bus_topics,
         handler=handle,
+        producer=producer,
         offset_reset="earliest",
     ) as consumer:
         await wait_until(lambda: 4 in handled, 30, "the message behind the poison to be handled")

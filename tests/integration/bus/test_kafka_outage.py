@@ -10,11 +10,14 @@ from prometheus_client import REGISTRY
 
 from gitops_mesh.bus.consumer import Consumer, RecordMeta
 from gitops_mesh.bus.envelope import Event
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics
 from tests.integration.bus.support import event, stack_kafka, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(100)]
+
+PROCESSES = ("early", "doomed", "late")
 
 
 async def test_events_published_while_kafka_is_stopped_are_delivered_after(
@@ -27,15 +30,11 @@ async def test_events_published_while_kafka_is_stopped_are_delivered_after(
     async def handle(ev: Event, _: RecordMeta) -> None:
         received.setdefault(ev.involved_object.name, []).append(int(ev.metadata["seq"]))
 
-    def publisher(client_id: str) -> Publisher:
-        return Publisher(
-            bootstrap=kafka_bootstrap,
-            topics=bus_topics,
-            client_id=client_id,
-            probe_interval=0.3,
-            max_backoff=1.0,
-            request_timeout=2.0,
-        )
+    # One producer each: they stand for three processes (started before, during and shut down in the outage).
+    producers = {name: Producer(bootstrap=kafka_bootstrap, client_id=name, request_timeout=2.0) for name in PROCESSES}
+
+    def publisher(name: str) -> Publisher:
+        return Publisher(producer=producers[name], topics=bus_topics, probe_interval=0.3, max_backoff=1.0)
 
     pub = publisher("early")
     doomed = publisher("doomed")
@@ -46,6 +45,7 @@ async def test_events_published_while_kafka_is_stopped_are_delivered_after(
         topics=[Topic.APPLIED],
         names=bus_topics,
         handler=handle,
+        producer=producers["early"],
         offset_reset="earliest",
         probe_interval=0.3,
         max_backoff=1.0,
@@ -83,6 +83,7 @@ async def test_events_published_while_kafka_is_stopped_are_delivered_after(
             # Shutting down while Kafka is away takes no longer than asked, and says what it could not send.
             t0 = time.monotonic()
             await doomed.close(timeout=0.5)
+            await producers["doomed"].close()
             assert time.monotonic() - t0 < 6
             assert _dropped(topic) == dropped_before + 1
         finally:
@@ -105,6 +106,8 @@ async def test_events_published_while_kafka_is_stopped_are_delivered_after(
         await consumer.stop()
         for p in (pub, late, doomed):
             await p.close()
+        for producer in producers.values():
+            await producer.close()
 
 
 def _dropped(topic: str) -> float:

@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY
 
 from gitops_mesh.bus.envelope import parse_event
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics
 from tests.integration.bus.support import PARTITIONS, event, read_all
@@ -21,7 +22,7 @@ def _dropped(topic: str) -> float:
     return REGISTRY.get_sample_value("gitops_bus_dropped_total", {"topic": topic}) or 0.0
 
 
-async def test_only_the_oversized_event_is_dropped(kafka_bootstrap: str, unique: str) -> None:
+async def test_only_the_oversized_event_is_dropped(kafka_bootstrap: str, producer: Producer, unique: str) -> None:
     topics = Topics(f"{unique}.")
     topic = topics.name(Topic.EVENTS)
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
@@ -37,7 +38,7 @@ async def test_only_the_oversized_event_is_dropped(kafka_bootstrap: str, unique:
             ]
         )
         before = _dropped(topic)
-        async with Publisher(bootstrap=kafka_bootstrap, topics=topics, max_backoff=0.5) as pub:
+        async with Publisher(producer=producer, topics=topics, max_backoff=0.5) as pub:
             for seq in range(8):
                 ev = event("web", seq=seq)
                 if seq == 3:

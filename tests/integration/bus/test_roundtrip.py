@@ -9,6 +9,7 @@ import pytest
 
 from gitops_mesh.bus.consumer import Consumer, RecordMeta
 from gitops_mesh.bus.envelope import Event
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics
 from tests.integration.bus.support import committed_offsets, end_offsets, event, wait_until
@@ -20,7 +21,7 @@ PER_OBJECT = 20
 
 
 async def test_round_trip_keeps_order_per_object_and_commits(
-    kafka_bootstrap: str, bus_topics: Topics, unique: str
+    kafka_bootstrap: str, bus_topics: Topics, producer: Producer, unique: str
 ) -> None:
     group = f"{unique}-group"
     seen: dict[str, list[int]] = defaultdict(list)
@@ -34,7 +35,7 @@ async def test_round_trip_keeps_order_per_object_and_commits(
         metas.append(meta)
         ids.add(ev.id)
 
-    async with Publisher(bootstrap=kafka_bootstrap, topics=bus_topics) as pub:
+    async with Publisher(producer=producer, topics=bus_topics) as pub:
         assert await _eventually_ready(pub)
         # Interleaved across objects, so order per key is not an accident of sending one key at a time.
         for seq in range(PER_OBJECT):
@@ -49,6 +50,7 @@ async def test_round_trip_keeps_order_per_object_and_commits(
         topics=[Topic.APPLIED],
         names=bus_topics,
         handler=handle,
+        producer=producer,
         offset_reset="earliest",
     )
     async with consumer:
@@ -82,9 +84,10 @@ async def test_round_trip_keeps_order_per_object_and_commits(
             topics=[Topic.APPLIED],
             names=bus_topics,
             handler=record,
+            producer=producer,
             offset_reset="earliest",
         ) as second,
-        Publisher(bootstrap=kafka_bootstrap, topics=bus_topics) as pub,
+        Publisher(producer=producer, topics=bus_topics) as pub,
     ):
         await wait_until(lambda: second.ready() is None, 20, "second consumer joined")
         pub.publish(Topic.APPLIED, event("late", seq=99))
@@ -94,7 +97,7 @@ async def test_round_trip_keeps_order_per_object_and_commits(
 
 
 async def test_offset_is_committed_only_after_the_handler_returns(
-    kafka_bootstrap: str, bus_topics: Topics, unique: str
+    kafka_bootstrap: str, bus_topics: Topics, producer: Producer, unique: str
 ) -> None:
     group = f"{unique}-group"
     entered = asyncio.Event()
@@ -106,7 +109,7 @@ async def test_offset_is_committed_only_after_the_handler_returns(
         await release.wait()
         finished.append(meta)
 
-    async with Publisher(bootstrap=kafka_bootstrap, topics=bus_topics) as pub:
+    async with Publisher(producer=producer, topics=bus_topics) as pub:
         pub.publish(Topic.APPLIED, event("slow"))
         assert await pub.flush(20)
 
@@ -116,6 +119,7 @@ async def test_offset_is_committed_only_after_the_handler_returns(
         topics=[Topic.APPLIED],
         names=bus_topics,
         handler=handle,
+        producer=producer,
         offset_reset="earliest",
         poll_interval=0.05,
     ):
@@ -140,7 +144,7 @@ async def _eventually_ready(pub: Publisher, timeout: float = 10.0) -> bool:
 
 
 async def test_partitions_are_handled_concurrently_within_the_bound(
-    kafka_bootstrap: str, bus_topics: Topics, unique: str
+    kafka_bootstrap: str, bus_topics: Topics, producer: Producer, unique: str
 ) -> None:
     running = 0
     peak = 0
@@ -162,7 +166,7 @@ async def test_partitions_are_handled_concurrently_within_the_bound(
         done.append(ev.involved_object.name)
 
     names = [f"obj{i}" for i in range(12)]
-    async with Publisher(bootstrap=kafka_bootstrap, topics=bus_topics) as pub:
+    async with Publisher(producer=producer, topics=bus_topics) as pub:
         for name in names:
             pub.publish(Topic.APPLIED, event(name))
         assert await pub.flush(20)
@@ -173,6 +177,7 @@ async def test_partitions_are_handled_concurrently_within_the_bound(
         topics=[Topic.APPLIED],
         names=bus_topics,
         handler=handle,
+        producer=producer,
         offset_reset="earliest",
         max_concurrency=2,
     ):

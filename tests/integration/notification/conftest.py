@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gitops_mesh.bus.envelope import CloudEvent, EventKind, ObjectRef, Severity, build_event
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.kube import KubeClient
@@ -63,6 +64,7 @@ def sink_tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 class Bus:
     bootstrap: str
     topics: Topics
+    producer: Producer
     publisher: Publisher
 
     @property
@@ -117,12 +119,14 @@ class Bus:
 async def bus(stack_env: dict[str, str], unique: str) -> AsyncIterator[Bus]:
     topics = Topics(f"{unique}.")
     await ensure_topics(stack_env["KAFKA_BOOTSTRAP"], [*topics.all(), f"{unique}.{RETRY_TOPIC}"], partitions=1)
-    publisher = Publisher(bootstrap=stack_env["KAFKA_BOOTSTRAP"], topics=topics)
+    producer = Producer(bootstrap=stack_env["KAFKA_BOOTSTRAP"])
+    publisher = Publisher(producer=producer, topics=topics)
     await publisher.start()
     try:
-        yield Bus(stack_env["KAFKA_BOOTSTRAP"], topics, publisher)
+        yield Bus(stack_env["KAFKA_BOOTSTRAP"], topics, producer, publisher)
     finally:
         await publisher.close()
+        await producer.close()
 
 
 def applied(

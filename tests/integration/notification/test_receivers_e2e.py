@@ -72,6 +72,7 @@ async def requests_seen(bus: Bus, unique: str) -> AsyncIterator[list[Event]]:
         topics=[Topic.RECONCILE_REQUESTS],
         names=bus.topics,
         handler=record,
+        producer=bus.producer,
         offset_reset="earliest",
     )
     await consumer.start()

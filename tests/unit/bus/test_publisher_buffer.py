@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from gitops_mesh.bus.envelope import CloudEvent, EventKind, ObjectRef, Severity, build_event
+from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics
 
@@ -29,7 +30,8 @@ async def test_full_buffer_drops_counts_and_close_accounts_for_the_rest() -> Non
     topics = Topics("unit-buffer.")
     topic = topics.name(Topic.APPLIED)
     before = _dropped(topic)
-    pub = Publisher(bootstrap="127.0.0.1:1", topics=topics, buffer_size=3)
+    producer = Producer(bootstrap="127.0.0.1:1")
+    pub = Publisher(producer=producer, topics=topics, buffer_size=3)
     assert pub.ready() == "publisher not started"
 
     assert [pub.publish(Topic.APPLIED, _event(f"o{i}")) for i in range(5)] == [True, True, True, False, False]
@@ -42,3 +44,4 @@ async def test_full_buffer_drops_counts_and_close_accounts_for_the_rest() -> Non
     assert _dropped(topic) == before + 5
     assert pub.publish(Topic.APPLIED, _event("after-close")) is False
     assert _dropped(topic) == before + 6
+    assert producer.sessions_started == 0, "a publisher never started never connects"
