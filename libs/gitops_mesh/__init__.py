@@ -1,3 +1,3 @@
-"""gitops-mesh shared runtime: kube access, reconcile engine, event bus, observability, settings."""
+"""gitops-mesh shared runtime: kube access, reconcile workers, event bus, observability, settings."""
 
 __version__ = "0.1.0"

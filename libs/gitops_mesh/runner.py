@@ -28,10 +28,10 @@ from gitops_mesh.kube.objects import KubeObject, ObjectKey, object_key
 from gitops_mesh.observability import metrics
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.reconcile import conditions as c
-from gitops_mesh.reconcile.engine import Controller, Result
 from gitops_mesh.reconcile.guards import FINALIZER, Step, first_step
 from gitops_mesh.reconcile.queue import jittered
 from gitops_mesh.reconcile.result import REQUESTED_AT, Announcement, Outcome, OutcomeKind, conclude, progressing
+from gitops_mesh.reconcile.workers import Result, Workers
 from gitops_mesh.settings import parse_duration
 from gitops_mesh.watches import Watches
 
@@ -142,14 +142,14 @@ class KindRunner:
     retry_interval: Callable[[KubeObject], float | None] = backoff_only
     finalizer: str = FINALIZER
     clock: Callable[[], datetime] = _now
-    engine: Controller[ObjectKey] = field(init=False)
+    workers: Workers[ObjectKey] = field(init=False)
     watches: Watches = field(init=False)
 
     def __post_init__(self) -> None:
         r = self.reconciler
         if (self.informer.api_version, self.informer.kind) != (r.api_version, r.kind):
             raise ValueError(f"the {r.kind} runner needs a {r.kind} informer, not {self.informer.kind}")
-        self.engine = Controller(
+        self.workers = Workers(
             f"{r.kind.lower()}", self._reconcile, concurrent=self.concurrent, requeue_dependency=self.requeue_dependency
         )
         self.watches = Watches(self.informer, self.enqueue)
@@ -157,11 +157,11 @@ class KindRunner:
 
     def enqueue(self, namespace: str, name: str) -> None:
         """Reconcile this object soon (a bus event, a watched Secret, a dependency that became ready)."""
-        self.engine.queue.add((namespace, name))
+        self.workers.queue.add((namespace, name))
 
     def _on_event(self, change: ChangeType, obj: KubeObject, old: KubeObject | None) -> None:
         if should_enqueue(change, obj, old):
-            self.engine.queue.add(object_key(obj))
+            self.workers.queue.add(object_key(obj))
 
     async def _reconcile(self, key: ObjectKey) -> Result:
         cached = self.informer.get(*key)
@@ -302,7 +302,7 @@ class KindRunner:
     async def run(self) -> None:
         """Work once the cache has synced (the caches are started by whoever owns them)."""
         await self.informer.wait_synced()
-        await self.engine.run()
+        await self.workers.run()
 
     def stop(self) -> None:
-        self.engine.stop()
+        self.workers.stop()

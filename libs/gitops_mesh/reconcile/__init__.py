@@ -1,1 +1,1 @@
-"""The reconcile engine: conditions, result finaliser, guard clauses, work queue, controller workers."""
+"""Reconciling, pure and looped: conditions, the result finaliser, guard clauses, the work queue and its workers."""

@@ -18,9 +18,11 @@ A *target* is either a conditions list (mutated in place) or an object dict (its
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, NotRequired, TypedDict, cast
+
+from gitops_mesh.timestamps import rfc3339
 
 
 class ConditionStatus(StrEnum):
@@ -97,9 +99,7 @@ View = Sequence[Condition] | Mapping[str, Any]
 
 def format_time(now: datetime) -> str:
     """RFC 3339 in UTC truncated to the second, as metav1.Time serialises (naive datetimes are taken as UTC)."""
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(now)
 
 
 def generation_of(obj: Mapping[str, Any]) -> int:

@@ -8,7 +8,7 @@ outcome            conditions                                          decision
 =================  ==================================================  ==================================
 succeeded          Ready=True, no Reconciling, no Stalled              ``requeue_after`` (the interval)
 transient error    Ready=False (kept if the reconcile set it False),   ``error``: a TransientError the
-                   Reconciling's reason -> ProgressingWithRetry         engine requeues after its
+                   Reconciling's reason -> ProgressingWithRetry         workers requeue after its
                                                                        ``retry_after`` (the error's own,
                                                                        else the kind's retry interval),
                                                                        else with backoff
@@ -149,13 +149,13 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Conclusion:
-    """The requeue decision: requeue after a delay, hand an error to the engine, or neither."""
+    """The requeue decision: requeue after a delay, hand an error to the workers, or neither."""
 
     requeue_after: float | None
     error: Exception | None
 
     def result(self) -> float | None:
-        """What a reconcile function returns to the engine: raises the error, else the requeue delay."""
+        """What a reconcile function returns to the workers: raises the error, else the requeue delay."""
         if self.error is not None:
             raise self.error
         return self.requeue_after
@@ -199,7 +199,7 @@ def conclude(
     ``ready_before`` is the Ready condition the object came in with: a Ready=False still equal to it is
     the previous cycle's verdict, not this reconcile's. ``retry_interval`` is when a failed object is
     tried again (Flux's ``spec.retryInterval`` for the kinds that have one); None leaves it to the
-    engine's backoff. An error's own ``retry_after`` wins over both.
+    work queue's backoff. An error's own ``retry_after`` wins over both.
     """
     kind, message = outcome.kind, outcome.message or ""
     decision = Conclusion(requeue_after=None, error=None)
@@ -271,7 +271,7 @@ def conclude(
 
 
 def _retryable(outcome: Outcome, message: str, retry_interval: float | None) -> TransientError:
-    """The error the engine requeues: the reconcile's own when it is a TransientError with a delay of its
+    """The error the workers requeue: the reconcile's own when it is a TransientError with a delay of its
     own, else one carrying ``retry_interval`` (with the original as its cause, for the log)."""
     error = outcome.error
     if isinstance(error, TransientError) and (error.retry_after is not None or retry_interval is None):

@@ -6,6 +6,8 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+from gitops_mesh.timestamps import rfc3339
+
 MAX_HISTORY = 5
 
 
@@ -19,10 +21,6 @@ def snapshot_digest(inventory_ids: list[str], revision: str) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _fmt(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def record(
     history: list[dict[str, Any]],
     *,
@@ -33,15 +31,16 @@ def record(
     revision: str,
 ) -> list[dict[str, Any]]:
     """``history`` with this reconcile counted: newest first, at most five entries."""
+    stamp = rfc3339(now)
     entries = [dict(e) for e in history]
     current = next((e for e in entries if e.get("digest") == digest), None)
     if current is None:
-        current = {"digest": digest, "firstReconciled": _fmt(now), "totalReconciliations": 0}
+        current = {"digest": digest, "firstReconciled": stamp, "totalReconciliations": 0}
     else:
         entries.remove(current)
     current.update(
         {
-            "lastReconciled": _fmt(now),
+            "lastReconciled": stamp,
             "lastReconciledDuration": f"{duration:.3f}s",
             "lastReconciledStatus": status,
             "totalReconciliations": int(current.get("totalReconciliations", 0)) + 1,

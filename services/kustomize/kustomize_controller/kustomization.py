@@ -27,10 +27,10 @@ from gitops_mesh.reconcile import conditions as c
 from gitops_mesh.reconcile.result import Announcement, Outcome
 from gitops_mesh.runner import interval_of
 from kustomize_controller.apply import ChangeSet, ObjectRef, Verdict, deletion_policy, finalize
-from kustomize_controller.engine import Engine, health_targets, owner_of, timeout_of
 from kustomize_controller.history import record, snapshot_digest
 from kustomize_controller.references import check_cross_namespace, check_dependencies, source_artifact, source_key
 from kustomize_controller.settings import KustomizeSettings
+from kustomize_controller.toolchain import Toolchain, health_targets, owner_of, timeout_of
 
 API_VERSION = "kustomize.toolkit.fluxcd.io/v1"
 KIND = "Kustomization"
@@ -66,7 +66,7 @@ class KustomizationReconciler:
     kube: KubeClient
     http: aiohttp.ClientSession
     trees: TreeCache
-    engine: Engine
+    tools: Toolchain
     settings: KustomizeSettings
     kustomizations: Informer
     sources: dict[str, Informer]
@@ -98,14 +98,14 @@ class KustomizationReconciler:
         async with self.trees.tree_from_url(
             self.http, artifact["url"], digest=artifact["digest"], max_size=self.settings.artifact_max_size
         ) as tree:
-            objects = await self.engine.build(Path(tree), obj)
+            objects = await self.tools.build(Path(tree), obj)
         client = self._client_for(obj)
         old = list((status.get("inventory") or {}).get("entries") or [])
-        changes = await self.engine.apply(client, obj, objects)
+        changes = await self.tools.apply(client, obj, objects)
         status["inventory"] = {"entries": changes.inventory()}
         refs = health_targets(obj, changes)  # before the prune: deleted objects are not waited for
         if obj["spec"].get("prune"):
-            changes.extend((await self.engine.prune(client, obj, old, changes.inventory())).entries)
+            changes.extend((await self.tools.prune(client, obj, old, changes.inventory())).entries)
         if refs:
             waiting = PendingHealth(revision, meta.get("generation", 0), started, refs, changes)
             self.pending[key] = waiting
@@ -114,7 +114,7 @@ class KustomizationReconciler:
         return self._succeeded(obj, revision, changes, time.monotonic() - started)
 
     async def _health(self, obj: KubeObject, key: tuple[str, str], pending: PendingHealth) -> Outcome:
-        report = await self.engine.health(self._client_for(obj), pending.refs)
+        report = await self.tools.health(self._client_for(obj), pending.refs)
         verdict = report.verdict(elapsed=time.monotonic() - pending.started, timeout=timeout_of(obj))
         now = _now()
         if verdict is Verdict.PROGRESSING:

@@ -29,7 +29,6 @@ from gitops_mesh.process import (
 from gitops_mesh.runner import retry_interval_of
 from gitops_mesh.settings import settings_as, tool_path
 from gitops_mesh.watches import applied_revision, artifact_revision, new_revision
-from kustomize_controller.engine import Engine
 from kustomize_controller.kustomization import API_VERSION, KIND, KustomizationReconciler
 from kustomize_controller.references import (
     DEPENDENCY_INDEX,
@@ -41,6 +40,7 @@ from kustomize_controller.references import (
     source_refs,
 )
 from kustomize_controller.settings import KustomizeSettings, parse
+from kustomize_controller.toolchain import Toolchain
 
 CONTROLLER = "kustomize-controller"
 log = get_logger(__name__)
@@ -54,7 +54,7 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
         raise SystemExit("kustomize-controller: no kustomize binary (--kustomize-path, $KUSTOMIZE or PATH)")
     cache_root = Path(tempfile.mkdtemp(prefix="trees-", dir=_ensure(s.tree_cache_dir)))
     async with platform(ctx) as p, aiohttp.ClientSession() as http:
-        engine = Engine(
+        tools = Toolchain(
             kustomize=Path(kustomize),
             sops=_path(tool_path(s.sops_path, "SOPS", "sops")),
             kube=p.kube,
@@ -66,7 +66,7 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             kube=p.kube,
             http=http,
             trees=TreeCache(cache_root, s.tree_cache_entries),
-            engine=engine,
+            tools=tools,
             settings=s,
             kustomizations=kustomizations,
             sources=sources,

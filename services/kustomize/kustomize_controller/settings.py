@@ -33,5 +33,4 @@ _HELP = {
 
 
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> KustomizeSettings:
-    settings: KustomizeSettings = parse_as(KustomizeSettings(), argv, prog="kustomize-controller", help=_HELP, env=env)
-    return settings
+    return parse_as(KustomizeSettings(), argv, prog="kustomize-controller", help=_HELP, env=env)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gitops_mesh.errors import GitopsMeshError, TerminalError, TransientError
+from gitops_mesh.errors import GitopsMeshError, TransientError
 from kustomize_controller.apply.inventory import InventoryEntry, ObjectRef, entries
 
 # How many failures an error message spells out; the rest are counted.
@@ -96,15 +96,17 @@ class ObjectFailure:
 class ChangeSetError(GitopsMeshError):
     """An apply or prune that stopped part-way: ``change_set`` says what was done before it stopped.
 
-    Raised as :class:`ChangeSetRejected` (terminal: a failure that only a change of the manifests can fix) or
-    :class:`ChangeSetInterrupted` (transient: the apiserver was away, a wait ran out).
+    Raised as :class:`ChangeSetRejected` (the apiserver refused an object: invalid, its CRD or namespace not
+    there yet, a webhook's denial, forbidden) or :class:`ChangeSetInterrupted` (the apiserver was away, a
+    wait ran out). Both are retried, as Flux retries every failed apply: a rejection at the Kustomization's
+    retryInterval (the cluster or the manifests may change meanwhile), an interruption after its own delay.
     """
 
     change_set: ChangeSet
     failures: tuple[ObjectFailure, ...]
 
 
-class ChangeSetRejected(TerminalError, ChangeSetError):
+class ChangeSetRejected(TransientError, ChangeSetError):
     def __init__(self, message: str, *, change_set: ChangeSet, failures: Sequence[ObjectFailure]) -> None:
         super().__init__(message, reason="ReconciliationFailed")
         self.change_set = change_set
@@ -132,9 +134,10 @@ def describe(failures: Sequence[ObjectFailure]) -> str:
 
 
 def failed(failures: Sequence[ObjectFailure], change_set: ChangeSet) -> ChangeSetError:
-    """The error for ``failures``: terminal when any of them is (retrying cannot get past it), else transient."""
+    """The error for ``failures``: rejected when the apiserver (or our own check) refused any of them, else
+    interrupted (with the longest delay an error asked for)."""
     message = describe(failures)
-    if any(f.error is None or isinstance(f.error, TerminalError) for f in failures):
+    if any(f.error is None or not isinstance(f.error, TransientError) for f in failures):
         return ChangeSetRejected(message, change_set=change_set, failures=failures)
     retry = [f.error.retry_after for f in failures if isinstance(f.error, TransientError) and f.error.retry_after]
     return ChangeSetInterrupted(

@@ -14,9 +14,9 @@
 #
 # Why transient: Flux marks a failed build Ready=False/BuildFailed and retries it every retryInterval, never
 # Stalled, because what broke it may change without the Kustomization changing (a new source revision, a
-# ConfigMap created later, a decryption Secret rotated). The controller sets ``retry_after`` to
-# spec.retryInterval (``pipeline.build(retry_interval=...)`` does it) so the engine does not back off
-# exponentially where Flux waits a fixed interval.
+# ConfigMap created later, a decryption Secret rotated). The Kustomization runner's retry policy
+# (``runner.retry_interval_of``) retries it at spec.retryInterval, else spec.interval, as Flux does,
+# rather than with the work queue's exponential backoff.
 
 from __future__ import annotations
 

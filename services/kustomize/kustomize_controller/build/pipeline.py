@@ -40,15 +40,14 @@ async def build(
     strict_substitution: bool = False,
     age_keys: Sequence[str] = (),
     work_root: Path | None = None,
-    retry_interval: float | None = None,
 ) -> list[KubeObject]:
     """The objects ``spec`` builds from the unpacked artifact ``tree``, in kustomize's order.
 
     ``namespace`` is the Kustomization's (where substituteFrom and decryption Secrets are read);
     ``age_keys`` are controller-wide identities used besides the decryption Secret's (Flux's
-    --sops-age-secret); ``timeout`` bounds the whole build. Raises BuildFailed (with ``retry_after`` =
-    ``retry_interval`` when given), InvalidSpec for a spec of the wrong shape, and the kube client's
-    errors reading Secrets and ConfigMaps.
+    --sops-age-secret); ``timeout`` bounds the whole build. Raises BuildFailed (retried at the
+    Kustomization's retryInterval by the runner), InvalidSpec for a spec of the wrong shape, and the kube
+    client's errors reading Secrets and ConfigMaps.
     """
     try:
         async with asyncio.timeout(timeout):
@@ -66,10 +65,7 @@ async def build(
                 work_root=work_root,
             )
     except TimeoutError:
-        raise _retry(BuildFailed(f"build timed out after {timeout:g}s"), retry_interval) from None
-    except BuildFailed as e:
-        _retry(e, retry_interval)
-        raise
+        raise BuildFailed(f"build timed out after {timeout:g}s") from None
 
 
 async def _build(
@@ -175,8 +171,3 @@ async def _blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             await future
         raise
 
-
-def _retry(error: BuildFailed, retry_interval: float | None) -> BuildFailed:
-    if retry_interval is not None and error.retry_after is None:
-        error.retry_after = retry_interval
-    return error

@@ -1,4 +1,4 @@
-"""The apply engine against the real kube-apiserver (and kwok nodes): staging, drift, force, rejection, prune, health."""
+"""The apply steps against the real kube-apiserver (and kwok nodes): staging, drift, force, rejection, prune, health."""
 
 from __future__ import annotations
 

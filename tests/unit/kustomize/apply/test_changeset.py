@@ -43,13 +43,16 @@ def test_change_set_lines_counts_and_inventory() -> None:
     assert len(cs) == 4
 
 
-def test_a_rejection_is_terminal_and_keeps_the_partial_change_set() -> None:
+def test_a_rejection_is_retried_at_the_retry_interval_and_keeps_the_partial_change_set() -> None:
     done = ChangeSet()
     done.add(NS, Action.CREATED)
     rejected = Invalid('Deployment.apps "web" is invalid: spec.replicas: must be >= 0')
     err = failed([ObjectFailure(DEPLOY.subject, f"apply failed: {rejected}", rejected)], done)
     assert isinstance(err, ChangeSetRejected)
-    assert isinstance(err, TerminalError)
+    # Flux retries a rejected apply (a CRD, a namespace, a webhook may change): never Stalled.
+    assert isinstance(err, TransientError)
+    assert not isinstance(err, TerminalError)
+    assert err.retry_after is None  # the Kustomization's retryInterval decides
     assert str(err) == (
         'Deployment/default/web apply failed: Deployment.apps "web" is invalid: spec.replicas: must be >= 0'
     )

@@ -1,4 +1,4 @@
-"""engine: workers, per-key exclusion, --concurrent, outcome mapping, supervision, graceful stop."""
+"""Workers: per-key exclusion, --concurrent, outcome mapping, supervision, graceful stop."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from gitops_mesh.errors import (
     NotFound,
     TransientError,
 )
-from gitops_mesh.reconcile.engine import Controller, Requeue, Result, requeue_for
 from gitops_mesh.reconcile.queue import ManualClock, WorkQueue
+from gitops_mesh.reconcile.workers import Requeue, Result, Workers, requeue_for
 
 Step = Callable[[], Awaitable[Result]]
 
@@ -36,7 +36,7 @@ async def eventually(predicate: Callable[[], bool], *, timeout: float = 10.0, wh
 
 
 @asynccontextmanager
-async def running(controller: Controller[str]) -> AsyncIterator[asyncio.Task[None]]:
+async def running(controller: Workers[str]) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(controller.run(), name=f"test/{controller.name}")
     try:
         yield task
@@ -80,7 +80,7 @@ async def test_two_events_for_one_key_never_run_two_reconciles_at_once(unique: s
             running_now[key] -= 1
         return None
 
-    controller: Controller[str] = Controller(unique, reconcile, concurrent=4)
+    controller: Workers[str] = Workers(unique, reconcile, concurrent=4)
     async with running(controller):
         controller.queue.add("ns/app")
         adds = 1
@@ -118,7 +118,7 @@ async def test_random_hammering_of_one_key_never_overlaps(unique: str) -> None:
             running_now -= 1
         return None
 
-    controller: Controller[str] = Controller(unique, reconcile, concurrent=8)
+    controller: Workers[str] = Workers(unique, reconcile, concurrent=8)
     async with running(controller):
         for _ in range(300):
             controller.queue.add("ns/hot")
@@ -149,7 +149,7 @@ async def test_100_keys_run_concurrent_at_a_time(unique: str) -> None:
         return None
 
     keys = [f"ns/app-{i}" for i in range(100)]
-    controller: Controller[str] = Controller(unique, reconcile, concurrent=concurrent)
+    controller: Workers[str] = Workers(unique, reconcile, concurrent=concurrent)
     for key in keys:
         controller.queue.add(key)
     async with running(controller):
@@ -219,7 +219,7 @@ def raises(error: BaseException) -> Step:
 async def test_success_forgets_backoff_and_requeues_on_the_interval(unique: str) -> None:
     clock = ManualClock()
     script = Script({"k": [raises(KubeUnavailable("down")), returns(300.0), returns(None)]})
-    controller: Controller[str] = Controller(unique, script, queue=WorkQueue(unique, clock=clock))
+    controller: Workers[str] = Workers(unique, script, queue=WorkQueue(unique, clock=clock))
     q = controller.queue
     async with running(controller):
         q.add("k")
@@ -240,7 +240,7 @@ async def test_success_forgets_backoff_and_requeues_on_the_interval(unique: str)
 async def test_transient_errors_back_off_exponentially(unique: str) -> None:
     clock = ManualClock()
     script = Script({"k": [raises(TransientError("flaky")) for _ in range(4)]})
-    controller: Controller[str] = Controller(unique, script, queue=WorkQueue(unique, clock=clock))
+    controller: Workers[str] = Workers(unique, script, queue=WorkQueue(unique, clock=clock))
     q = controller.queue
     delays = []
     async with running(controller):
@@ -263,7 +263,7 @@ async def test_transient_errors_back_off_exponentially(unique: str) -> None:
 async def test_retry_after_and_immediate_requeue(unique: str) -> None:
     clock = ManualClock()
     script = Script({"a": [raises(Conflict("stale", retry_after=7))], "b": [returns(0.0)]})
-    controller: Controller[str] = Controller(unique, script, queue=WorkQueue(unique, clock=clock))
+    controller: Workers[str] = Workers(unique, script, queue=WorkQueue(unique, clock=clock))
     q = controller.queue
     async with running(controller):
         q.add("a")
@@ -281,9 +281,7 @@ async def test_dependency_not_ready_waits_without_counting_an_error(unique: str)
     script = Script(
         {"a": [raises(DependencyNotReady("db not ready"))], "b": [raises(DependencyNotReady("src", retry_after=3))]}
     )
-    controller: Controller[str] = Controller(
-        unique, script, requeue_dependency=42.0, queue=WorkQueue(unique, clock=clock)
-    )
+    controller: Workers[str] = Workers(unique, script, requeue_dependency=42.0, queue=WorkQueue(unique, clock=clock))
     q = controller.queue
     async with running(controller):
         q.add("a")
@@ -298,7 +296,7 @@ async def test_dependency_not_ready_waits_without_counting_an_error(unique: str)
 async def test_terminal_error_forgets_and_does_not_requeue(unique: str) -> None:
     clock = ManualClock()
     script = Script({"k": [raises(KubeUnavailable("down")), raises(InvalidSpec("bad url"))]})
-    controller: Controller[str] = Controller(unique, script, queue=WorkQueue(unique, clock=clock))
+    controller: Workers[str] = Workers(unique, script, queue=WorkQueue(unique, clock=clock))
     q = controller.queue
     async with running(controller):
         q.add("k")
@@ -319,7 +317,7 @@ async def test_terminal_error_forgets_and_does_not_requeue(unique: str) -> None:
 async def test_a_worker_survives_an_unexpected_exception(unique: str) -> None:
     clock = ManualClock()
     script = Script({"boom": [raises(RuntimeError("bug")), returns(None)], "next": [returns(None)]})
-    controller: Controller[str] = Controller(unique, script, concurrent=1, queue=WorkQueue(unique, clock=clock))
+    controller: Workers[str] = Workers(unique, script, concurrent=1, queue=WorkQueue(unique, clock=clock))
     q = controller.queue
     async with running(controller):
         q.add("boom")
@@ -338,7 +336,7 @@ class WorkerKiller(BaseException):
 
 async def test_a_dead_worker_is_restarted(unique: str) -> None:
     script = Script({"x": [raises(WorkerKiller())], "y": [returns(None)]})
-    controller: Controller[str] = Controller(unique, script, concurrent=1, restart_delay=0.01)
+    controller: Workers[str] = Workers(unique, script, concurrent=1, restart_delay=0.01)
     q = controller.queue
     async with running(controller):
         q.add("x")
@@ -361,7 +359,7 @@ async def test_stop_lets_running_reconciles_finish_and_takes_no_new_keys(unique:
         finished.append(key)
         return 60.0
 
-    controller: Controller[str] = Controller(unique, reconcile, concurrent=2, stop_timeout=10)
+    controller: Workers[str] = Workers(unique, reconcile, concurrent=2, stop_timeout=10)
     task = asyncio.create_task(controller.run())
     controller.queue.add("slow")
     await asyncio.wait_for(started.wait(), 10)
@@ -394,7 +392,7 @@ def stuck_reconcile() -> tuple[Callable[[str], Awaitable[Result]], asyncio.Event
 
 async def test_stop_cancels_reconciles_that_outlast_the_timeout(unique: str) -> None:
     reconcile, started, cancelled = stuck_reconcile()
-    controller: Controller[str] = Controller(unique, reconcile, stop_timeout=0.05)
+    controller: Workers[str] = Workers(unique, reconcile, stop_timeout=0.05)
     task = asyncio.create_task(controller.run())
     controller.queue.add("stuck")
     await asyncio.wait_for(started.wait(), 10)
@@ -406,7 +404,7 @@ async def test_stop_cancels_reconciles_that_outlast_the_timeout(unique: str) -> 
 
 async def test_cancelling_run_cancels_the_workers(unique: str) -> None:
     reconcile, started, cancelled = stuck_reconcile()
-    controller: Controller[str] = Controller(unique, reconcile, stop_timeout=60)
+    controller: Workers[str] = Workers(unique, reconcile, stop_timeout=60)
     task = asyncio.create_task(controller.run())
     controller.queue.add("stuck")
     await asyncio.wait_for(started.wait(), 10)
@@ -417,7 +415,7 @@ async def test_cancelling_run_cancels_the_workers(unique: str) -> None:
 
 
 async def test_stop_before_any_work_and_no_second_run(unique: str) -> None:
-    controller: Controller[str] = Controller(unique, Script({}))
+    controller: Workers[str] = Workers(unique, Script({}))
     controller.stop()
     await asyncio.wait_for(controller.run(), 10)
     with pytest.raises(RuntimeError, match="already run"):
@@ -425,7 +423,7 @@ async def test_stop_before_any_work_and_no_second_run(unique: str) -> None:
 
 
 async def test_stopping_through_the_queue(unique: str) -> None:
-    controller: Controller[str] = Controller(unique, Script({}))
+    controller: Workers[str] = Workers(unique, Script({}))
     task = asyncio.create_task(controller.run())
     await asyncio.sleep(0.01)
     controller.queue.shutdown()
@@ -434,7 +432,7 @@ async def test_stopping_through_the_queue(unique: str) -> None:
 
 def test_concurrent_must_be_positive() -> None:
     with pytest.raises(ValueError, match="concurrent"):
-        Controller("x", Script({}), concurrent=0)
+        Workers("x", Script({}), concurrent=0)
 
 
 async def test_keys_are_spread_over_workers_per_key_in_order(unique: str) -> None:
@@ -457,7 +455,7 @@ async def test_keys_are_spread_over_workers_per_key_in_order(unique: str) -> Non
             live -= 1
         return None
 
-    controller: Controller[str] = Controller(unique, reconcile, concurrent=4)
+    controller: Workers[str] = Workers(unique, reconcile, concurrent=4)
     async with running(controller):
         for round_ in range(30):
             for i in range(6):

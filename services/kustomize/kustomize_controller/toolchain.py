@@ -1,4 +1,4 @@
-"""The tools a Kustomization reconcile uses, bound once per process: build, apply, prune, health."""
+"""The toolchain a Kustomization reconcile uses, bound once per process: build, apply, prune, health."""
 
 from __future__ import annotations
 
@@ -43,25 +43,22 @@ def health_targets(obj: KubeObject, applied: ChangeSet) -> list[ObjectRef]:
 
 
 @dataclass
-class Engine:
+class Toolchain:
     kustomize: Path
     sops: Path | None
     kube: KubeClient
     no_remote_bases: bool = False
 
     async def build(self, tree: Path, obj: KubeObject) -> list[KubeObject]:
-        spec = obj["spec"]
-        retry = spec.get("retryInterval")
         return await build(
             tree,
-            spec,
+            obj["spec"],
             kustomize=self.kustomize,
             sops=self.sops,
             kube=self.kube,
             namespace=obj["metadata"]["namespace"],
             no_remote_bases=self.no_remote_bases,
             timeout=timeout_of(obj),
-            retry_interval=parse_duration(retry) if retry else None,
         )
 
     async def apply(self, client: KubeClient, obj: KubeObject, objects: list[KubeObject]) -> ChangeSet:

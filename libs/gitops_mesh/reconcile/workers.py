@@ -81,7 +81,7 @@ def requeue_for(result: Result, error: BaseException | None = None, *, requeue_d
     return Requeue("error", rate_limited=True)
 
 
-class Controller(Generic[K]):
+class Workers(Generic[K]):
     """Runs ``reconcile`` for the keys added to :attr:`queue`, ``concurrent`` at a time, until :meth:`stop`."""
 
     def __init__(
@@ -126,7 +126,7 @@ class Controller(Generic[K]):
     async def run(self) -> None:
         """Work until :meth:`stop` (or the queue is shut down); cancelling this task stops at once."""
         if self._started:
-            raise RuntimeError(f"controller {self.name} has already run")
+            raise RuntimeError(f"workers {self.name} have already run")
         self._started = True
         metrics.max_concurrent.labels(controller=self.name).set(self.concurrent)
         self._m_active.set(0)
