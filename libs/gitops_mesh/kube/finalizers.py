@@ -1,4 +1,8 @@
-"""Kube access, deletion guards: add or remove one finalizer, refused (Conflict) if the object moved on."""
+"""Kube access, deletion guards: add or remove one finalizer, refused (Conflict) if the object moved on.
+
+No retry here: a Conflict is a TransientError, so the reconcile that asked is requeued and reads the
+object again from its cache (kept current by the watch) before it tries again.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ async def _patch(client: KubeClient, obj: KubeObject, wanted: list[str]) -> Kube
 
 
 async def add_finalizer(client: KubeClient, obj: KubeObject, finalizer: str) -> KubeObject:
-    """The object with ``finalizer`` added (unchanged if present); Conflict → re-read and retry."""
+    """The object with ``finalizer`` added (unchanged if present); raises Conflict if the object moved on."""
     current = finalizers(obj)
     if finalizer in current:
         return obj
@@ -46,7 +50,10 @@ async def add_finalizer(client: KubeClient, obj: KubeObject, finalizer: str) -> 
 
 
 async def remove_finalizer(client: KubeClient, obj: KubeObject, finalizer: str) -> KubeObject:
-    """The object without ``finalizer``; if that was the last one of a deleting object it is now gone."""
+    """The object without ``finalizer``; if that was the last one of a deleting object it is now gone.
+
+    Raises Conflict if the object moved on since it was read.
+    """
     current = finalizers(obj)
     if finalizer not in current:
         return obj
