@@ -12,7 +12,7 @@ import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -84,6 +84,10 @@ _HELP = {
 }
 
 
+#: A controller's settings class: Settings or its subclass with the controller's own flags.
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
 def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
@@ -125,8 +129,8 @@ def add_flags(
 
 
 def resolve(
-    ns: argparse.Namespace, cls: type[Any] = Settings, env: Mapping[str, str] | None = None, base: Any = None
-) -> Any:
+    ns: argparse.Namespace, cls: type[SettingsT], env: Mapping[str, str] | None = None, base: SettingsT | None = None
+) -> SettingsT:
     """Build ``cls`` (Settings or a controller's subclass) from parsed flags, then env, then defaults."""
     env = os.environ if env is None else env
     base = base or cls()
@@ -152,22 +156,28 @@ def parse(
     argv: Sequence[str] | None = None, *, prog: str | None = None, env: Mapping[str, str] | None = None
 ) -> Settings:
     """Parse the shared flags only (controllers with flags of their own use :func:`parse_as`)."""
-    result: Settings = parse_as(Settings(), argv, prog=prog or "controller", env=env)
-    return result
+    return parse_as(Settings(), argv, prog=prog or "controller", env=env)
 
 
 def parse_as(
-    defaults: Any,
+    defaults: SettingsT,
     argv: Sequence[str] | None = None,
     *,
     prog: str,
     help: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
-) -> Any:
+) -> SettingsT:
     """Parse a controller's settings: ``defaults`` is an instance of its Settings subclass."""
     parser = argparse.ArgumentParser(prog=prog)
     add_flags(parser, defaults, help)
     return resolve(parser.parse_args(argv), type(defaults), env, base=defaults)
+
+
+def settings_as(settings: Settings, cls: type[SettingsT]) -> SettingsT:
+    """``settings`` as the controller's own class, checked: the process context holds the shared type."""
+    if not isinstance(settings, cls):
+        raise TypeError(f"{cls.__name__} expected, got {type(settings).__name__}")
+    return settings
 
 
 def tool_path(configured: str, env_var: str, name: str) -> str | None:

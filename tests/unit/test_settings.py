@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import assert_type
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gitops_mesh.settings import Settings, add_flags, parse, parse_duration, resolve
+from gitops_mesh.settings import Settings, add_flags, parse, parse_as, parse_duration, resolve, settings_as
 
 
 @pytest.mark.parametrize(
@@ -71,3 +72,20 @@ def test_controller_subclass_adds_its_own_flags() -> None:
     assert isinstance(got, _SourceSettings)
     assert got.storage_path == "/tmp/x"
     assert got.concurrent == 2
+
+
+def test_parse_as_returns_the_controllers_own_class() -> None:
+    got = parse_as(_SourceSettings(storage_path="/srv"), ["--concurrent", "3"], prog="source", env={})
+    # Typed as the subclass (mypy checks assert_type), and so it is at run time.
+    assert_type(got, _SourceSettings)
+    assert type(got) is _SourceSettings
+    assert (got.storage_path, got.concurrent) == ("/srv", 3)
+
+
+def test_settings_as_narrows_or_refuses() -> None:
+    shared: Settings = _SourceSettings(storage_path="/srv")
+    narrowed = settings_as(shared, _SourceSettings)
+    assert_type(narrowed, _SourceSettings)
+    assert narrowed is shared
+    with pytest.raises(TypeError, match="_SourceSettings expected, got Settings"):
+        settings_as(Settings(), _SourceSettings)

@@ -13,6 +13,7 @@ from typing import Literal, NotRequired, TypedDict
 import orjson
 
 from gitops_mesh.errors import TerminalError
+from gitops_mesh.timestamps import rfc3339
 
 SPECVERSION = "1.0"
 DATACONTENTTYPE = "application/json"
@@ -217,12 +218,12 @@ def subject_of(obj: ObjectRef) -> str:
 
 def format_time(t: datetime) -> str:
     """RFC 3339 in UTC with milliseconds, ``Z`` suffix."""
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(t, "milliseconds")
 
 
 def format_timestamp(t: datetime) -> str:
     """RFC 3339 in UTC to the second: the form Flux's metav1.Time takes, for Flux-compatible payloads."""
-    return t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return rfc3339(t)
 
 
 def build_event(

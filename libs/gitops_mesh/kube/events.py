@@ -12,6 +12,7 @@ from gitops_mesh.errors import GitopsMeshError, NotFound
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject, metadata
 from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.timestamps import rfc3339
 
 log = get_logger(__name__)
 
@@ -35,7 +36,7 @@ class _Seen:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(datetime.now(UTC))
 
 
 def involved_object(obj: KubeObject) -> dict[str, str]:

@@ -19,7 +19,7 @@ from gitops_mesh.kube.informer import Informer
 from gitops_mesh.observability.health import start_server
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import ProcessContext, kind_runner, platform, run, run_runners, stop_runners
-from gitops_mesh.settings import Settings, parse_as
+from gitops_mesh.settings import Settings, parse_as, settings_as
 from notification_controller.dedupe import RateLimiter
 from notification_controller.delivery import DeliverySettings, Dispatcher
 from notification_controller.fanout import SOURCE_KIND_INDEX, AlertSpecs, Fanout, source_kinds
@@ -106,7 +106,7 @@ async def _ensure_retry_topic(bootstrap: str, names: list[str]) -> None:
 
 @contextlib.asynccontextmanager
 async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
-    s = cast(NotificationSettings, ctx.settings)
+    s = settings_as(ctx.settings, NotificationSettings)
     topics = Topics(s.topic_prefix)
     retry_topic = f"{s.topic_prefix}{RETRY_TOPIC}"
     namespace = None if s.watch_all_namespaces else (s.watch_namespace or None)

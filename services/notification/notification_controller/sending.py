@@ -11,12 +11,11 @@ import hashlib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 import aiohttp
 
+from gitops_mesh.http_headers import parse_retry_after
 from notification_controller.providers import Request
 from notification_controller.providers.base import redact
 
@@ -56,22 +55,6 @@ class Attempt:
     @classmethod
     def rejected(cls, reason: str, detail: str, status: int | None = None) -> Attempt:
         return cls(Outcome.REJECTED, reason, detail, status=status)
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def classify(request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Attempt:

@@ -6,6 +6,7 @@ from typing import Any
 
 from gitops_mesh.artifacts.storage import StoredArtifact
 from gitops_mesh.bus.envelope import Artifact
+from gitops_mesh.timestamps import rfc3339
 
 
 def artifact_status(stored: StoredArtifact, revision: str, metadata: dict[str, str] | None = None) -> dict[str, Any]:
@@ -14,7 +15,7 @@ def artifact_status(stored: StoredArtifact, revision: str, metadata: dict[str, s
         "url": stored.url,
         "revision": revision,
         "digest": stored.digest,
-        "lastUpdateTime": stored.last_update_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lastUpdateTime": rfc3339(stored.last_update_time),
         "size": stored.size,
     }
     if metadata:

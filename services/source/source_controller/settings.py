@@ -30,8 +30,7 @@ _HELP = {
 
 
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> SourceSettings:
-    settings: SourceSettings = parse_as(SourceSettings(), argv, prog="source-controller", help=_HELP, env=env)
-    return settings
+    return parse_as(SourceSettings(), argv, prog="source-controller", help=_HELP, env=env)
 
 
 def advertised(settings: SourceSettings) -> str:

@@ -88,6 +88,16 @@ def test_retry_after_from_header_or_details() -> None:
     assert err.retry_after is None
 
 
+def test_retry_after_header_may_be_a_date_and_an_unreadable_one_falls_back_to_details() -> None:
+    # A date already past (a proxy's clock, or just slow delivery) means "retry now".
+    err = error_from_response(503, b"", "Wed, 21 Oct 2015 07:28:00 GMT")
+    assert isinstance(err, KubeUnavailable)
+    assert err.retry_after == 0.0
+    err = error_from_response(429, status(429, "TooManyRequests", "slow down", retryAfterSeconds=4), "soon")
+    assert isinstance(err, KubeUnavailable)
+    assert err.retry_after == 4.0
+
+
 def test_non_status_bodies_still_map() -> None:
     err = error_from_response(502, b"<html>bad gateway</html>")
     assert isinstance(err, KubeUnavailable)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pytest
 
@@ -14,7 +13,7 @@ from notification_controller.delivery import DeliverySettings, Dispatcher, Retry
 from notification_controller.providers import Request
 from notification_controller.providers.slack import check_web_api
 from notification_controller.records import Delivery, RecordError, from_record, to_record
-from notification_controller.sending import Attempt, Outcome, classify, parse_retry_after
+from notification_controller.sending import Attempt, Outcome, classify
 from tests.unit.notification.support import make_event
 
 REQ = Request(url="https://hooks.example.com/secret/path", body=b"{}", headers={})
@@ -56,15 +55,6 @@ def test_classify_reads_retry_after_and_api_bodies() -> None:
     assert (refused.outcome, refused.reason) == (Outcome.REJECTED, "RejectedByAPI")
     limited = classify(slack, 200, {"Retry-After": "3"}, b'{"ok": false, "error": "ratelimited"}')
     assert (limited.outcome, limited.retry_after) == (Outcome.RETRY, 3.0)
-
-
-def test_parse_retry_after() -> None:
-    now = datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)
-    assert parse_retry_after("120") == 120.0
-    assert parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now=now) == 30.0
-    assert parse_retry_after("Wed, 31 Dec 2025 00:00:00 GMT", now=now) == 0.0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
 
 
 def test_backoff_is_exponential_capped_and_honours_retry_after() -> None:
