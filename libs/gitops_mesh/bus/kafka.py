@@ -121,7 +121,9 @@ class ProducerSession:
             log.warning("kafka producer did not stop cleanly", error=describe(e))
 
 
-def _accumulator(client: aiokafka.AIOKafkaProducer) -> aiokafka.producer.message_accumulator.MessageAccumulator:
+def _accumulator(
+    client: aiokafka.AIOKafkaProducer,
+) -> aiokafka.producer.message_accumulator.MessageAccumulator | None:
     return getattr(client, "_message_accumulator", None)
 
 
