@@ -1,4 +1,8 @@
-"""One aiohttp server per process for /metrics, /healthz and /readyz."""
+"""One aiohttp server per process for /metrics, /healthz and /readyz.
+
+/metrics is prometheus-client's own aiohttp handler: it negotiates the OpenMetrics format (``Accept``),
+gzip (``Accept-Encoding``) and ``name[]`` filters as Prometheus scrapes expect.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from aiohttp.typedefs import Handler
+from prometheus_client import REGISTRY
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 #: A named check: returns None when fine, or a short reason when not.
 Check = Callable[[], str | None]
@@ -33,12 +39,7 @@ class HealthChecks:
 HEALTH_KEY = web.AppKey("health", HealthChecks)
 
 
-async def _metrics(_: web.Request) -> web.Response:
-    body = generate_latest(REGISTRY)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def _probe(attr: str) -> Callable[[web.Request], object]:
+def _probe(attr: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         ok, text = HealthChecks.run(getattr(request.app[HEALTH_KEY], attr))
         return web.Response(text=text, status=200 if ok else 503)
@@ -49,9 +50,9 @@ def _probe(attr: str) -> Callable[[web.Request], object]:
 def make_app(checks: HealthChecks) -> web.Application:
     app = web.Application()
     app[HEALTH_KEY] = checks
-    app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/healthz", _probe("live"))  # type: ignore[arg-type]
-    app.router.add_get("/readyz", _probe("ready"))  # type: ignore[arg-type]
+    app.router.add_get("/metrics", make_aiohttp_handler(REGISTRY))
+    app.router.add_get("/healthz", _probe("live"))
+    app.router.add_get("/readyz", _probe("ready"))
     return app
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 
 def _dumps(obj: Any, default: Any = None) -> str:
@@ -47,10 +48,13 @@ def configure_logging(*, level: str = "info", controller: str | None = None, jso
         structlog.contextvars.bind_contextvars(controller=controller)
 
 
-def get_logger(name: str | None = None) -> Any:
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
     """A structlog logger; ``name`` becomes the ``module`` field."""
     # Initial values stay lazy, so module-level loggers made before configure_logging() still use it.
-    return structlog.get_logger(module=name) if name else structlog.get_logger()
+    # structlog types the lazy proxy as Any; what it binds to is configure_logging()'s wrapper class
+    # (make_filtering_bound_logger, as structlog's default is), a FilteringBoundLogger.
+    logger: FilteringBoundLogger = structlog.get_logger(module=name) if name else structlog.get_logger()
+    return logger
 
 
 @contextmanager

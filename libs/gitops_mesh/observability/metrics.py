@@ -7,6 +7,7 @@ several controllers (and tests several instances) without registering a name twi
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 _OBJ = ("kind", "name", "namespace")
 
@@ -23,6 +24,22 @@ reconcile_condition = Gauge(
     (*_OBJ, "type", "status"),
 )
 suspend_status = Gauge("gotk_suspend_status", "The current suspend status of a GitOps Toolkit resource.", _OBJ)
+
+#: The metrics with a series per object (labelled kind, name, namespace): forgotten with the object.
+_PER_OBJECT: tuple[MetricWrapperBase, ...] = (reconcile_duration, reconcile_condition, suspend_status)
+
+
+def forget_object(kind: str, namespace: str, name: str) -> None:
+    """Remove every series of a deleted object (each condition type and status, suspend, durations).
+
+    Flux's recorder deletes them when the object goes (fluxcd/pkg#612); left in place, a deleted object
+    would be scraped as Ready (or as failing) forever, and a busy cluster's churn would grow the registry
+    without bound.
+    """
+    labels = {"kind": kind, "namespace": namespace, "name": name}
+    for metric in _PER_OBJECT:
+        metric.remove_by_labels(labels)
+
 
 # controller-runtime's names.
 reconcile_total = Counter(
