@@ -26,7 +26,7 @@ from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.reconcile import conditions as c
 from gitops_mesh.reconcile.result import Announcement, Outcome
 from gitops_mesh.runner import interval_of
-from kustomize_controller.apply import ChangeSet, ObjectRef, Verdict, deletion_policy, finalize
+from kustomize_controller.apply import ChangeSet, ObjectId, Verdict, deletion_policy, finalize
 from kustomize_controller.history import record, snapshot_digest
 from kustomize_controller.references import check_cross_namespace, check_dependencies, source_artifact, source_key
 from kustomize_controller.settings import KustomizeSettings
@@ -49,7 +49,7 @@ class PendingHealth:
     revision: str
     generation: int
     started: float
-    refs: list[ObjectRef]
+    refs: list[ObjectId]
     changes: ChangeSet
 
 
@@ -174,7 +174,7 @@ class KustomizationReconciler:
         self.pending.pop((obj["metadata"]["namespace"], obj["metadata"]["name"]), None)
         await finalize(
             self._client_for(obj),
-            [ObjectRef.from_entry(e) for e in entries],
+            [ObjectId.from_entry(e) for e in entries],
             policy=deletion_policy(spec.get("deletionPolicy") or "MirrorPrune"),
             prune_enabled=bool(spec.get("prune")),
             suspended=bool(spec.get("suspend")),

@@ -9,7 +9,7 @@ from typing import Any
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.settings import parse_duration
-from kustomize_controller.apply import ChangeSet, HealthReport, ObjectRef, Owner, apply_all, check, diff, prune
+from kustomize_controller.apply import ChangeSet, HealthReport, ObjectId, Owner, apply_all, check, diff, prune
 from kustomize_controller.build.pipeline import build
 
 
@@ -23,7 +23,7 @@ def timeout_of(obj: KubeObject) -> float:
     return parse_duration(spec.get("timeout") or spec.get("interval") or "5m")
 
 
-def health_targets(obj: KubeObject, applied: ChangeSet) -> list[ObjectRef]:
+def health_targets(obj: KubeObject, applied: ChangeSet) -> list[ObjectId]:
     """spec.wait: everything applied; else spec.healthChecks' objects (namespace defaults to ours)."""
     if obj["spec"].get("wait"):
         return applied.refs()
@@ -31,7 +31,7 @@ def health_targets(obj: KubeObject, applied: ChangeSet) -> list[ObjectRef]:
     for hc in obj["spec"].get("healthChecks") or []:
         group = hc.get("apiVersion", "").rpartition("/")[0]
         refs.append(
-            ObjectRef(
+            ObjectId(
                 group=group,
                 kind=hc["kind"],
                 namespace=hc.get("namespace") or obj["metadata"]["namespace"],
@@ -74,5 +74,5 @@ class Toolchain:
         """Delete what the previous inventory had and this one does not (after a successful apply only)."""
         return await prune(client, diff(old, new), owner=owner_of(obj))
 
-    async def health(self, client: KubeClient, refs: list[ObjectRef]) -> HealthReport:
+    async def health(self, client: KubeClient, refs: list[ObjectId]) -> HealthReport:
         return await check(client, refs)

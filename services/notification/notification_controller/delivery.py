@@ -67,7 +67,7 @@ from gitops_mesh.observability import metrics
 from gitops_mesh.observability.logging import get_logger
 from notification_controller.providers import Request
 from notification_controller.records import Delivery, from_record, next_seq
-from notification_controller.sending import Attempt, Outcome
+from notification_controller.sending import Attempt, AttemptKind
 
 log = get_logger(__name__)
 
@@ -187,11 +187,11 @@ class ProviderHealth:
         return provider in self._failing
 
     def record(self, provider: str, attempt: Attempt) -> None:
-        if attempt.outcome is Outcome.RETRY:
+        if attempt.kind is AttemptKind.RETRY:
             if provider not in self._failing:
                 log.warning("provider failing; new deliveries go to the retry lane", provider=provider)
             self._failing.add(provider)
-        elif attempt.outcome is Outcome.DELIVERED and provider in self._failing:
+        elif attempt.kind is AttemptKind.DELIVERED and provider in self._failing:
             log.info("provider answering again", provider=provider)
             self._failing.discard(provider)
 
@@ -314,7 +314,7 @@ class Dispatcher:
             except TimeoutError:
                 # A request cancelled in flight may have arrived: the retry lane resends it (same event id).
                 raise _HandOver(replace(d.failed("no answer within the hot lane's hold", now=self.clock()))) from None
-            if attempt.outcome is not Outcome.RETRY:
+            if attempt.kind is not AttemptKind.RETRY:
                 await self._settle(d, attempt, ptype, source_topic)
                 return
             d = d.failed(f"{attempt.reason}: {attempt.detail}", now=self.clock())
@@ -376,7 +376,7 @@ class Dispatcher:
         lane = self._lane(d.provider)
         async with lane.ordered(key):
             attempt = await self._attempt(d, lane)
-            if attempt.outcome is not Outcome.RETRY:
+            if attempt.kind is not AttemptKind.RETRY:
                 await self._settle(d, attempt, ptype, meta.topic)
                 self.gate.remove(key, d.seq)
                 return
@@ -408,18 +408,18 @@ class Dispatcher:
             async with lane.slots:
                 attempt = await self.sender.send(resolved)
         self.health.record(d.provider, attempt)
-        metrics.notification_attempts.labels(type=self.resolver.provider_type(d), outcome=attempt.outcome).inc()
+        metrics.notification_attempts.labels(type=self.resolver.provider_type(d), outcome=attempt.kind).inc()
         return attempt
 
     def _budget_spent(self, d: Delivery) -> bool:
         return d.first_failure is not None and self.clock() - d.first_failure >= self.settings.budget
 
     async def _settle(self, d: Delivery, attempt: Attempt, ptype: str, source_topic: str) -> None:
-        if attempt.outcome is Outcome.DELIVERED:
+        if attempt.kind is AttemptKind.DELIVERED:
             metrics.notification_deliveries.labels(type=ptype, result="delivered").inc()
             metrics.notification_latency.labels(type=ptype).observe(max(0.0, self.clock() - d.event.time.timestamp()))
             log.debug("delivered", delivery=d.id, provider=d.provider, status=attempt.status, attempts=d.attempts + 1)
-        elif attempt.outcome is Outcome.SKIPPED:
+        elif attempt.kind is AttemptKind.SKIPPED:
             metrics.notification_deliveries.labels(type=ptype, result="skipped").inc()
             log.debug("delivery not applicable", delivery=d.id, provider=d.provider, why=attempt.detail)
         else:

@@ -12,7 +12,7 @@ from gitops_mesh.observability import metrics
 from gitops_mesh.observability.logging import get_logger
 from notification_controller.dedupe import RateLimiter, dedupe_key
 from notification_controller.delivery import Dispatcher
-from notification_controller.matching import AlertSpec, Verdict, alert_from_object, match_alert, needs_labels
+from notification_controller.matching import AlertSpec, Match, alert_from_object, match_alert, needs_labels
 from notification_controller.records import Delivery
 from notification_controller.resolver import KubeReporter, LabelCache
 
@@ -77,7 +77,7 @@ class Fanout:
         matched = False
         for alert in candidates:
             verdict = match_alert(alert, event, labels=labels, no_cross_namespace_refs=self.no_cross_namespace_refs)
-            if verdict is Verdict.CROSS_NAMESPACE:
+            if verdict is Match.CROSS_NAMESPACE:
                 message = (
                     f"alert '{alert.key}' can't process event from '{event.subject}', "
                     "cross-namespace references have been blocked"
@@ -87,7 +87,7 @@ class Fanout:
                 )
                 await self.reporter.warn(alert.key, "NotificationDispatchFailed", message)
                 continue
-            if verdict is not Verdict.MATCHED:
+            if verdict is not Match.MATCHED:
                 continue
             matched = True
             provider = f"{alert.namespace}/{alert.provider}"

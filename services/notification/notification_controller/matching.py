@@ -47,7 +47,7 @@ TOKEN_KEY = "token"
 WILDCARD = "*"
 
 
-class Verdict(StrEnum):
+class Match(StrEnum):
     """Why an Alert does or does not take an event."""
 
     MATCHED = "Matched"
@@ -206,21 +206,21 @@ def match_alert(
     *,
     labels: Mapping[str, str] | None = None,
     no_cross_namespace_refs: bool = False,
-) -> Verdict:
+) -> Match:
     """Flux's decision for one Alert, in Flux's order (suspend, sources, inclusion, exclusion, namespace)."""
     if alert.suspend:
-        return Verdict.SUSPENDED
+        return Match.SUSPENDED
     if not severity_accepted(alert.severity, event.severity) or not any(
         source_matches(s, event, labels) for s in alert.sources
     ):
-        return Verdict.NO_SOURCE
+        return Match.NO_SOURCE
     if not message_included(alert, event.message):
-        return Verdict.NOT_INCLUDED
+        return Match.NOT_INCLUDED
     if message_excluded(alert, event.message):
-        return Verdict.EXCLUDED
+        return Match.EXCLUDED
     if no_cross_namespace_refs and event.involved_object.namespace != alert.namespace:
-        return Verdict.CROSS_NAMESPACE
-    return Verdict.MATCHED
+        return Match.CROSS_NAMESPACE
+    return Match.MATCHED
 
 
 # ---- metadata ------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from notification_controller.providers.base import redact
 MAX_ANSWER = 4096
 
 
-class Outcome(StrEnum):
+class AttemptKind(StrEnum):
     DELIVERED = "delivered"
     #: The provider does not take this notification (type rules, suspended provider): nothing to do.
     SKIPPED = "skipped"
@@ -33,7 +33,7 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    outcome: Outcome
+    kind: AttemptKind
     #: A CamelCase reason for metrics, Events and the DLQ (``HTTP503``, ``ConnectionError``, ...).
     reason: str
     detail: str = ""
@@ -42,19 +42,19 @@ class Attempt:
 
     @classmethod
     def delivered(cls, status: int) -> Attempt:
-        return cls(Outcome.DELIVERED, "Delivered", status=status)
+        return cls(AttemptKind.DELIVERED, "Delivered", status=status)
 
     @classmethod
     def skipped(cls, why: str) -> Attempt:
-        return cls(Outcome.SKIPPED, "NotApplicable", why)
+        return cls(AttemptKind.SKIPPED, "NotApplicable", why)
 
     @classmethod
     def retry(cls, reason: str, detail: str, retry_after: float | None = None) -> Attempt:
-        return cls(Outcome.RETRY, reason, detail, retry_after)
+        return cls(AttemptKind.RETRY, reason, detail, retry_after)
 
     @classmethod
     def rejected(cls, reason: str, detail: str, status: int | None = None) -> Attempt:
-        return cls(Outcome.REJECTED, reason, detail, status=status)
+        return cls(AttemptKind.REJECTED, reason, detail, status=status)
 
 
 def classify(request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Attempt:

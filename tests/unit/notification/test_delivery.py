@@ -13,7 +13,7 @@ from notification_controller.delivery import DeliverySettings, Dispatcher, Retry
 from notification_controller.providers import Request
 from notification_controller.providers.slack import check_web_api
 from notification_controller.records import Delivery, RecordError, from_record, to_record
-from notification_controller.sending import Attempt, Outcome, classify
+from notification_controller.sending import Attempt, AttemptKind, classify
 from tests.unit.notification.support import make_event
 
 REQ = Request(url="https://hooks.example.com/secret/path", body=b"{}", headers={})
@@ -25,24 +25,24 @@ REQ = Request(url="https://hooks.example.com/secret/path", body=b"{}", headers={
 @pytest.mark.parametrize(
     ("status", "outcome", "reason"),
     [
-        (200, Outcome.DELIVERED, "Delivered"),
-        (204, Outcome.DELIVERED, "Delivered"),
-        (408, Outcome.RETRY, "HTTP408"),
-        (429, Outcome.RETRY, "HTTP429"),
-        (500, Outcome.RETRY, "HTTP500"),
-        (503, Outcome.RETRY, "HTTP503"),
-        (400, Outcome.REJECTED, "HTTP400"),
-        (401, Outcome.REJECTED, "HTTP401"),
-        (404, Outcome.REJECTED, "HTTP404"),
-        (410, Outcome.REJECTED, "HTTP410"),
-        (302, Outcome.REJECTED, "HTTP302"),
+        (200, AttemptKind.DELIVERED, "Delivered"),
+        (204, AttemptKind.DELIVERED, "Delivered"),
+        (408, AttemptKind.RETRY, "HTTP408"),
+        (429, AttemptKind.RETRY, "HTTP429"),
+        (500, AttemptKind.RETRY, "HTTP500"),
+        (503, AttemptKind.RETRY, "HTTP503"),
+        (400, AttemptKind.REJECTED, "HTTP400"),
+        (401, AttemptKind.REJECTED, "HTTP401"),
+        (404, AttemptKind.REJECTED, "HTTP404"),
+        (410, AttemptKind.REJECTED, "HTTP410"),
+        (302, AttemptKind.REJECTED, "HTTP302"),
     ],
 )
-def test_classify_status(status: int, outcome: Outcome, reason: str) -> None:
+def test_classify_status(status: int, outcome: AttemptKind, reason: str) -> None:
     attempt = classify(REQ, status, {}, b"boom")
-    assert attempt.outcome is outcome
+    assert attempt.kind is outcome
     assert attempt.reason == reason
-    if outcome is not Outcome.DELIVERED:
+    if outcome is not AttemptKind.DELIVERED:
         assert "secret" not in attempt.detail
         assert "boom" in attempt.detail
 
@@ -50,11 +50,11 @@ def test_classify_status(status: int, outcome: Outcome, reason: str) -> None:
 def test_classify_reads_retry_after_and_api_bodies() -> None:
     assert classify(REQ, 429, {"Retry-After": "7"}, b"").retry_after == 7.0
     slack = Request(url=REQ.url, body=b"{}", headers={}, check_body=check_web_api)
-    assert classify(slack, 200, {}, b'{"ok": true}').outcome is Outcome.DELIVERED
+    assert classify(slack, 200, {}, b'{"ok": true}').kind is AttemptKind.DELIVERED
     refused = classify(slack, 200, {}, b'{"ok": false, "error": "invalid_auth"}')
-    assert (refused.outcome, refused.reason) == (Outcome.REJECTED, "RejectedByAPI")
+    assert (refused.kind, refused.reason) == (AttemptKind.REJECTED, "RejectedByAPI")
     limited = classify(slack, 200, {"Retry-After": "3"}, b'{"ok": false, "error": "ratelimited"}')
-    assert (limited.outcome, limited.retry_after) == (Outcome.RETRY, 3.0)
+    assert (limited.kind, limited.retry_after) == (AttemptKind.RETRY, 3.0)
 
 
 def test_backoff_is_exponential_capped_and_honours_retry_after() -> None:

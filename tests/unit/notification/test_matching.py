@@ -8,7 +8,7 @@ import pytest
 
 from gitops_mesh.bus.envelope import Severity
 from notification_controller.matching import (
-    Verdict,
+    Match,
     alert_from_object,
     combine_metadata,
     match_alert,
@@ -20,19 +20,19 @@ ERR = Severity.ERROR
 INFO = Severity.INFO
 
 # (case, alert spec, event overrides, labels, no_cross_namespace_refs, verdict)
-CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bool, Verdict]] = [
-    ("wildcard name", {}, {}, None, False, Verdict.MATCHED),
-    ("exact name", {"eventSources": [{"kind": "Kustomization", "name": "podinfo"}]}, {}, None, False, Verdict.MATCHED),
-    ("other name", {"eventSources": [{"kind": "Kustomization", "name": "other"}]}, {}, None, False, Verdict.NO_SOURCE),
-    ("other kind", {"eventSources": [{"kind": "GitRepository", "name": "*"}]}, {}, None, False, Verdict.NO_SOURCE),
-    ("namespace defaults to the alert's", {}, {"namespace": "other"}, None, False, Verdict.NO_SOURCE),
+CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bool, Match]] = [
+    ("wildcard name", {}, {}, None, False, Match.MATCHED),
+    ("exact name", {"eventSources": [{"kind": "Kustomization", "name": "podinfo"}]}, {}, None, False, Match.MATCHED),
+    ("other name", {"eventSources": [{"kind": "Kustomization", "name": "other"}]}, {}, None, False, Match.NO_SOURCE),
+    ("other kind", {"eventSources": [{"kind": "GitRepository", "name": "*"}]}, {}, None, False, Match.NO_SOURCE),
+    ("namespace defaults to the alert's", {}, {"namespace": "other"}, None, False, Match.NO_SOURCE),
     (
         "explicit namespace",
         {"eventSources": [{"kind": "Kustomization", "name": "*", "namespace": "other"}]},
         {"namespace": "other"},
         None,
         False,
-        Verdict.MATCHED,
+        Match.MATCHED,
     ),
     (
         "explicit namespace, event elsewhere",
@@ -40,7 +40,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bo
         {},
         None,
         False,
-        Verdict.NO_SOURCE,
+        Match.NO_SOURCE,
     ),
     (
         "second source matches",
@@ -48,19 +48,19 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bo
         {},
         None,
         False,
-        Verdict.MATCHED,
+        Match.MATCHED,
     ),
-    ("no sources", {"eventSources": []}, {}, None, False, Verdict.NO_SOURCE),
-    ("info alert takes errors", {}, {"severity": ERR}, None, False, Verdict.MATCHED),
-    ("error alert takes errors", {"eventSeverity": "error"}, {"severity": ERR}, None, False, Verdict.MATCHED),
-    ("error alert skips info", {"eventSeverity": "error"}, {"severity": INFO}, None, False, Verdict.NO_SOURCE),
+    ("no sources", {"eventSources": []}, {}, None, False, Match.NO_SOURCE),
+    ("info alert takes errors", {}, {"severity": ERR}, None, False, Match.MATCHED),
+    ("error alert takes errors", {"eventSeverity": "error"}, {"severity": ERR}, None, False, Match.MATCHED),
+    ("error alert skips info", {"eventSeverity": "error"}, {"severity": INFO}, None, False, Match.NO_SOURCE),
     (
         "matchLabels satisfied",
         {"eventSources": [{"kind": "Kustomization", "name": "*", "matchLabels": {"team": "a"}}]},
         {},
         {"team": "a", "x": "y"},
         False,
-        Verdict.MATCHED,
+        Match.MATCHED,
     ),
     (
         "matchLabels not satisfied",
@@ -68,7 +68,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bo
         {},
         {"team": "b"},
         False,
-        Verdict.NO_SOURCE,
+        Match.NO_SOURCE,
     ),
     (
         "matchLabels on an object the cache does not know",
@@ -76,7 +76,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bo
         {},
         None,
         False,
-        Verdict.NO_SOURCE,
+        Match.NO_SOURCE,
     ),
     (
         "matchLabels checked with a concrete name too",
@@ -84,7 +84,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bo
         {},
         {"team": "b"},
         False,
-        Verdict.NO_SOURCE,
+        Match.NO_SOURCE,
     ),
     (
         "empty matchLabels needs the object only",
@@ -92,7 +92,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bo
         {},
         {},
         False,
-        Verdict.MATCHED,
+        Match.MATCHED,
     ),
     (
         # As Flux: LabelSelectorAsSelector fails, the source matches nothing (even labels that would compare equal).
@@ -101,24 +101,24 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bo
         {},
         {"team": "a b"},
         False,
-        Verdict.NO_SOURCE,
+        Match.NO_SOURCE,
     ),
-    ("suspended", {"suspend": True}, {}, None, False, Verdict.SUSPENDED),
-    ("inclusion matches", {"inclusionList": [r"^Applied"]}, {}, None, False, Verdict.MATCHED),
-    ("inclusion searches unanchored", {"inclusionList": [r"sha1:ab"]}, {}, None, False, Verdict.MATCHED),
-    ("inclusion misses", {"inclusionList": [r"^Health"]}, {}, None, False, Verdict.NOT_INCLUDED),
-    ("any inclusion entry", {"inclusionList": [r"^Health", r"revision"]}, {}, None, False, Verdict.MATCHED),
-    ("invalid inclusion admits nothing", {"inclusionList": [r"(unclosed"]}, {}, None, False, Verdict.NOT_INCLUDED),
-    ("exclusion matches", {"exclusionList": [r"main@"]}, {}, None, False, Verdict.EXCLUDED),
-    ("exclusion misses", {"exclusionList": [r"^Health"]}, {}, None, False, Verdict.MATCHED),
-    ("invalid exclusion excludes nothing", {"exclusionList": [r"[bad"]}, {}, None, False, Verdict.MATCHED),
+    ("suspended", {"suspend": True}, {}, None, False, Match.SUSPENDED),
+    ("inclusion matches", {"inclusionList": [r"^Applied"]}, {}, None, False, Match.MATCHED),
+    ("inclusion searches unanchored", {"inclusionList": [r"sha1:ab"]}, {}, None, False, Match.MATCHED),
+    ("inclusion misses", {"inclusionList": [r"^Health"]}, {}, None, False, Match.NOT_INCLUDED),
+    ("any inclusion entry", {"inclusionList": [r"^Health", r"revision"]}, {}, None, False, Match.MATCHED),
+    ("invalid inclusion admits nothing", {"inclusionList": [r"(unclosed"]}, {}, None, False, Match.NOT_INCLUDED),
+    ("exclusion matches", {"exclusionList": [r"main@"]}, {}, None, False, Match.EXCLUDED),
+    ("exclusion misses", {"exclusionList": [r"^Health"]}, {}, None, False, Match.MATCHED),
+    ("invalid exclusion excludes nothing", {"exclusionList": [r"[bad"]}, {}, None, False, Match.MATCHED),
     (
         "exclusion wins over inclusion",
         {"inclusionList": ["Applied"], "exclusionList": ["revision"]},
         {},
         None,
         False,
-        Verdict.EXCLUDED,
+        Match.EXCLUDED,
     ),
     (
         "cross-namespace allowed by default",
@@ -126,7 +126,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bo
         {"namespace": "other"},
         None,
         False,
-        Verdict.MATCHED,
+        Match.MATCHED,
     ),
     (
         "cross-namespace refused by --no-cross-namespace-refs",
@@ -134,9 +134,9 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bo
         {"namespace": "other"},
         None,
         True,
-        Verdict.CROSS_NAMESPACE,
+        Match.CROSS_NAMESPACE,
     ),
-    ("same namespace under --no-cross-namespace-refs", {}, {}, None, True, Verdict.MATCHED),
+    ("same namespace under --no-cross-namespace-refs", {}, {}, None, True, Match.MATCHED),
 ]
 
 
@@ -146,7 +146,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str] | None, bo
     ids=[c[0] for c in CASES],
 )
 def test_match_alert(
-    spec: dict[str, Any], event_args: dict[str, Any], labels: dict[str, str] | None, no_cross: bool, verdict: Verdict
+    spec: dict[str, Any], event_args: dict[str, Any], labels: dict[str, str] | None, no_cross: bool, verdict: Match
 ) -> None:
     alert = alert_from_object(alert_object(**spec))
     event = make_event(**event_args)

@@ -11,7 +11,7 @@ from kustomize_controller.apply.changeset import (
     ObjectFailure,
 )
 from kustomize_controller.apply.health import Health, HealthReport, Status, Verdict, check, compute, wait
-from kustomize_controller.apply.inventory import InventoryEntry, ObjectRef, deletion_order, diff, parse_entry
+from kustomize_controller.apply.inventory import InventoryEntry, ObjectId, deletion_order, diff, parse_entry
 from kustomize_controller.apply.objects import Owner, SSAPolicy, Stage
 from kustomize_controller.apply.prune import DeletionPolicy, deletion_policy, finalize, prune, remaining
 
@@ -27,7 +27,7 @@ __all__ = [
     "HealthReport",
     "InventoryEntry",
     "ObjectFailure",
-    "ObjectRef",
+    "ObjectId",
     "Owner",
     "SSAPolicy",
     "Stage",

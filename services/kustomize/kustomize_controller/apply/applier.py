@@ -12,7 +12,7 @@ from gitops_mesh.kube.client import KubeClient, PatchType
 from gitops_mesh.kube.objects import KubeObject, metadata, uid
 from kustomize_controller.apply import health
 from kustomize_controller.apply.changeset import Action, ChangeSet, ChangeSetEntry, ObjectFailure, failed
-from kustomize_controller.apply.inventory import ObjectRef
+from kustomize_controller.apply.inventory import ObjectId
 from kustomize_controller.apply.objects import (
     DEFAULT_FIELD_MANAGER,
     ENABLED,
@@ -76,16 +76,16 @@ class _Run:
         results = await asyncio.gather(*(one(o) for o in objects))
         placed = [r for r in results if not isinstance(r, ObjectFailure)]
         failures = [r for r in results if isinstance(r, ObjectFailure)]
-        seen: set[ObjectRef] = set()
+        seen: set[ObjectId] = set()
         for obj in placed:
-            ref = ObjectRef.of(obj)
+            ref = ObjectId.of(obj)
             if ref in seen:
                 failures.append(ObjectFailure(ref.subject, "appears more than once", Invalid("duplicate object")))
             seen.add(ref)
         return placed, failures
 
     async def apply_one(self, obj: KubeObject) -> ChangeSetEntry | ObjectFailure:
-        ref = ObjectRef.of(obj)
+        ref = ObjectId.of(obj)
         async with self.gate:
             try:
                 action = await self._reconcile(obj, ref)
@@ -93,7 +93,7 @@ class _Run:
                 return ObjectFailure(ref.subject, f.message, f.error)
         return ChangeSetEntry(ref, action)
 
-    async def _read(self, ref: ObjectRef) -> KubeObject | None:
+    async def _read(self, ref: ObjectId) -> KubeObject | None:
         try:
             return await self.client.get(ref.api_version, ref.kind, ref.name, namespace=ref.namespace or None)
         except NotFound:
@@ -105,7 +105,7 @@ class _Run:
         # Always forced, as Flux does: the manifest wins conflicts with other managers.
         return await self.client.apply(obj, field_manager=self.field_manager, force=True)
 
-    async def _reconcile(self, obj: KubeObject, ref: ObjectRef) -> Action:
+    async def _reconcile(self, obj: KubeObject, ref: ObjectId) -> Action:
         for attempt in range(2):
             existing = await self._read(ref)
             if skip_apply(obj, existing):
@@ -149,7 +149,7 @@ class _Run:
             return Action.CONFIGURED if cleaned or changed(existing, applied, self.field_manager) else Action.UNCHANGED
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    async def _recreate(self, obj: KubeObject, ref: ObjectRef, existing: KubeObject) -> None:
+    async def _recreate(self, obj: KubeObject, ref: ObjectId, existing: KubeObject) -> None:
         """Delete the object (its dependents in the background) and apply it again once it is gone."""
         old = uid(existing)
         try:
@@ -178,7 +178,7 @@ class _Run:
         except GitopsMeshError as e:
             raise _Failure(f"apply failed after recreation: {e}", e) from e
 
-    async def wait_ready(self, refs: list[ObjectRef]) -> list[ObjectFailure]:
+    async def wait_ready(self, refs: list[ObjectId]) -> list[ObjectFailure]:
         """Flux waits for each stage of definitions before applying what may depend on them."""
         try:
             verdict, report = await health.wait(self.client, refs, timeout=self.wait_timeout, poll=_POLL)
@@ -230,7 +230,7 @@ async def apply_all(
         placed, failures = await run.place(members)
         if failures:
             raise failed(failures, run.change_set)
-        applied: list[ObjectRef] = []
+        applied: list[ObjectId] = []
         for wave in waves(placed):
             results = await asyncio.gather(*(run.apply_one(o) for o in wave))
             done = sorted((r for r in results if isinstance(r, ChangeSetEntry)), key=lambda e: e.ref.sort_key())

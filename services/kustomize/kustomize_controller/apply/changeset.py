@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gitops_mesh.errors import GitopsMeshError, TransientError
-from kustomize_controller.apply.inventory import InventoryEntry, ObjectRef, entries
+from kustomize_controller.apply.inventory import InventoryEntry, ObjectId, entries
 
 # How many failures an error message spells out; the rest are counted.
 _MAX_LISTED = 5
@@ -28,7 +28,7 @@ CHANGES = frozenset({Action.CREATED, Action.CONFIGURED, Action.DELETED})
 
 @dataclass(frozen=True, slots=True)
 class ChangeSetEntry:
-    ref: ObjectRef
+    ref: ObjectId
     action: Action
 
     @property
@@ -45,7 +45,7 @@ class ChangeSet:
 
     entries: list[ChangeSetEntry] = field(default_factory=list)
 
-    def add(self, ref: ObjectRef, action: Action) -> None:
+    def add(self, ref: ObjectId, action: Action) -> None:
         self.entries.append(ChangeSetEntry(ref, action))
 
     def extend(self, more: Iterable[ChangeSetEntry]) -> None:
@@ -72,7 +72,7 @@ class ChangeSet:
         """Entries per action, e.g. ``{"created": 3, "unchanged": 1}``."""
         return dict(Counter(str(e.action) for e in self.entries))
 
-    def refs(self, *actions: Action) -> list[ObjectRef]:
+    def refs(self, *actions: Action) -> list[ObjectId]:
         wanted = set(actions) or set(Action)
         return [e.ref for e in self.entries if e.action in wanted]
 

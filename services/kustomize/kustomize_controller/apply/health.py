@@ -12,7 +12,7 @@ from typing import Any
 from gitops_mesh.errors import NotFound
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject, metadata
-from kustomize_controller.apply.inventory import ObjectRef
+from kustomize_controller.apply.inventory import ObjectId
 
 # kstatus: a Pending pod is only called unschedulable after this long.
 SCHEDULE_WINDOW = timedelta(seconds=15)
@@ -354,21 +354,21 @@ class Verdict(StrEnum):
 class HealthReport:
     """The health of each checked object, in the order asked."""
 
-    results: dict[ObjectRef, Health] = field(default_factory=dict)
+    results: dict[ObjectId, Health] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
         return all(h.current for h in self.results.values())
 
-    def with_status(self, *statuses: Status) -> list[tuple[ObjectRef, Health]]:
+    def with_status(self, *statuses: Status) -> list[tuple[ObjectId, Health]]:
         return [(ref, h) for ref, h in self.results.items() if h.status in statuses]
 
     @property
-    def failed(self) -> list[tuple[ObjectRef, Health]]:
+    def failed(self) -> list[tuple[ObjectId, Health]]:
         return self.with_status(Status.FAILED)
 
     @property
-    def pending(self) -> list[tuple[ObjectRef, Health]]:
+    def pending(self) -> list[tuple[ObjectId, Health]]:
         return [(ref, h) for ref, h in self.results.items() if h.status not in (Status.CURRENT, Status.FAILED)]
 
     def verdict(self, *, elapsed: float = 0.0, timeout: float | None = None, fail_fast: bool = True) -> Verdict:
@@ -397,7 +397,7 @@ class HealthReport:
 
 
 async def check(
-    client: KubeClient, refs: Iterable[ObjectRef], *, concurrency: int = 16, now: datetime | None = None
+    client: KubeClient, refs: Iterable[ObjectId], *, concurrency: int = 16, now: datetime | None = None
 ) -> HealthReport:
     """One look at each object (a GET each, ``concurrency`` at a time); a missing object is NotFound.
 
@@ -407,7 +407,7 @@ async def check(
     targets = list(dict.fromkeys(refs))
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(ref: ObjectRef) -> Health:
+    async def one(ref: ObjectId) -> Health:
         async with gate:
             try:
                 obj = await client.get(ref.api_version, ref.kind, ref.name, namespace=ref.namespace or None)
@@ -421,7 +421,7 @@ async def check(
 
 async def wait(
     client: KubeClient,
-    refs: Sequence[ObjectRef],
+    refs: Sequence[ObjectId],
     *,
     timeout: float,
     poll: float = 0.5,

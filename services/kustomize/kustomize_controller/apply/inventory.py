@@ -29,7 +29,7 @@ class InvalidObjectId(TerminalError):
 
 
 @dataclass(frozen=True, slots=True)
-class ObjectRef:
+class ObjectId:
     """One object by group, kind, namespace and name; ``version`` travels along but is not part of the identity."""
 
     group: str
@@ -39,14 +39,14 @@ class ObjectRef:
     version: str = field(default="", compare=False)
 
     @classmethod
-    def of(cls, obj: KubeObject) -> ObjectRef:
+    def of(cls, obj: KubeObject) -> ObjectId:
         group, kind = group_kind(obj)
         _, version = split_api_version(str(obj.get("apiVersion") or ""))
         meta = metadata(obj)
         return cls(group, kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""), version)
 
     @classmethod
-    def parse(cls, object_id: str, version: str = "") -> ObjectRef:
+    def parse(cls, object_id: str, version: str = "") -> ObjectId:
         """The inverse of :attr:`id` (cli-utils ParseObjMetadata)."""
         namespace, sep, rest = object_id.partition(_SEPARATOR)
         rest, sep2, kind = rest.rpartition(_SEPARATOR)
@@ -61,7 +61,7 @@ class ObjectRef:
         return cls(group.strip(), kind.strip(), namespace.strip(), name.strip(), version)
 
     @classmethod
-    def from_entry(cls, entry: InventoryEntry | dict[str, Any]) -> ObjectRef:
+    def from_entry(cls, entry: InventoryEntry | dict[str, Any]) -> ObjectId:
         return cls.parse(str(entry.get("id") or ""), str(entry.get("v") or ""))
 
     @property
@@ -93,15 +93,15 @@ class ObjectRef:
 
 
 def object_id(namespace: str, name: str, group: str, kind: str) -> str:
-    return ObjectRef(group, kind, namespace, name).id
+    return ObjectId(group, kind, namespace, name).id
 
 
 def parse_entry(entry: InventoryEntry | dict[str, Any]) -> tuple[str, str, str, str, str]:
     """An inventory entry back to (group, version, kind, namespace, name)."""
-    return ObjectRef.from_entry(entry).as_tuple()
+    return ObjectId.from_entry(entry).as_tuple()
 
 
-def entries(refs: Iterable[ObjectRef]) -> list[InventoryEntry]:
+def entries(refs: Iterable[ObjectId]) -> list[InventoryEntry]:
     """Inventory entries for ``refs`` in the order given, each id once."""
     seen: set[str] = set()
     out: list[InventoryEntry] = []
@@ -112,24 +112,24 @@ def entries(refs: Iterable[ObjectRef]) -> list[InventoryEntry]:
     return out
 
 
-def refs(inventory: Iterable[InventoryEntry | dict[str, Any]]) -> list[ObjectRef]:
-    return [ObjectRef.from_entry(e) for e in inventory]
+def refs(inventory: Iterable[InventoryEntry | dict[str, Any]]) -> list[ObjectId]:
+    return [ObjectId.from_entry(e) for e in inventory]
 
 
-def deletion_order(items: Iterable[ObjectRef]) -> list[ObjectRef]:
+def deletion_order(items: Iterable[ObjectId]) -> list[ObjectId]:
     """The reverse of apply order: workloads first, then classes, then namespaces, cluster roles and CRDs."""
-    return sorted(items, key=ObjectRef.sort_key, reverse=True)
+    return sorted(items, key=ObjectId.sort_key, reverse=True)
 
 
 def diff(
     old: Sequence[InventoryEntry | dict[str, Any]], new: Sequence[InventoryEntry | dict[str, Any]]
-) -> list[ObjectRef]:
+) -> list[ObjectId]:
     """The objects of ``old`` that ``new`` no longer has (by id; a version change alone is not a removal).
 
     In deletion order, each with the version it was last applied at: what a prune deletes.
     """
-    keep = {ObjectRef.from_entry(e) for e in new}
-    stale: dict[ObjectRef, ObjectRef] = {}
+    keep = {ObjectId.from_entry(e) for e in new}
+    stale: dict[ObjectId, ObjectId] = {}
     for ref in refs(old):
         if ref not in keep:
             stale.setdefault(ref, ref)

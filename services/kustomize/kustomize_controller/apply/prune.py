@@ -11,7 +11,7 @@ from gitops_mesh.errors import Conflict, GitopsMeshError, InvalidSpec, NotFound
 from gitops_mesh.kube.client import KubeClient, PropagationPolicy
 from gitops_mesh.kube.objects import uid
 from kustomize_controller.apply.changeset import Action, ChangeSet, ChangeSetEntry, ObjectFailure, failed
-from kustomize_controller.apply.inventory import ObjectRef, deletion_order
+from kustomize_controller.apply.inventory import ObjectId, deletion_order
 from kustomize_controller.apply.objects import Owner, prune_disabled, stage_of
 
 DEFAULT_CONCURRENCY = 8
@@ -47,7 +47,7 @@ def delete_on_finalize(policy: DeletionPolicy, *, prune: bool, suspended: bool, 
 
 async def prune(
     client: KubeClient,
-    stale: Iterable[ObjectRef],
+    stale: Iterable[ObjectId],
     *,
     owner: Owner | None,
     propagation: PropagationPolicy = "Background",
@@ -65,7 +65,7 @@ async def prune(
     change_set = ChangeSet()
     failures: list[ObjectFailure] = []
 
-    async def one(ref: ObjectRef) -> ChangeSetEntry | ObjectFailure:
+    async def one(ref: ObjectId) -> ChangeSetEntry | ObjectFailure:
         async with gate:
             try:
                 current = await client.get(ref.api_version, ref.kind, ref.name, namespace=ref.namespace or None)
@@ -104,7 +104,7 @@ async def prune(
 
 async def finalize(
     client: KubeClient,
-    inventory: Sequence[ObjectRef],
+    inventory: Sequence[ObjectId],
     *,
     policy: DeletionPolicy,
     prune_enabled: bool,
@@ -122,11 +122,11 @@ async def finalize(
     return await prune(client, inventory, owner=owner, concurrency=concurrency)
 
 
-async def remaining(client: KubeClient, refs: Iterable[ObjectRef], *, concurrency: int = 16) -> list[ObjectRef]:
+async def remaining(client: KubeClient, refs: Iterable[ObjectId], *, concurrency: int = 16) -> list[ObjectId]:
     """The objects among ``refs`` that still exist (terminating ones included); one GET each, no waiting."""
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def exists(ref: ObjectRef) -> bool:
+    async def exists(ref: ObjectId) -> bool:
         async with gate:
             try:
                 await client.get(ref.api_version, ref.kind, ref.name, namespace=ref.namespace or None)
@@ -140,8 +140,8 @@ async def remaining(client: KubeClient, refs: Iterable[ObjectRef], *, concurrenc
 
 
 async def wait_for_termination(
-    client: KubeClient, refs: Sequence[ObjectRef], *, timeout: float, poll: float = 0.5
-) -> list[ObjectRef]:
+    client: KubeClient, refs: Sequence[ObjectId], *, timeout: float, poll: float = 0.5
+) -> list[ObjectId]:
     """Poll :func:`remaining` until nothing is left or ``timeout``; what is left (tests, the CLI)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

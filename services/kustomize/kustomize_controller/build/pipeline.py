@@ -170,4 +170,3 @@ async def _blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with contextlib.suppress(BaseException):
             await future
         raise
-

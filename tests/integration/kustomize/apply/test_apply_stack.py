@@ -20,7 +20,7 @@ from kustomize_controller.apply import (
     ChangeSetError,
     ChangeSetRejected,
     DeletionPolicy,
-    ObjectRef,
+    ObjectId,
     Owner,
     Status,
     Verdict,
@@ -452,8 +452,8 @@ async def test_deployment_goes_from_in_progress_to_current_on_kwok(kube: KubeCli
     change_set = await apply_all(
         kube, [deployment("web", namespace, replicas=2), deployment("idle", namespace, replicas=0)], owner=OWNER
     )
-    web = ObjectRef("apps", "Deployment", namespace, "web", "v1")
-    idle = ObjectRef("apps", "Deployment", namespace, "idle", "v1")
+    web = ObjectId("apps", "Deployment", namespace, "web", "v1")
+    idle = ObjectId("apps", "Deployment", namespace, "idle", "v1")
     first = await check(kube, [web])
     assert first.results[web].status is Status.IN_PROGRESS
     verdict, report = await wait(kube, change_set.refs(), timeout=60, poll=0.2)
@@ -490,7 +490,7 @@ async def test_job_completes_on_kwok(kube: KubeClient, namespace: str) -> None:
 
 
 async def test_missing_object_is_not_found(kube: KubeClient, namespace: str) -> None:
-    ref = ObjectRef("apps", "Deployment", namespace, "nope", "v1")
+    ref = ObjectId("apps", "Deployment", namespace, "nope", "v1")
     report = await check(kube, [ref])
     assert report.results[ref].status is Status.NOT_FOUND
     verdict, _ = await wait(kube, [ref], timeout=0.3, poll=0.1)

@@ -13,12 +13,12 @@ from kustomize_controller.apply.changeset import (
     ObjectFailure,
     failed,
 )
-from kustomize_controller.apply.inventory import ObjectRef
+from kustomize_controller.apply.inventory import ObjectId
 from kustomize_controller.apply.prune import DeletionPolicy, delete_on_finalize, deletion_policy
 
-DEPLOY = ObjectRef("apps", "Deployment", "default", "web", "v1")
-NS = ObjectRef("", "Namespace", "", "team", "v1")
-SVC = ObjectRef("", "Service", "default", "web", "v1")
+DEPLOY = ObjectId("apps", "Deployment", "default", "web", "v1")
+NS = ObjectId("", "Namespace", "", "team", "v1")
+SVC = ObjectId("", "Service", "default", "web", "v1")
 
 
 def test_change_set_lines_counts_and_inventory() -> None:
@@ -26,7 +26,7 @@ def test_change_set_lines_counts_and_inventory() -> None:
     cs.add(NS, Action.UNCHANGED)
     cs.add(SVC, Action.CREATED)
     cs.add(DEPLOY, Action.CONFIGURED)
-    cs.add(ObjectRef("", "ConfigMap", "default", "c", "v1"), Action.SKIPPED)
+    cs.add(ObjectId("", "ConfigMap", "default", "c", "v1"), Action.SKIPPED)
     assert str(cs) == (
         "Namespace/team unchanged\nService/default/web created\nDeployment/default/web configured\n"
         "ConfigMap/default/c skipped"

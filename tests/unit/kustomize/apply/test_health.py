@@ -9,7 +9,7 @@ import pytest
 
 from gitops_mesh.kube.objects import KubeObject
 from kustomize_controller.apply.health import Health, HealthReport, Status, Verdict, compute
-from kustomize_controller.apply.inventory import ObjectRef
+from kustomize_controller.apply.inventory import ObjectId
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -200,8 +200,8 @@ def test_custom_resources() -> None:
 # --- report --------------------------------------------------------------------------------------------------------
 
 
-def ref(name: str) -> ObjectRef:
-    return ObjectRef("apps", "Deployment", "ns", name, "v1")
+def ref(name: str) -> ObjectId:
+    return ObjectId("apps", "Deployment", "ns", name, "v1")
 
 
 def test_report_verdicts_and_messages() -> None:

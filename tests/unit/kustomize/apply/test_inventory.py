@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from kustomize_controller.apply.inventory import (
     InvalidObjectId,
     InventoryEntry,
-    ObjectRef,
+    ObjectId,
     deletion_order,
     diff,
     entries,
@@ -21,35 +21,35 @@ from kustomize_controller.apply.inventory import (
 @pytest.mark.parametrize(
     ("ref", "expected"),
     [
-        (ObjectRef("apps", "Deployment", "default", "podinfo"), "default_podinfo_apps_Deployment"),
-        (ObjectRef("", "Service", "default", "web"), "default_web__Service"),
-        (ObjectRef("", "Namespace", "", "team"), "_team__Namespace"),
+        (ObjectId("apps", "Deployment", "default", "podinfo"), "default_podinfo_apps_Deployment"),
+        (ObjectId("", "Service", "default", "web"), "default_web__Service"),
+        (ObjectId("", "Namespace", "", "team"), "_team__Namespace"),
         (
-            ObjectRef("apiextensions.k8s.io", "CustomResourceDefinition", "", "widgets.example.com"),
+            ObjectId("apiextensions.k8s.io", "CustomResourceDefinition", "", "widgets.example.com"),
             "_widgets.example.com_apiextensions.k8s.io_CustomResourceDefinition",
         ),
         # cli-utils transcodes the colons of RBAC names only.
         (
-            ObjectRef("rbac.authorization.k8s.io", "ClusterRole", "", "system:controller:x"),
+            ObjectId("rbac.authorization.k8s.io", "ClusterRole", "", "system:controller:x"),
             "_system__controller__x_rbac.authorization.k8s.io_ClusterRole",
         ),
         (
-            ObjectRef("rbac.authorization.k8s.io", "RoleBinding", "ns", "a:b"),
+            ObjectId("rbac.authorization.k8s.io", "RoleBinding", "ns", "a:b"),
             "ns_a__b_rbac.authorization.k8s.io_RoleBinding",
         ),
     ],
 )
-def test_flux_id_format(ref: ObjectRef, expected: str) -> None:
+def test_flux_id_format(ref: ObjectId, expected: str) -> None:
     assert ref.id == expected
     assert object_id(ref.namespace, ref.name, ref.group, ref.kind) == expected
-    assert ObjectRef.parse(expected) == ref
+    assert ObjectId.parse(expected) == ref
 
 
 def test_entry_carries_the_bare_version_and_parses_back() -> None:
-    ref = ObjectRef("apps", "Deployment", "default", "web", "v1")
+    ref = ObjectId("apps", "Deployment", "default", "web", "v1")
     assert ref.entry() == {"id": "default_web_apps_Deployment", "v": "v1"}
     assert ref.api_version == "apps/v1"
-    assert ObjectRef("", "Service", "default", "web", "v1").api_version == "v1"
+    assert ObjectId("", "Service", "default", "web", "v1").api_version == "v1"
     assert parse_entry({"id": "default_web_apps_Deployment", "v": "v1"}) == (
         "apps",
         "v1",
@@ -58,12 +58,12 @@ def test_entry_carries_the_bare_version_and_parses_back() -> None:
         "web",
     )
     assert ref.subject == "Deployment/default/web"
-    assert ObjectRef("", "Namespace", "", "team").subject == "Namespace/team"
+    assert ObjectId("", "Namespace", "", "team").subject == "Namespace/team"
 
 
 def test_version_is_not_identity() -> None:
-    assert ObjectRef("apps", "Deployment", "a", "b", "v1") == ObjectRef("apps", "Deployment", "a", "b", "v1beta1")
-    assert len({ObjectRef("apps", "Deployment", "a", "b", "v1"), ObjectRef("apps", "Deployment", "a", "b")}) == 1
+    assert ObjectId("apps", "Deployment", "a", "b", "v1") == ObjectId("apps", "Deployment", "a", "b", "v1beta1")
+    assert len({ObjectId("apps", "Deployment", "a", "b", "v1"), ObjectId("apps", "Deployment", "a", "b")}) == 1
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_version_is_not_identity() -> None:
 )
 def test_malformed_ids_are_refused(bad: str) -> None:
     with pytest.raises(InvalidObjectId):
-        ObjectRef.parse(bad)
+        ObjectId.parse(bad)
 
 
 _label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
@@ -80,10 +80,10 @@ _dns = st.lists(_label, min_size=1, max_size=3).map(".".join)
 _kind = st.from_regex(r"[A-Z][A-Za-z0-9]{0,15}", fullmatch=True)
 _group = st.one_of(st.just(""), _dns)
 _refs = st.one_of(
-    st.builds(ObjectRef, _group, _kind, st.one_of(st.just(""), _label), _dns, st.sampled_from(["v1", "v1beta2"])),
+    st.builds(ObjectId, _group, _kind, st.one_of(st.just(""), _label), _dns, st.sampled_from(["v1", "v1beta2"])),
     # RBAC names may hold colons.
     st.builds(
-        ObjectRef,
+        ObjectId,
         st.just("rbac.authorization.k8s.io"),
         st.sampled_from(["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"]),
         st.one_of(st.just(""), _label),
@@ -94,15 +94,15 @@ _refs = st.one_of(
 
 
 @given(_refs)
-def test_id_round_trip(ref: ObjectRef) -> None:
-    back = ObjectRef.parse(ref.id, ref.version)
+def test_id_round_trip(ref: ObjectId) -> None:
+    back = ObjectId.parse(ref.id, ref.version)
     assert back == ref
     assert back.as_tuple() == ref.as_tuple()
-    assert ObjectRef.from_entry(ref.entry()).as_tuple() == ref.as_tuple()
+    assert ObjectId.from_entry(ref.entry()).as_tuple() == ref.as_tuple()
 
 
 @given(st.lists(_refs, max_size=12), st.lists(_refs, max_size=12))
-def test_diff_is_old_minus_new_in_deletion_order(old: list[ObjectRef], new: list[ObjectRef]) -> None:
+def test_diff_is_old_minus_new_in_deletion_order(old: list[ObjectId], new: list[ObjectId]) -> None:
     stale = diff(entries(old), entries(new))
     assert {r.id for r in stale} == {r.id for r in old} - {r.id for r in new}
     assert len(stale) == len({r.id for r in stale})
@@ -124,16 +124,16 @@ def test_diff_keeps_versions_and_ignores_version_changes() -> None:
 
 
 def test_deletion_order_reverses_the_stages() -> None:
-    crd = ObjectRef("apiextensions.k8s.io", "CustomResourceDefinition", "", "widgets.example.com")
-    ns = ObjectRef("", "Namespace", "", "team")
-    cls = ObjectRef("networking.k8s.io", "IngressClass", "", "nginx")
-    sa = ObjectRef("", "ServiceAccount", "team", "app")
-    widget = ObjectRef("example.com", "Widget", "team", "w")
-    hook = ObjectRef("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", "", "v")
+    crd = ObjectId("apiextensions.k8s.io", "CustomResourceDefinition", "", "widgets.example.com")
+    ns = ObjectId("", "Namespace", "", "team")
+    cls = ObjectId("networking.k8s.io", "IngressClass", "", "nginx")
+    sa = ObjectId("", "ServiceAccount", "team", "app")
+    widget = ObjectId("example.com", "Widget", "team", "w")
+    hook = ObjectId("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", "", "v")
     assert deletion_order([crd, sa, ns, widget, cls, hook]) == [hook, widget, sa, cls, ns, crd]
 
 
 def test_entries_dedupe_by_id_in_order() -> None:
-    a = ObjectRef("", "Service", "ns", "a", "v1")
-    b = ObjectRef("apps", "Deployment", "ns", "b", "v1")
+    a = ObjectId("", "Service", "ns", "a", "v1")
+    b = ObjectId("apps", "Deployment", "ns", "b", "v1")
     assert entries([a, b, a]) == [a.entry(), b.entry()]
