@@ -160,7 +160,9 @@ class KindRunner:
         self.workers.queue.add((namespace, name))
 
     def _on_event(self, change: ChangeType, obj: KubeObject, old: KubeObject | None) -> None:
-        if should_enqueue(change, obj, old):
+        if change == "DELETED":
+            metrics.forget_object(self.reconciler.kind, *object_key(obj))
+        elif should_enqueue(change, obj, old):
             self.workers.queue.add(object_key(obj))
 
     async def _reconcile(self, key: ObjectKey) -> Result:

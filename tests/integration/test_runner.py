@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from gitops_mesh.bus.consumer import Consumer, RecordMeta
 from gitops_mesh.bus.envelope import Event, EventKind
@@ -297,6 +298,12 @@ async def test_suspended_objects_are_left_alone_and_deletion_finalizes(
         return bool((await get(kube, namespace, "paused"))["metadata"].get("finalizers"))
 
     await eventually(has_finalizer)
+    series = {"kind": "GitRepository", "namespace": namespace, "name": "paused"}
+
+    async def suspended_is_scraped() -> bool:
+        return REGISTRY.get_sample_value("gotk_suspend_status", series) == 1.0
+
+    await eventually(suspended_is_scraped)
     await asyncio.sleep(0.3)
     assert "paused" not in toy.calls
     await kube.delete(API, "GitRepository", "paused", namespace=namespace)
@@ -310,6 +317,11 @@ async def test_suspended_objects_are_left_alone_and_deletion_finalizes(
 
     await eventually(gone)
     assert toy.finalized == ["paused"]
+
+    async def series_forgotten() -> bool:
+        return REGISTRY.get_sample_value("gotk_suspend_status", series) is None
+
+    await eventually(series_forgotten)  # a deleted object is not scraped forever
 
 
 def test_predicates_ignore_status_only_updates() -> None:
