@@ -4,23 +4,26 @@ Follows fluxcd/pkg ``http/fetch``: any status but 200 is a failure, 404 named as
 have garbage-collected that revision while our copy of its status was stale: retry, do not stall); the
 size cap does not trust Content-Length alone, the bytes are counted; the digest is ``<algo>:<hex>``
 (bare hex means sha256). Unlike it we stop reading as soon as the cap is passed, and hash while
-writing instead of reading the file back.
+writing (aiofiles, off the loop) instead of reading the file back.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import uuid
 from pathlib import Path
 
+import aiofiles
+import aiofiles.os
 import aiohttp
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from gitops_mesh.artifacts.digests import Hasher, new_hasher, parse_digest
 from gitops_mesh.artifacts.errors import ArtifactTooLarge, ArtifactUnavailable, DigestMismatch, StorageError
+from gitops_mesh.artifacts.hashed_writes import BLOCK, write_hashed
+from gitops_mesh.http_headers import parse_retry_after
 from gitops_mesh.observability import metrics
-
-_BATCH = 1 << 20
 
 
 async def fetch(
@@ -41,45 +44,38 @@ async def fetch(
     hasher = new_hasher(algo)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.part")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        # "x": never write into a file someone else made; 0600: the artifact is this process's alone.
+        out = await aiofiles.open(tmp, "xb", opener=_private)
     except OSError as e:
         raise StorageError(f"cannot create {tmp}: {e.strerror}") from e
-    done = False
     try:
-        size = await _download(session, url, fd, hasher, max_size, timeout)
+        try:
+            size = await _download(session, url, out, hasher, max_size, timeout)
+        finally:
+            await out.close()
         got = f"{algo}:{hasher.hexdigest()}"
         if got != f"{algo}:{expected}":
             metrics.artifact_fetch_errors.labels(reason="digest").inc()
             raise DigestMismatch(what=url, expected=f"{algo}:{expected}", got=f"{got} ({size} bytes)")
-        os.close(fd)
-        done = True
-        os.replace(tmp, dest)
+        await aiofiles.os.replace(tmp, dest)
         return dest
     except OSError as e:
         raise StorageError(f"cannot write {dest}: {e.strerror}") from e
     finally:
-        if not done:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.unlink(tmp)
 
 
 async def _download(
     session: aiohttp.ClientSession,
     url: str,
-    fd: int,
+    out: AsyncBufferedIOBase,
     hasher: Hasher,
     max_size: int,
     timeout: aiohttp.ClientTimeout | None,
 ) -> int:
     seen = 0
     batch = bytearray()
-
-    def flush(data: bytes | bytearray) -> None:
-        hasher.update(data)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-
     try:
         # Identity and no auto-decompression: the digest is over the bytes as stored, gzip included.
         headers = {"Accept-Encoding": "identity"}
@@ -96,7 +92,7 @@ async def _download(
                     f"artifact download {what}: GET {url}: {resp.status} {resp.reason or ''}".rstrip(),
                     url=url,
                     status=resp.status,
-                    retry_after=_retry_after(resp.headers.get("Retry-After")),
+                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                 )
             if resp.content_length is not None and resp.content_length > max_size:
                 metrics.artifact_fetch_errors.labels(reason="too_large").inc()
@@ -107,12 +103,12 @@ async def _download(
                     metrics.artifact_fetch_errors.labels(reason="too_large").inc()
                     raise ArtifactTooLarge(url=url, limit=max_size, seen=seen)
                 batch += chunk
-                if len(batch) >= _BATCH:
-                    # Hashing and writing a MiB off the loop; the next chunks keep arriving meanwhile.
-                    await asyncio.to_thread(flush, batch)
+                if len(batch) >= BLOCK:
+                    # A MiB hashed and written at once, off the loop; the next chunks keep arriving meanwhile.
+                    await write_hashed(out, hasher, batch)
                     batch = bytearray()
             if batch:
-                await asyncio.to_thread(flush, batch)
+                await write_hashed(out, hasher, batch)
     except (aiohttp.ClientError, TimeoutError) as e:
         metrics.artifact_fetch_errors.labels(reason="unreachable").inc()
         raise ArtifactUnavailable(f"artifact download failed: GET {url}: {_describe(e)}", url=url) from e
@@ -120,10 +116,8 @@ async def _download(
     return seen
 
 
-def _retry_after(value: str | None) -> float | None:
-    if value and value.isdigit():
-        return float(value)
-    return None
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 def _describe(e: BaseException) -> str:

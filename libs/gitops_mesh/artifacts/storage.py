@@ -6,7 +6,9 @@ Layout and URLs are Flux's: ``<kind lowercase>/<namespace>/<name>/<file>`` under
 Choices, with Flux's behaviour for reference:
 
 * Stores are atomic: content goes to a hidden temp file in the object's directory, then ``os.replace``.
-  Readers (the file server, consumers) see the old file or the new one, never half of one.
+  Readers (the file server, consumers) see the old file or the new one, never half of one. Files and
+  bytes are written through aiofiles, archives by the packer in a worker thread, so a store never blocks
+  the loop on the disk; a cancelled store removes its temp file.
 * ``latest.tar.gz`` is kept, as Flux keeps it (``Storage.Symlink``; ``status.url`` points at it), but
   as a *relative* symlink: the root can be moved or mounted elsewhere without breaking it. GC and
   ``exists`` ignore symlinks, like Flux.
@@ -28,15 +30,19 @@ import shutil
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiofiles
+import aiofiles.os
+
 from gitops_mesh.artifacts.archive import DEFAULT_LEVEL, Include, PackResult, pack
 from gitops_mesh.artifacts.digests import file_digest, new_hasher, parse_digest
 from gitops_mesh.artifacts.errors import DigestMismatch, InvalidArtifactPath, StorageError
+from gitops_mesh.artifacts.hashed_writes import copy_hashed, write_hashed
 from gitops_mesh.observability import metrics
 from gitops_mesh.observability.logging import get_logger
 
@@ -45,6 +51,9 @@ log = get_logger(__name__)
 LATEST = "latest.tar.gz"
 DEFAULT_RETENTION_RECORDS = 2
 _TEMP_PREFIX = ".tmp-"
+
+#: Writes an artifact's content to the temp path it is given; returns the content's digest and size.
+Writer = Callable[[Path], Awaitable[tuple[str, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,16 +175,9 @@ class Storage:
         level: int = DEFAULT_LEVEL,
     ) -> StoredArtifact:
         """Pack ``src_dir`` (see :mod:`.archive`) into the object's ``filename``, atomically."""
-        path = self.artifact_path(kind, namespace, name, filename)
-
-        def write(tmp: Path) -> tuple[str, int]:
-            result = pack(src_dir, tmp, include=include, level=level)
-            return result.digest, result.size
-
-        started = time.perf_counter()
-        stored = await self._store(kind, namespace, name, path, write)
-        metrics.artifact_pack_duration.labels(kind=kind.lower()).observe(time.perf_counter() - started)
-        return stored
+        return await self.store_with(
+            kind, namespace, name, filename, lambda tmp: pack(src_dir, tmp, include=include, level=level)
+        )
 
     async def store_with(
         self, kind: str, namespace: str, name: str, filename: str, write: Callable[[Path], PackResult]
@@ -188,7 +190,7 @@ class Storage:
             return result.digest, result.size
 
         started = time.perf_counter()
-        stored = await self._store(kind, namespace, name, path, produce)
+        stored = await self._store(kind, namespace, name, path, lambda tmp: asyncio.to_thread(produce, tmp))
         metrics.artifact_pack_duration.labels(kind=kind.lower()).observe(time.perf_counter() - started)
         return stored
 
@@ -196,10 +198,10 @@ class Storage:
         """Store ``data`` (a chart index, a small file) as the object's ``filename``, atomically."""
         path = self.artifact_path(kind, namespace, name, filename)
 
-        def write(tmp: Path) -> tuple[str, int]:
+        async def write(tmp: Path) -> tuple[str, int]:
             hasher = new_hasher("sha256")
-            hasher.update(data)
-            tmp.write_bytes(data)
+            async with aiofiles.open(tmp, "wb") as out:
+                await write_hashed(out, hasher, data)
             return f"sha256:{hasher.hexdigest()}", len(data)
 
         return await self._store(kind, namespace, name, path, write)
@@ -208,45 +210,44 @@ class Storage:
         """Copy ``src`` (a packaged chart, a downloaded blob) in as the object's ``filename``, atomically."""
         path = self.artifact_path(kind, namespace, name, filename)
 
-        def write(tmp: Path) -> tuple[str, int]:
+        async def write(tmp: Path) -> tuple[str, int]:
             hasher = new_hasher("sha256")
-            size = 0
-            with src.open("rb") as fin, tmp.open("wb") as fout:
-                while block := fin.read(1 << 20):
-                    hasher.update(block)
-                    fout.write(block)
-                    size += len(block)
+            async with aiofiles.open(tmp, "wb") as out:
+                size = await copy_hashed(src, out, hasher)
             return f"sha256:{hasher.hexdigest()}", size
 
         return await self._store(kind, namespace, name, path, write)
 
-    async def _store(
-        self, kind: str, namespace: str, name: str, path: str, write: Callable[[Path], tuple[str, int]]
-    ) -> StoredArtifact:
+    async def _store(self, kind: str, namespace: str, name: str, path: str, write: Writer) -> StoredArtifact:
         final = self.local_path(path)
         async with self.lock(kind, namespace, name):
-            digest, size = await asyncio.to_thread(self._write_atomically, final, write)
+            digest, size = await self._write_atomically(final, write)
         metrics.artifact_stored_bytes.labels(kind=kind.lower()).inc(size)
         return StoredArtifact(path=path, url=self.url(path), digest=digest, size=size, last_update_time=_now())
 
-    def _write_atomically(self, final: Path, write: Callable[[Path], tuple[str, int]]) -> tuple[str, int]:
+    async def _write_atomically(self, final: Path, write: Writer) -> tuple[str, int]:
         tmp = final.with_name(f"{_TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}")
         try:
-            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            result = write(tmp)
-            os.chmod(tmp, 0o600)
-            if self.fsync:
-                _fsync_path(tmp)
-            os.replace(tmp, final)
-            if self.fsync:
-                _fsync_path(final.parent)
+            await aiofiles.os.makedirs(final.parent, mode=0o700, exist_ok=True)
+            result = await write(tmp)
+            await asyncio.to_thread(self._commit, tmp, final)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            await _discard(tmp)
             raise StorageError(f"cannot store {final.relative_to(self.root)}: {e}") from e
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            # A failed or cancelled write leaves no temp file behind (GC would only find it later).
+            await _discard(tmp)
             raise
         return result
+
+    def _commit(self, tmp: Path, final: Path) -> None:
+        """Make the written temp file the stored one: private, durable under --fsync, renamed into place."""
+        os.chmod(tmp, 0o600)
+        if self.fsync:
+            _fsync_path(tmp)
+        os.replace(tmp, final)
+        if self.fsync:
+            _fsync_path(final.parent)
 
     async def set_latest(self, path: str, link_name: str = LATEST) -> str:
         """Point the object's ``link_name`` at the artifact ``path``; returns the link's URL (``status.url``)."""
@@ -379,6 +380,11 @@ class Storage:
             return []
         found.sort(key=lambda item: (item[1], item[0].name), reverse=True)
         return found
+
+
+async def _discard(tmp: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        await aiofiles.os.unlink(tmp)
 
 
 def _fsync_path(path: Path) -> None:

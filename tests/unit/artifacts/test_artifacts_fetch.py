@@ -27,6 +27,8 @@ from gitops_mesh.observability.health import start_server
 
 PAYLOAD = gzip.compress(random.Random(0).randbytes(200_000), mtime=0)  # incompressible, valid gzip
 DIGEST = "sha256:" + hashlib.sha256(PAYLOAD).hexdigest()
+#: Several write blocks and a part of one: the blocked path and the tail flush both run.
+BIG = random.Random(1).randbytes((7 << 20) // 2)
 
 
 @dataclass
@@ -68,6 +70,9 @@ async def server() -> AsyncIterator[Server]:
         code = int(request.match_info["code"])
         return web.Response(status=code, headers={"Retry-After": "7"} if code == 503 else {})
 
+    async def big(_: web.Request) -> web.Response:
+        return web.Response(body=BIG, content_type="application/gzip")
+
     async def slow(_: web.Request) -> web.Response:
         await state.release.wait()
         return web.Response(body=PAYLOAD)
@@ -77,6 +82,7 @@ async def server() -> AsyncIterator[Server]:
     app.router.add_get("/encoded.tar.gz", encoded)
     app.router.add_get("/endless", endless)
     app.router.add_get("/status/{code}", status)
+    app.router.add_get("/big.tar.gz", big)
     app.router.add_get("/slow", slow)
     runner, port = await start_server(app, "127.0.0.1:0")
     state.base = f"http://127.0.0.1:{port}"
@@ -103,6 +109,16 @@ async def test_fetch_verifies_and_renames_into_place(
     dest = await fetch(http, f"{server.base}/ok.tar.gz", tmp_path / "a.tar.gz", digest=DIGEST, max_size=1 << 20)
     assert dest.read_bytes() == PAYLOAD
     assert leftovers(tmp_path) == ["a.tar.gz"]
+
+
+async def test_a_download_of_several_blocks_is_whole_hashed_and_private(
+    server: Server, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    digest = "sha384:" + hashlib.sha384(BIG).hexdigest()
+    dest = await fetch(http, f"{server.base}/big.tar.gz", tmp_path / "big.tar.gz", digest=digest, max_size=8 << 20)
+    assert dest.read_bytes() == BIG
+    assert dest.stat().st_mode & 0o777 == 0o600
+    assert leftovers(tmp_path) == ["big.tar.gz"]
 
 
 async def test_bare_hex_digest_means_sha256(server: Server, http: aiohttp.ClientSession, tmp_path: Path) -> None:

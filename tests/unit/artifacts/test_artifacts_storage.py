@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import random
 import time
 from pathlib import Path
 
@@ -78,6 +80,43 @@ async def test_write_bytes_and_copy_file_record_digest_and_size(storage: Storage
     chart = await storage.copy_file("HelmChart", NS, "podinfo", "podinfo-6.5.0.tgz", tmp_path / "chart.tgz")
     assert chart.size == 11_000
     assert storage.local_path(chart.path).read_bytes() == (tmp_path / "chart.tgz").read_bytes()
+
+
+async def test_large_stores_are_whole_private_and_hashed(storage: Storage, tmp_path: Path) -> None:
+    data = random.Random(3).randbytes((5 << 20) // 2)
+    index = await storage.write_bytes("HelmRepository", NS, "charts", "index-big.yaml", data)
+    (tmp_path / "big.tgz").write_bytes(data)
+    chart = await storage.copy_file("HelmChart", NS, "big", "big-1.0.0.tgz", tmp_path / "big.tgz")
+    for stored in (index, chart):
+        assert stored.size == len(data)
+        assert stored.digest == "sha256:" + hashlib.sha256(data).hexdigest()
+        local = storage.local_path(stored.path)
+        assert local.read_bytes() == data
+        assert local.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_cancelled_copy_keeps_the_previous_file_and_leaves_no_temp(storage: Storage, tmp_path: Path) -> None:
+    previous = await storage.copy_file(KIND, NS, NAME, "a.tgz", write_tree(tmp_path / "p", {"f": b"previous"}) / "f")
+    directory = storage.local_path(previous.path).parent
+    # A pipe as the source: the copy holds one block written and waits for the next until it is cancelled.
+    src = tmp_path / "pipe"
+    os.mkfifo(src)
+    copying = asyncio.create_task(storage.copy_file(KIND, NS, NAME, "a.tgz", src))
+    writer = await asyncio.to_thread(open, src, "wb")
+    try:
+        await asyncio.to_thread(writer.write, b"x" * (1 << 20))
+        await asyncio.to_thread(writer.flush)
+        async with asyncio.timeout(30):
+            while not [e for e in directory.iterdir() if e.name.startswith(".") and e.stat().st_size > 0]:  # noqa: ASYNC110 - a file filling has no event
+                await asyncio.sleep(0.01)
+        copying.cancel()
+    finally:
+        # The copy's reader thread stays in read() until the pipe ends.
+        await asyncio.to_thread(writer.close)
+    with pytest.raises(asyncio.CancelledError):
+        await copying
+    assert os.listdir(directory) == ["a.tgz"], "the temp file went with the cancelled copy"
+    assert storage.local_path(previous.path).read_bytes() == b"previous"
 
 
 async def test_verify_names_expected_and_actual(storage: Storage) -> None:
