@@ -7,8 +7,10 @@ ArtifactError (a marker: ``except ArtifactError`` catches every artifact problem
 ├── InvalidArtifactPath     TerminalError   a kind/namespace/name/file that cannot be a storage path
 ├── UnsupportedDigest       TerminalError   an algorithm we cannot verify
 ├── ArtifactTooLarge        TerminalError   the download is over the size cap
-└── UnsafeArchive           TerminalError   an entry that must not be unpacked (names the entry)
-    ├── ArchiveLimitExceeded                total size or entry count over the cap
+└── UnsafeArchive           TerminalError   an entry that must not be unpacked (names the entry): a link,
+    │                                       a device, a duplicate, a file where a directory is
+    ├── UnsafePath                          absolute, '..', backslash or NUL: it would leave the destination
+    ├── ArchiveLimitExceeded                total size, entry count, file size, header or name over the cap
     └── CorruptArchive                      not gzip, truncated, bad tar header
 
 Too large and unsafe archives are terminal for the consumer's *spec*, but the producer may publish a new
@@ -83,8 +85,12 @@ class UnsafeArchive(ArtifactError, TerminalError):
         self.entry = entry
 
 
+class UnsafePath(UnsafeArchive):
+    """An entry name that is absolute, climbs out with '..', or holds a backslash or NUL."""
+
+
 class ArchiveLimitExceeded(UnsafeArchive):
-    """The archive unpacks to more bytes or more entries than allowed."""
+    """The archive unpacks to more bytes or entries than allowed, or a file, header or name is too big."""
 
 
 class CorruptArchive(UnsafeArchive):

@@ -1,4 +1,7 @@
-"""safe_extract() against hostile tarballs made here with tarfile, and the TreeCache's sharing and eviction."""
+"""safe_extract() and read_members() against tarballs made here with tarfile, and the TreeCache's sharing and eviction.
+
+The hostile corpus shared with the Helm chart loader is tests/unit/source/test_hostile_archives.py.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +24,11 @@ from gitops_mesh.artifacts.errors import (
     ArtifactError,
     ArtifactUnavailable,
     CorruptArchive,
+    StorageError,
     UnsafeArchive,
 )
 from gitops_mesh.artifacts.extract import ExtractLimits, TreeCache, safe_extract
+from gitops_mesh.artifacts.untar import ArchiveEntry, read_members
 
 from .support import make_tar_gz, snapshot, tar_member, write_tree
 
@@ -77,7 +82,8 @@ def test_skip_symlinks_drops_links_and_a_path_through_one_stays_inside(tmp_path:
             tar_member("kept.yaml", b"kept"),
         ],
     )
-    extract(archive, tmp_path / "out", skip_symlinks=True)
+    result = safe_extract(archive, tmp_path / "out", ExtractLimits(skip_symlinks=True))
+    assert (result.files, result.dirs, result.skipped_symlinks) == (2, 0, 1), "a skipped link is reported"
     assert snapshot(tmp_path / "out") == {
         "link": ("dir", b"", 0o750),
         "link/escaped.yaml": ("file", b"would land next to the archive", 0o644),
@@ -197,6 +203,49 @@ def test_a_file_cannot_become_a_directory(tmp_path: Path) -> None:
     with pytest.raises(UnsafeArchive, match="earlier entry made a file") as caught:
         extract(archive, tmp_path / "out")
     assert caught.value.entry == "a/b"
+
+
+def test_read_members_keeps_what_is_wanted_and_still_checks_every_entry(tmp_path: Path) -> None:
+    members = [tar_member("./app/Chart.yaml", b"name: app\n"), tar_member("app/big.bin", bytes(4096))]
+    archive = make_tar_gz(tmp_path / "a.tgz", members)
+    limits = ExtractLimits(max_file_bytes=4096)
+    assert read_members(archive, lambda e: e.path.endswith(".yaml"), limits) == {"app/Chart.yaml": b"name: app\n"}
+    archive = make_tar_gz(tmp_path / "b.tgz", [*members, tar_member("app/link", type=tarfile.SYMTYPE, linkname="/")])
+    with pytest.raises(UnsafeArchive, match="symlink") as caught:
+        read_members(archive, lambda e: True, limits)
+    assert caught.value.entry == "app/link", "an entry after the wanted ones is still checked"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tgz", "b.tgz"], "nothing is written"
+
+
+def test_a_callers_check_runs_before_the_entry_is_written(tmp_path: Path) -> None:
+    archive = make_tar_gz(tmp_path / "a.tgz", [tar_member("ok.yaml", b"x"), tar_member("secret.key", b"k")])
+    seen: list[ArchiveEntry] = []
+
+    def check(entry: ArchiveEntry) -> None:
+        seen.append(entry)
+        if entry.path.endswith(".key"):
+            raise UnsafeArchive("no keys here", entry=entry.name)
+
+    with pytest.raises(UnsafeArchive, match="no keys here"):
+        safe_extract(archive, tmp_path / "out", check=check)
+    assert [(e.path, e.size, e.is_dir) for e in seen] == [("ok.yaml", 1, False), ("secret.key", 1, False)]
+    assert os.listdir(tmp_path / "out") == ["ok.yaml"]
+
+
+def test_a_slash_marks_a_directory_in_pre_posix_archives(tmp_path: Path) -> None:
+    stream = zlib.compressobj(6, zlib.DEFLATED, 31)
+    info = tarfile.TarInfo("conf/")
+    info.type = tarfile.AREGTYPE
+    data = stream.compress(info.tobuf(tarfile.USTAR_FORMAT) + bytes(1024)) + stream.flush()
+    (tmp_path / "a.tgz").write_bytes(data)
+    result = safe_extract(tmp_path / "a.tgz", tmp_path / "out")
+    assert (result.files, result.dirs) == (0, 1)
+    assert (tmp_path / "out" / "conf").is_dir()
+
+
+def test_an_unreadable_archive_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"cannot open archive missing\.tgz"):
+        safe_extract(tmp_path / "missing.tgz", tmp_path / "out")
 
 
 def test_destination_must_be_empty(tmp_path: Path) -> None:
