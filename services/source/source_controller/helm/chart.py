@@ -8,18 +8,19 @@ import os
 import posixpath
 import re
 import shutil
-import tarfile
 import tempfile
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 import yaml
 
 from gitops_mesh.artifacts.digests import file_digest
+from gitops_mesh.artifacts.errors import ArtifactError, CorruptArchive, UnsafeArchive, UnsafePath
+from gitops_mesh.artifacts.extract import safe_extract
+from gitops_mesh.artifacts.untar import ArchiveEntry, ExtractLimits, read_members
 from gitops_mesh.errors import TransientError
 from source_controller.helm.errors import (
     ChartDigestMismatch,
@@ -50,9 +51,10 @@ from source_controller.helm.values import Values, dump_values, merge_all, parse_
 #: Flux's --helm-chart-max-size and --helm-chart-file-max-size defaults.
 DEFAULT_MAX_CHART_SIZE: Final = 10 << 20
 DEFAULT_MAX_CHART_FILE_SIZE: Final = 5 << 20
-#: Caps on an archive's unpacked bytes and entries (a gzip bomb stops at the first entry past them).
-MAX_UNPACKED_SIZE: Final = 100 << 20
-MAX_ENTRIES: Final = 10_000
+#: What a chart archive may hold: the same limits as any archive we unpack, plus Flux's per-file cap.
+#: Symlinks are refused, not skipped: Helm's loader does not drop them but reads each as an empty file,
+#: and ``helm package`` never writes one, so a chart holding a link was not made by Helm.
+CHART_LIMITS: Final = ExtractLimits(max_file_bytes=DEFAULT_MAX_CHART_FILE_SIZE)
 #: How deep file:// dependencies may chain.
 MAX_LOCAL_DEPENDENCY_DEPTH: Final = 16
 
@@ -65,6 +67,7 @@ _SHA256_HEX = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
 _CHART_TYPES = frozenset({"", "application", "library"})
 _CHART_FILE = "Chart.yaml"
 _VALUES_FILE = "values.yaml"
+_REQUIREMENTS_FILE = "requirements.yaml"
 
 try:
     _TextLoader: type[Any] = yaml.CBaseLoader
@@ -201,7 +204,7 @@ def parse_chart_yaml(data: bytes, *, requirements: bytes | None = None, source: 
         raise _corrupt(f"{source}: type {chart_type!r} is not application or library")
     deps_doc: Any = doc.get("dependencies")
     if api_version == "v1" and requirements is not None:
-        req = _load_text_yaml(requirements, "requirements.yaml")
+        req = _load_text_yaml(requirements, _REQUIREMENTS_FILE)
         deps_doc = req.get("dependencies") if isinstance(req, dict) else None
     return ChartMetadata(
         name=name,
@@ -262,86 +265,81 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _member_path(name: str) -> PurePosixPath:
-    path = PurePosixPath(name.removeprefix("./"))
-    if path.is_absolute() or not path.parts or ".." in path.parts or "\\" in name or "\0" in name:
-        raise _corrupt(f"chart archive entry {name!r} would escape the chart directory")
-    return path
+class _ChartLayout:
+    """Helm's rules for a chart archive on top of the reader's: one top directory, every file inside it."""
+
+    def __init__(self) -> None:
+        self.top: str | None = None
+
+    def check(self, entry: ArchiveEntry) -> None:
+        top = entry.parts[0]
+        if self.top is None:
+            self.top = top
+        elif top != self.top:
+            raise _corrupt(f"chart archive has more than one top directory ({self.top!r}, {top!r})")
+        if not entry.is_dir and len(entry.parts) == 1:
+            raise _corrupt(f"chart archive file {entry.name!r} is not inside the chart directory")
+
+    def chart_top(self) -> str:
+        if self.top is None:
+            raise _corrupt("chart archive is empty")
+        return self.top
 
 
-def _walk_archive(path: Path, *, max_file_size: int, extract_to: Path | None) -> tuple[ChartMetadata, str]:
-    """Check (and optionally unpack) a chart archive; returns its metadata and top directory name."""
-    top: str | None = None
-    chart_yaml: bytes | None = None
-    requirements: bytes | None = None
-    total = 0
-    try:
-        with tarfile.open(path, "r:gz") as tar:
-            for count, member in enumerate(tar, start=1):
-                if count > MAX_ENTRIES:
-                    raise _corrupt(f"chart archive has more than {MAX_ENTRIES} entries")
-                if member.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):  # pragma: no cover - tarfile folds these
-                    continue
-                rel = _member_path(member.name)
-                if top is None:
-                    top = rel.parts[0]
-                elif rel.parts[0] != top:
-                    raise _corrupt(f"chart archive has more than one top directory ({top!r}, {rel.parts[0]!r})")
-                if member.isdir():
-                    if extract_to is not None:
-                        (extract_to / rel).mkdir(parents=True, exist_ok=True)
-                    continue
-                if not member.isreg():
-                    continue  # links and devices are not chart content; Helm's loader skips them too
-                if len(rel.parts) == 1:
-                    raise _corrupt(f"chart archive file {member.name!r} is not inside the chart directory")
-                if member.size > max_file_size:
-                    raise _corrupt(f"chart file {member.name!r} is larger than {max_file_size} bytes")
-                total += member.size
-                if total > MAX_UNPACKED_SIZE:
-                    raise _corrupt(f"chart archive unpacks to more than {MAX_UNPACKED_SIZE} bytes")
-                inner = PurePosixPath(*rel.parts[1:])
-                wanted = extract_to is not None or str(inner) in (_CHART_FILE, "requirements.yaml")
-                if not wanted:
-                    continue
-                src = tar.extractfile(member)
-                if src is None:  # pragma: no cover - regular members always have data
-                    continue
-                data = src.read()
-                if str(inner) == _CHART_FILE:
-                    chart_yaml = data
-                elif str(inner) == "requirements.yaml":
-                    requirements = data
-                if extract_to is not None:
-                    target = extract_to / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-                    with os.fdopen(fd, "wb") as out:
-                        out.write(data)
-    except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:
-        raise _corrupt(f"chart archive has clashing entries ({e.filename!r})") from e
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        if isinstance(e, OSError) and e.errno is not None:
-            raise ChartPackageError(f"cannot unpack chart archive: {e.strerror or e}") from e
-        raise _corrupt(f"not a gzip-compressed tar archive ({type(e).__name__}: {e})") from e
-    if top is None:
-        raise _corrupt("chart archive is empty")
+def _archive_error(e: ArtifactError) -> TransientError:
+    """The reader's refusal as the chart error Flux reports (ChartPullError), or a disk error (ChartPackageError)."""
+    if isinstance(e, CorruptArchive):
+        return _corrupt(f"not a gzip-compressed tar archive ({e})")
+    if isinstance(e, UnsafePath):
+        return _corrupt(f"chart archive entry {e.entry!r} would escape the chart directory ({e})")
+    if isinstance(e, UnsafeArchive):
+        return _corrupt(f"unsafe chart archive: {e}")
+    return ChartPackageError(f"cannot unpack chart archive: {e}")
+
+
+def _chart_metadata(top: str, chart_yaml: bytes | None, requirements: bytes | None) -> ChartMetadata:
     if chart_yaml is None:
         raise _corrupt(f"chart archive has no {top}/{_CHART_FILE}")
-    return parse_chart_yaml(chart_yaml, requirements=requirements, source=f"{top}/{_CHART_FILE}"), top
+    return parse_chart_yaml(chart_yaml, requirements=requirements, source=f"{top}/{_CHART_FILE}")
 
 
-def read_chart_archive(path: Path, *, max_file_size: int = DEFAULT_MAX_CHART_FILE_SIZE) -> ChartMetadata:
-    """Validate a chart archive and return its metadata (blocking: call it from a thread)."""
-    return _walk_archive(path, max_file_size=max_file_size, extract_to=None)[0]
+def read_chart_archive(path: Path, *, limits: ExtractLimits = CHART_LIMITS) -> ChartMetadata:
+    """Validate a chart archive and return its metadata (blocking: call it from a thread).
+
+    Every entry is checked by the one archive reader; only ``<chart>/Chart.yaml`` and
+    ``<chart>/requirements.yaml`` are kept, in memory (each at most ``limits.max_file_bytes``).
+    """
+    layout = _ChartLayout()
+
+    def wanted(entry: ArchiveEntry) -> bool:
+        return len(entry.parts) == 2 and entry.parts[1] in (_CHART_FILE, _REQUIREMENTS_FILE)
+
+    try:
+        found = read_members(path, wanted, limits, check=layout.check)
+    except ArtifactError as e:
+        raise _archive_error(e) from e
+    top = layout.chart_top()
+    return _chart_metadata(top, found.get(f"{top}/{_CHART_FILE}"), found.get(f"{top}/{_REQUIREMENTS_FILE}"))
 
 
 def extract_chart_archive(
-    path: Path, dest: Path, *, max_file_size: int = DEFAULT_MAX_CHART_FILE_SIZE
+    path: Path, dest: Path, *, limits: ExtractLimits = CHART_LIMITS
 ) -> tuple[ChartMetadata, Path]:
     """Unpack a chart archive into the empty directory ``dest``; returns its metadata and the chart directory."""
-    meta, top = _walk_archive(path, max_file_size=max_file_size, extract_to=dest)
-    return meta, dest / top
+    layout = _ChartLayout()
+    try:
+        safe_extract(path, dest, limits, check=layout.check)
+    except ArtifactError as e:
+        raise _archive_error(e) from e
+    top = layout.chart_top()
+    chart_dir = dest / top
+
+    def member(name: str) -> bytes | None:
+        # Regular files the reader wrote (no links exist), each within limits.max_file_bytes.
+        file = chart_dir / name
+        return file.read_bytes() if file.is_file() else None
+
+    return _chart_metadata(top, member(_CHART_FILE), member(_REQUIREMENTS_FILE)), chart_dir
 
 
 # --- pulling from a repository --------------------------------------------------------------------------
@@ -359,7 +357,7 @@ async def download_chart(
     pass_credentials: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     max_size: int = DEFAULT_MAX_CHART_SIZE,
-    max_file_size: int = DEFAULT_MAX_CHART_FILE_SIZE,
+    limits: ExtractLimits = CHART_LIMITS,
 ) -> ChartBuild:
     """Download ``chart``'s archive into ``dest_dir`` as ``<chart>-<version>.tgz``, verified and validated."""
     label = f"{chart.name}-{chart.version}"
@@ -394,7 +392,7 @@ async def download_chart(
             raise ChartPullError(str(e), retry_after=e.retry_after) from e
         _verify_digest(chart, label, shown, got.sha256)
         try:
-            meta = await asyncio.to_thread(read_chart_archive, tmp, max_file_size=max_file_size)
+            meta = await asyncio.to_thread(read_chart_archive, tmp, limits=limits)
         except CorruptChart as e:
             raise CorruptChart(f"chart {label} from {shown}: {e}") from e
         os.replace(tmp, final)
@@ -424,7 +422,7 @@ async def package_chart_archive(
     ignore_missing_values_files: bool = False,
     timeout: float = DEFAULT_HELM_TIMEOUT,
     tmp_dir: Path | None = None,
-    max_file_size: int = DEFAULT_MAX_CHART_FILE_SIZE,
+    limits: ExtractLimits = CHART_LIMITS,
 ) -> ChartBuild:
     """Repackage a pulled chart as ``<name>-<version>.tgz`` with its values replaced by ``values_files`` merged.
 
@@ -432,9 +430,7 @@ async def package_chart_archive(
     """
     work = Path(tempfile.mkdtemp(prefix="helm-repack-", dir=tmp_dir))
     try:
-        meta, chart_dir = await asyncio.to_thread(
-            extract_chart_archive, archive, work / "chart", max_file_size=max_file_size
-        )
+        meta, chart_dir = await asyncio.to_thread(extract_chart_archive, archive, work / "chart", limits=limits)
         used: tuple[str, ...] = ()
         if values_files:
             merged, used = await asyncio.to_thread(
@@ -581,7 +577,7 @@ def _inside(root: Path, rel: str, *, what: str) -> Path:
 
 def _read_chart_dir(chart_dir: Path, shown: str) -> ChartMetadata:
     chart_yaml = (chart_dir / _CHART_FILE).read_bytes()
-    req_file = chart_dir / "requirements.yaml"
+    req_file = chart_dir / _REQUIREMENTS_FILE
     requirements = req_file.read_bytes() if req_file.is_file() else None
     try:
         return parse_chart_yaml(chart_yaml, requirements=requirements, source=f"{shown}/{_CHART_FILE}")

@@ -7,7 +7,7 @@
 # │   ├── InvalidIndex              reason IndexationFailed: malformed YAML, empty, no apiVersion, over the cap
 # │   ├── ChartPullError            reason ChartPullError: download failed, too large, not a chart
 # │   │   ├── ChartDigestMismatch   the bytes are not the ones the index announced
-# │   │   └── CorruptChart          not a gzip'd tar, no Chart.yaml, an unsafe entry
+# │   │   └── CorruptChart          not a gzip'd tar, no Chart.yaml, an unsafe entry (a link, a path out, a cap)
 # │   ├── DependencyBuildError      reason DependencyBuildError: ``helm dependency build`` failed
 # │   └── ChartPackageError         reason ChartPackageError: ``helm package`` failed or timed out
 # └── TerminalError
@@ -64,7 +64,11 @@ class ChartDigestMismatch(ChartPullError):
 
 
 class CorruptChart(ChartPullError):
-    """The archive is not a gzip-compressed tar holding ``<chart>/Chart.yaml``, or holds an unsafe entry."""
+    """The archive is not a gzip-compressed tar holding ``<chart>/Chart.yaml``, or holds an unsafe entry.
+
+    When the archive reader refused it, ``__cause__`` is its :class:`~gitops_mesh.artifacts.UnsafeArchive`
+    (naming the entry).
+    """
 
 
 class DependencyBuildError(TransientError):
