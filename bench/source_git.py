@@ -70,12 +70,15 @@ async def build_once(url: str, storage_dir: Path) -> dict[str, float]:
     """One new-revision reconcile by the real reconciler (run in a child process by the parent)."""
     from gitops_mesh.artifacts.storage import Storage
     from gitops_mesh.kube.client import KubeClient
-    from source_controller.gitrepository import GitRepositoryReconciler
-    from tests.conftest import read_stack_env
+    from gitops_mesh.kube.informer import Informer
+    from gitops_mesh_dev.stack import read_stack_env
+    from source_controller.gitrepository import API_VERSION, GitRepositoryReconciler
 
     kube = await KubeClient.connect(read_stack_env()["KUBECONFIG"])
     try:
-        reconciler = GitRepositoryReconciler(kube, Storage(storage_dir, "127.0.0.1:0"))
+        # No includes in the benchmark: the GitRepository cache is never read, so it is not started.
+        repositories = Informer(kube, API_VERSION, "GitRepository")
+        reconciler = GitRepositoryReconciler(kube, Storage(storage_dir, "127.0.0.1:0"), repositories)
         obj = bench_object(url)
         t0 = time.perf_counter()
         await reconciler.reconcile(obj)
@@ -112,12 +115,14 @@ async def time_noop(url: str, work: Path, samples: int) -> list[float]:
     """Reconcile an up-to-date GitRepository ``samples`` times: ls-remote, compare, done."""
     from gitops_mesh.artifacts.storage import Storage
     from gitops_mesh.kube.client import KubeClient
-    from source_controller.gitrepository import GitRepositoryReconciler
-    from tests.conftest import read_stack_env
+    from gitops_mesh.kube.informer import Informer
+    from gitops_mesh_dev.stack import read_stack_env
+    from source_controller.gitrepository import API_VERSION, GitRepositoryReconciler
 
     kube = await KubeClient.connect(read_stack_env()["KUBECONFIG"])
     try:
-        reconciler = GitRepositoryReconciler(kube, Storage(work / "noop-storage", "127.0.0.1:0"))
+        repositories = Informer(kube, API_VERSION, "GitRepository")
+        reconciler = GitRepositoryReconciler(kube, Storage(work / "noop-storage", "127.0.0.1:0"), repositories)
         obj = bench_object(url)
         await reconciler.reconcile(obj)  # the first one builds
         times = []
@@ -133,7 +138,7 @@ async def time_noop(url: str, work: Path, samples: int) -> list[float]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    from tests.support.gitserver import GitServer
+    from gitops_mesh_dev.gitserver import GitServer
 
     work = Path(tempfile.mkdtemp(prefix="bench-source-"))
     try:

@@ -14,7 +14,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic
 
 from gitops_mesh.bus.consumer import RecordMeta
 from gitops_mesh.bus.envelope import Event
@@ -30,18 +30,18 @@ from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.observability.health import HealthChecks, make_app, start_server
 from gitops_mesh.observability.logging import configure_logging, get_logger
 from gitops_mesh.runner import KindRunner, Reconciler, backoff_only
-from gitops_mesh.settings import Settings
+from gitops_mesh.settings import SettingsT
 from gitops_mesh.watches import WATCH_SELECTOR, data_changed
 
 log = get_logger("process")
 
 
 @dataclass
-class ProcessContext:
+class ProcessContext(Generic[SettingsT]):
     """What every part of a controller process shares: settings, health checks, the stop signal."""
 
     controller: str
-    settings: Settings
+    settings: SettingsT
     checks: HealthChecks = field(default_factory=HealthChecks)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     exit_code: int = 0
@@ -82,10 +82,11 @@ class ProcessContext:
             await asyncio.wait(pending, timeout=timeout)
 
 
-Setup = Callable[[ProcessContext], AbstractAsyncContextManager[None]]
+#: A controller's ``setup``: typed by its own settings class, so ``ctx.settings`` needs no narrowing.
+Setup = Callable[[ProcessContext[SettingsT]], AbstractAsyncContextManager[None]]
 
 
-async def serve(controller: str, settings: Settings, setup: Setup) -> int:
+async def serve(controller: str, settings: SettingsT, setup: Setup[SettingsT]) -> int:
     """Serve /metrics, /healthz and /readyz, enter ``setup``, and wait for a stop; returns the exit code."""
     ctx = ProcessContext(controller=controller, settings=settings)
     loop = asyncio.get_running_loop()
@@ -112,7 +113,7 @@ async def serve(controller: str, settings: Settings, setup: Setup) -> int:
     return ctx.exit_code
 
 
-def run(controller: str, settings: Settings, setup: Setup) -> int:
+def run(controller: str, settings: SettingsT, setup: Setup[SettingsT]) -> int:
     """The console-script entry: configure logging, pick uvloop where installed, serve until stopped."""
     configure_logging(level=settings.log_level, controller=controller)
     try:
@@ -138,7 +139,7 @@ class Platform:
 
 
 @contextlib.asynccontextmanager
-async def platform(ctx: ProcessContext) -> AsyncIterator[Platform]:
+async def platform(ctx: ProcessContext[Any]) -> AsyncIterator[Platform]:
     """Kube client, bus publisher and event recorder; holds the leader Lease first under --leader-elect.
 
     Losing the Lease stops the process (exit 1) as controller-runtime does: a new leader takes over, and
@@ -193,13 +194,13 @@ def _own_namespace() -> str:
         return "flux-system"
 
 
-def own_cache(ctx: ProcessContext, p: Platform, api_version: str, kind: str) -> Informer:
+def own_cache(ctx: ProcessContext[Any], p: Platform, api_version: str, kind: str) -> Informer:
     """The cache of a kind this process reconciles (``--watch-label-selector`` applies: Flux's sharding)."""
     return p.caches.informer(api_version, kind, label_selector=ctx.settings.watch_label_selector or None)
 
 
 def kind_runner(
-    ctx: ProcessContext,
+    ctx: ProcessContext[Any],
     p: Platform,
     reconciler: Reconciler,
     *,
@@ -221,7 +222,7 @@ def kind_runner(
     )
 
 
-def run_runners(ctx: ProcessContext, p: Platform, runners: list[KindRunner]) -> None:
+def run_runners(ctx: ProcessContext[Any], p: Platform, runners: list[KindRunner]) -> None:
     """Start the caches, then each runner's workers as supervised tasks (each waits for its cache)."""
     p.caches.start()
     for r in runners:

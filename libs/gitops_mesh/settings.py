@@ -173,13 +173,6 @@ def parse_as(
     return resolve(parser.parse_args(argv), type(defaults), env, base=defaults)
 
 
-def settings_as(settings: Settings, cls: type[SettingsT]) -> SettingsT:
-    """``settings`` as the controller's own class, checked: the process context holds the shared type."""
-    if not isinstance(settings, cls):
-        raise TypeError(f"{cls.__name__} expected, got {type(settings).__name__}")
-    return settings
-
-
 def tool_path(configured: str, env_var: str, name: str) -> str | None:
     """A tool's binary: the flag's value, else the environment (the local stack exports KUSTOMIZE, HELM,
     SOPS), else PATH; None when there is none."""

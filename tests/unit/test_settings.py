@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gitops_mesh.settings import Settings, add_flags, parse, parse_as, parse_duration, resolve, settings_as
+from gitops_mesh.settings import Settings, add_flags, parse, parse_as, parse_duration, resolve
 
 
 @pytest.mark.parametrize(
@@ -80,12 +80,3 @@ def test_parse_as_returns_the_controllers_own_class() -> None:
     assert_type(got, _SourceSettings)
     assert type(got) is _SourceSettings
     assert (got.storage_path, got.concurrent) == ("/srv", 3)
-
-
-def test_settings_as_narrows_or_refuses() -> None:
-    shared: Settings = _SourceSettings(storage_path="/srv")
-    narrowed = settings_as(shared, _SourceSettings)
-    assert_type(narrowed, _SourceSettings)
-    assert narrowed is shared
-    with pytest.raises(TypeError, match="_SourceSettings expected, got Settings"):
-        settings_as(Settings(), _SourceSettings)

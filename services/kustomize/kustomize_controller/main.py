@@ -27,7 +27,7 @@ from gitops_mesh.process import (
     stop_runners,
 )
 from gitops_mesh.runner import retry_interval_of
-from gitops_mesh.settings import settings_as, tool_path
+from gitops_mesh.settings import tool_path
 from gitops_mesh.watches import applied_revision, artifact_revision, new_revision
 from kustomize_controller.kustomization import API_VERSION, KIND, KustomizationReconciler
 from kustomize_controller.references import (
@@ -47,8 +47,8 @@ log = get_logger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
-    s = settings_as(ctx.settings, KustomizeSettings)
+async def setup(ctx: ProcessContext[KustomizeSettings]) -> AsyncIterator[None]:
+    s = ctx.settings
     kustomize = tool_path(s.kustomize_path, "KUSTOMIZE", "kustomize")
     if kustomize is None:
         raise SystemExit("kustomize-controller: no kustomize binary (--kustomize-path, $KUSTOMIZE or PATH)")

@@ -19,7 +19,7 @@ from gitops_mesh.kube.informer import Informer
 from gitops_mesh.observability.health import start_server
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import ProcessContext, kind_runner, platform, run, run_runners, stop_runners
-from gitops_mesh.settings import Settings, parse_as, settings_as
+from gitops_mesh.settings import Settings, parse_as
 from notification_controller.dedupe import RateLimiter
 from notification_controller.delivery import DeliverySettings, Dispatcher
 from notification_controller.fanout import SOURCE_KIND_INDEX, AlertSpecs, Fanout, source_kinds
@@ -105,8 +105,8 @@ async def _ensure_retry_topic(bootstrap: str, names: list[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
-    s = settings_as(ctx.settings, NotificationSettings)
+async def setup(ctx: ProcessContext[NotificationSettings]) -> AsyncIterator[None]:
+    s = ctx.settings
     topics = Topics(s.topic_prefix)
     retry_topic = f"{s.topic_prefix}{RETRY_TOPIC}"
     namespace = None if s.watch_all_namespaces else (s.watch_namespace or None)
@@ -195,7 +195,7 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
         log.info("serving receivers", port=hooks_port)
         ensure: asyncio.Task[None] | None = None
         try:
-            await run_runners(ctx, [receiver_runner])
+            run_runners(ctx, p, [receiver_runner])
             # Matching against a cache still filling would drop events: consume only once both are synced.
             await asyncio.gather(*(i.wait_synced() for i in informers))
             ensure = asyncio.create_task(_ensure_retry_topic(s.kafka_bootstrap, [retry_topic]), name="retry-topic")
@@ -209,7 +209,7 @@ async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
             yield
         finally:
             await hooks.cleanup()
-            await stop_runners([receiver_runner])
+            stop_runners([receiver_runner])
             await events.stop()
             await retries.stop()
             if ensure is not None:

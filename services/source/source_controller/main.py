@@ -26,7 +26,7 @@ from gitops_mesh.process import (
     run_runners,
     stop_runners,
 )
-from gitops_mesh.settings import settings_as, tool_path
+from gitops_mesh.settings import tool_path
 from gitops_mesh.watches import artifact_revision, new_revision
 from source_controller.gitrepository import API_VERSION, INCLUDE_INDEX, GitRepositoryReconciler, included_repositories
 from source_controller.helmchart import SOURCE_INDEX, HelmChartReconciler, source_refs
@@ -40,8 +40,8 @@ log = get_logger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def setup(ctx: ProcessContext) -> AsyncIterator[None]:
-    s = settings_as(ctx.settings, SourceSettings)
+async def setup(ctx: ProcessContext[SourceSettings]) -> AsyncIterator[None]:
+    s = ctx.settings
     root = Path(s.storage_path)
     await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
     storage = Storage(root, advertised(s), retention_records=s.artifact_retention_records)

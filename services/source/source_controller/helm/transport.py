@@ -17,6 +17,7 @@ from yarl import URL
 
 from gitops_mesh.artifacts.errors import StorageError
 from gitops_mesh.errors import InvalidSpec
+from gitops_mesh.http_headers import parse_retry_after
 from source_controller.helm.errors import InvalidRepositoryAuth, RepositoryAuthFailed, RepositoryFetchFailed
 
 #: HelmRepository spec.timeout default.
@@ -184,11 +185,6 @@ def _ssl_context(ca: bytes | None, cert: bytes | None, key: bytes | None) -> ssl
     return context
 
 
-def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
-    value = resp.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
-
-
 def _status_error(resp: aiohttp.ClientResponse, what: str, shown: str) -> RepositoryFetchFailed:
     status = resp.status
     phrase = f"HTTP {status} {resp.reason or ''}".rstrip()
@@ -197,7 +193,12 @@ def _status_error(resp: aiohttp.ClientResponse, what: str, shown: str) -> Reposi
         return RepositoryAuthFailed(f"{what} {shown}: {phrase}: {hint}", url=shown, status=status)
     if status == 404:
         return RepositoryFetchFailed(f"{what} not found at {shown} ({phrase})", url=shown, status=status)
-    return RepositoryFetchFailed(f"{what} {shown}: {phrase}", url=shown, status=status, retry_after=_retry_after(resp))
+    return RepositoryFetchFailed(
+        f"{what} {shown}: {phrase}",
+        url=shown,
+        status=status,
+        retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+    )
 
 
 async def download(
