@@ -31,6 +31,7 @@ from gitops_mesh.bus.topics import Topic, Topics
 from gitops_mesh.errors import TransientError
 from gitops_mesh.observability import metrics
 from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.timestamps import rfc3339
 
 log = get_logger("gitops_mesh.bus.consumer")
 
@@ -425,7 +426,7 @@ class Consumer:
             (DLQ_PARTITION, str(record.partition).encode()),
             (DLQ_OFFSET, str(record.offset).encode()),
             (DLQ_GROUP, self.group_id.encode()),
-            (DLQ_TIME, datetime.now(UTC).isoformat().encode()),
+            (DLQ_TIME, rfc3339(datetime.now(UTC), "microseconds").encode()),
         ]
         backoff = bus_backoff(self._max_backoff)
         # The original bytes go as they came, so the message can be inspected and replayed as is.

@@ -24,6 +24,7 @@ from gitops_mesh.bus.lifecycle import describe
 from gitops_mesh.errors import BusUnavailable
 from gitops_mesh.observability import metrics
 from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.timestamps import rfc3339
 from notification_controller.records import Delivery, to_record
 
 log = get_logger(__name__)
@@ -59,7 +60,7 @@ class Parking:
             (DLQ_DETAIL, detail[:2000].encode()),
             (DLQ_TOPIC, source_topic.encode()),
             (DLQ_GROUP, self._group.encode()),
-            (DLQ_TIME, datetime.now(UTC).isoformat().encode()),
+            (DLQ_TIME, rfc3339(datetime.now(UTC), "microseconds").encode()),
             (DLQ_ALERT, d.alert.encode()),
             (DLQ_PROVIDER, d.provider.encode()),
         ]
