@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gitops_mesh.artifacts.storage import StoredArtifact
+from gitops_mesh.artifacts.storage import Storage, StoredArtifact
 from gitops_mesh.bus.envelope import Artifact
+from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.timestamps import rfc3339
 
 
@@ -25,3 +26,9 @@ def artifact_status(stored: StoredArtifact, revision: str, metadata: dict[str, s
 
 def bus_artifact(status: dict[str, Any]) -> Artifact:
     return Artifact(url=status["url"], digest=status["digest"], revision=status["revision"], size=status.get("size"))
+
+
+def in_storage(storage: Storage, obj: KubeObject) -> bool:
+    """status.artifact's file is in storage (a restart on an empty volume, a manual clean-up: rebuild)."""
+    path = ((obj.get("status") or {}).get("artifact") or {}).get("path")
+    return isinstance(path, str) and bool(path) and storage.exists(path)
