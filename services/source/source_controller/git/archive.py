@@ -7,13 +7,14 @@ them and repacked with the artifact conventions. .sourceignore files are read fr
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
+from gitops_mesh import commands
 from gitops_mesh.artifacts.archive import PackResult, pack_tar_stream
-from source_controller.git.errors import GitOperationFailed
+from source_controller.git.errors import GitOperationFailed, GitTimeout
 from source_controller.git.ignore import IGNORE_FILE, IgnoreFilter, filter_from_files
 
 
@@ -28,13 +29,25 @@ def _env(home: str) -> dict[str, str]:
     }
 
 
+@contextmanager
+def _git_errors(what: str) -> Iterator[None]:
+    """A stopped or failed ``git`` command as the git adapter's errors, ``what`` naming it."""
+    try:
+        yield
+    except commands.CommandTimeout as e:
+        raise GitTimeout(f"{what} timed out after {e.timeout:g}s") from None
+    except commands.CommandFailed as e:
+        raise GitOperationFailed(f"{what} failed: {e.stderr.decode(errors='replace').strip()}") from None
+    except commands.CommandError as e:
+        raise GitOperationFailed(f"{what} failed: {e}") from None
+
+
 def _git(repo: Path, args: list[str], env: Mapping[str, str], timeout: float) -> bytes:
-    done = subprocess.run(["git", *args], cwd=repo, env=dict(env), capture_output=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise GitOperationFailed(
-            f"git {args[0]} of the fetched commit failed: {done.stderr.decode(errors='replace').strip()}"
-        )
-    return done.stdout
+    with (
+        _git_errors(f"git {args[0]} of the fetched commit"),
+        commands.stream(["git", *args], env=env, timeout=timeout, cwd=repo) as out,
+    ):
+        return out.read()
 
 
 def sourceignore_filter(repo: Path, commit: str, spec_ignore: str | None, timeout: float = 60.0) -> IgnoreFilter:
@@ -50,30 +63,13 @@ def sourceignore_filter(repo: Path, commit: str, spec_ignore: str | None, timeou
 
 
 def pack_commit(repo: Path, commit: str, dest: Path, keep: IgnoreFilter, timeout: float = 600.0) -> PackResult:
-    """Stream ``git archive <commit>`` through the artifact packer into ``dest`` (blocking)."""
-    with tempfile.TemporaryDirectory(prefix="git-home-") as home:
-        proc = subprocess.Popen(
-            ["git", "archive", "--format=tar", commit],
-            cwd=repo,
-            env=_env(home),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        assert proc.stdout is not None  # a pipe
-        assert proc.stderr is not None  # a pipe
+    """Stream ``git archive <commit>`` through the artifact packer into ``dest`` (blocking, within ``timeout``)."""
+    argv = ["git", "archive", "--format=tar", commit]
+    with tempfile.TemporaryDirectory(prefix="git-home-") as home, _git_errors("git archive of the fetched commit"):
         try:
-            result = pack_tar_stream(proc.stdout, dest, include=keep)
-        finally:
-            proc.stdout.close()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            err = proc.stderr.read().decode(errors="replace").strip()
-            proc.stderr.close()
-        if proc.returncode != 0:
-            dest.unlink(missing_ok=True)
-            raise GitOperationFailed(f"git archive of the fetched commit failed: {err}")
-        return result
+            # No output cap: the packer keeps nothing in memory, and the fetch had the repository size limit.
+            with commands.stream(argv, env=_env(home), timeout=timeout, cwd=repo, max_output=None) as out:
+                return pack_tar_stream(out, dest, include=keep)
+        except commands.CommandError:
+            dest.unlink(missing_ok=True)  # the packer finished, then git failed: not this commit's tree
+            raise

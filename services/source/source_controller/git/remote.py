@@ -10,8 +10,8 @@ from pathlib import Path
 
 from source_controller.git.auth import GitAuth, GitEnv, git_environment
 from source_controller.git.errors import RefNotFound, RepositoryTooLarge, SparseCheckoutMissing
+from source_controller.git.gitcli import Deadline, GitResult, classify, run
 from source_controller.git.objects import Signature, TagObject, parse_commit, parse_tag
-from source_controller.git.process import Completed, Deadline, classify, run
 from source_controller.git.refs import (
     GitRef,
     RefChoice,
@@ -95,7 +95,7 @@ async def _git(
     action: str,
     cwd: Path | None = None,
     monitor: Callable[[], Awaitable[None]] | None = None,
-) -> Completed:
+) -> GitResult:
     done = await run(
         ["git", *args],
         env=genv.env,

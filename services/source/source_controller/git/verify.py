@@ -11,7 +11,7 @@ from pathlib import Path
 
 from source_controller.git.auth import Scrubber, base_env
 from source_controller.git.errors import InvalidVerificationMode, SignatureVerificationFailed
-from source_controller.git.process import Deadline, detail, run
+from source_controller.git.gitcli import Deadline, detail, run
 from source_controller.git.remote import Commit
 
 

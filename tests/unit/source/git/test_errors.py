@@ -14,8 +14,8 @@ from source_controller.git.errors import (
     RemoteUnreachable,
     RepositoryNotFound,
 )
+from source_controller.git.gitcli import classify, detail
 from source_controller.git.objects import parse_commit, parse_tag, short_message
-from source_controller.git.process import classify, detail
 from source_controller.git.verify import VerifyMode, parse_status
 
 URL = "https://h/r.git"

@@ -1,17 +1,19 @@
-"""Running git as an asyncio subprocess: deadline, process-group kill, scrubbed output, errors classified."""
+"""Running git (and gpg, to verify) on :mod:`gitops_mesh.commands`: scrubbed output, errors classified.
+
+Each command runs with the deadline left of its fetch; a ``monitor`` (the fetch's size limit) runs
+alongside and stops the command by raising. What git says on stderr is scrubbed of credentials before
+anything quotes it, then turned into the typed, actionable errors of :mod:`.errors`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import shutil
-import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitops_mesh import commands
 from gitops_mesh.errors import GitopsMeshError
 from source_controller.git.errors import (
     AuthenticationFailed,
@@ -29,7 +31,7 @@ DETAIL_CHARS = 400
 
 
 @dataclass(frozen=True)
-class Completed:
+class GitResult:
     """A finished command: exit status, raw stdout, scrubbed stderr."""
 
     returncode: int
@@ -48,11 +50,6 @@ class Deadline:
         return max(0.0, self._end - asyncio.get_running_loop().time())
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 async def run(
     argv: Sequence[str],
     *,
@@ -62,61 +59,37 @@ async def run(
     cwd: Path | None = None,
     monitor: Callable[[], Awaitable[None]] | None = None,
     timeout_message: str | None = None,
-) -> Completed:
-    """Run ``argv`` in its own process group; on timeout, cancellation or a ``monitor`` error, kill the group.
+) -> GitResult:
+    """Run ``argv`` to its end, whatever its exit status; the caller judges that.
 
-    ``monitor`` runs alongside and may raise (e.g. a size limit) to abort the command.
+    ``monitor`` runs alongside and may raise (e.g. a size limit): the command is then cancelled, which
+    kills its process group, and the monitor's error propagates. A timeout is GitTimeout; a command that
+    cannot be started or prints without end is GitOperationFailed.
     """
-    exe = shutil.which(argv[0], path=env.get("PATH")) or argv[0]
-    proc = await asyncio.create_subprocess_exec(
-        exe,
-        *argv[1:],
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(env),
-        cwd=cwd,
-        start_new_session=True,
-    )
-    communicate = asyncio.ensure_future(proc.communicate())
-    watcher = asyncio.ensure_future(monitor()) if monitor else None
+    command = asyncio.ensure_future(commands.run(argv, env=env, timeout=timeout, cwd=cwd, check=False))
+    watcher = asyncio.ensure_future(monitor()) if monitor is not None else None
     try:
-        async with asyncio.timeout(timeout):
-            if watcher is not None:
-                await asyncio.wait({communicate, watcher}, return_when=asyncio.FIRST_COMPLETED)
-                if watcher.done():
-                    watcher.result()  # raises the monitor's error
-            stdout, stderr = await communicate
-    except TimeoutError:
-        _kill_group(proc)
-        raise GitTimeout(timeout_message or f"{argv[0]} timed out after {timeout:g}s") from None
-    except BaseException:
-        _kill_group(proc)
-        raise
-    finally:
         if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, GitopsMeshError):
-                await watcher
-        if proc.returncode is None:
-            _kill_group(proc)
-        if not communicate.done():
-            communicate.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ProcessLookupError):
-            await communicate
-        await proc.wait()
-    return Completed(
-        proc.returncode if proc.returncode is not None else -1, stdout, scrub(stderr.decode(errors="replace"))
-    )
+            await asyncio.wait({command, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if watcher.done():
+                watcher.result()  # the monitor's error; the command is cancelled below
+        done = await command
+    except commands.CommandTimeout:
+        raise GitTimeout(timeout_message or f"{argv[0]} timed out after {timeout:g}s") from None
+    except commands.CommandError as e:
+        raise GitOperationFailed(scrub(str(e))) from None
+    finally:
+        running = [task for task in (command, watcher) if task is not None]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    return GitResult(done.returncode, done.stdout, scrub(done.stderr.decode(errors="replace")))
 
 
 def detail(stderr: str) -> str:
     """The useful tail of git's stderr, one line, bounded."""
-    lines = [
-        ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("hint:", "warning: redirecting"))
-    ]
-    text = "; ".join(lines)
-    return text if len(text) <= DETAIL_CHARS else "…" + text[-DETAIL_CHARS:]
+    useful = (ln for ln in stderr.splitlines() if not ln.startswith(("hint:", "warning: redirecting")))
+    return commands.one_line("\n".join(useful), DETAIL_CHARS)
 
 
 _HOSTKEY_CHANGED = re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed")
