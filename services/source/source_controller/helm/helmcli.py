@@ -1,17 +1,14 @@
-"""Running the real helm binary: a private HOME per call, a deadline, the process group killed on timeout."""
+"""Running the real helm binary on :mod:`gitops_mesh.commands`: a private HOME per call, a deadline."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import signal
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from gitops_mesh import commands
 from gitops_mesh.errors import TransientError
 
 #: helm dependency build / package of a big chart with remote dependencies.
@@ -28,21 +25,16 @@ class HelmResult:
 
     def detail(self) -> str:
         """helm's complaint, one line, bounded (helm prints "Error: ..." last)."""
-        lines = [ln.strip() for ln in self.stderr.splitlines() if ln.strip()]
-        text = "; ".join(lines) or self.stdout.strip() or f"exit status {self.returncode}"
-        return text if len(text) <= DETAIL_CHARS else "…" + text[-DETAIL_CHARS:]
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        return (
+            commands.one_line(self.stderr, DETAIL_CHARS)
+            or commands.one_line(self.stdout, DETAIL_CHARS)
+            or f"exit status {self.returncode}"
+        )
 
 
 def helm_env(home: Path) -> dict[str, str]:
     """Only what helm needs: its XDG-style homes under ``home``, so no user's repositories or plugins leak in."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
+    return commands.program_env(home) | {
         "HELM_CACHE_HOME": str(home / "cache"),
         "HELM_CONFIG_HOME": str(home / "config"),
         "HELM_DATA_HOME": str(home / "data"),
@@ -51,18 +43,6 @@ def helm_env(home: Path) -> dict[str, str]:
         "HELM_PLUGINS": str(home / "plugins"),
         "KUBECONFIG": os.devnull,
     }
-    for key in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    return env
-
-
-def make_home(tmp_dir: Path | None = None) -> Path:
-    """A fresh private directory to be helm's home for one build (the caller removes it)."""
-    home = Path(tempfile.mkdtemp(prefix="helm-home-", dir=tmp_dir))
-    for sub in ("cache/repository", "config", "data", "plugins"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-    return home
 
 
 async def run_helm(
@@ -74,31 +54,13 @@ async def run_helm(
     cwd: Path | None = None,
     on_timeout: Callable[[str], TransientError],
 ) -> HelmResult:
-    """Run ``helm args...``; a timeout or cancellation kills its whole process group."""
-    proc = await asyncio.create_subprocess_exec(
-        str(helm),
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=helm_env(home),
-        cwd=cwd,
-        start_new_session=True,
-    )
+    """Run ``helm args...`` to its end, whatever its exit status; the caller judges that.
+
+    A timeout (or cancellation) kills helm's whole process group; the timeout is then ``on_timeout``'s
+    error. helm that cannot be started or prints without end is a :class:`~gitops_mesh.commands.CommandError`.
+    """
     try:
-        async with asyncio.timeout(timeout):
-            stdout, stderr = await proc.communicate()
-    except TimeoutError:
-        _kill_group(proc)
-        await proc.wait()
+        done = await commands.run([str(helm), *args], env=helm_env(home), timeout=timeout, cwd=cwd, check=False)
+    except commands.CommandTimeout:
         raise on_timeout(f"helm {args[0]} timed out after {timeout:g}s") from None
-    except BaseException:
-        _kill_group(proc)
-        with contextlib.suppress(ProcessLookupError):
-            await proc.wait()
-        raise
-    return HelmResult(
-        proc.returncode if proc.returncode is not None else -1,
-        stdout.decode(errors="replace"),
-        stderr.decode(errors="replace"),
-    )
+    return HelmResult(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
