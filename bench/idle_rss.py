@@ -11,8 +11,8 @@ from pathlib import Path
 from bench.kustomize_scale import vm_hwm_mib
 from bench.measures import Measure, emit
 from gitops_mesh.bus.topics import Topics, ensure_topics
-from tests.conftest import read_stack_env
-from tests.support.mesh import common_args, free_port, running
+from gitops_mesh_dev.mesh import common_args, free_port, running
+from gitops_mesh_dev.stack import read_stack_env
 
 SUITE = "idle"
 

@@ -23,11 +23,11 @@ from gitops_mesh.bus.topics import Topics, ensure_topics
 from gitops_mesh.errors import NotFound
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.reconcile import conditions as c
-from tests.conftest import read_stack_env
-from tests.support.gitserver import GitServer
-from tests.support.mesh import common_args, free_port, running
-from tests.support.namespaces import drop_finalizers
-from tests.support.repos import Repo
+from gitops_mesh_dev.gitserver import GitServer
+from gitops_mesh_dev.mesh import common_args, free_port, running
+from gitops_mesh_dev.namespaces import drop_finalizers
+from gitops_mesh_dev.repos import Repo
+from gitops_mesh_dev.stack import read_stack_env
 
 SUITE = "kustomize"
 MANIFESTS = """apiVersion: v1

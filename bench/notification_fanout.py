@@ -47,11 +47,11 @@ from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.errors import NotFound
 from gitops_mesh.kube.client import KubeClient
+from gitops_mesh_dev import mesh
+from gitops_mesh_dev.http import serve
+from gitops_mesh_dev.mesh import BIN, free_port
+from gitops_mesh_dev.stack import read_stack_env
 from notification_controller.records import RETRY_TOPIC
-from tests.conftest import read_stack_env
-from tests.support import mesh
-from tests.support.http import serve
-from tests.support.mesh import BIN, free_port
 
 SUITE = "notification"
 API = "notification.toolkit.fluxcd.io/v1beta3"

@@ -34,13 +34,13 @@ from gitops_mesh.bus.topics import Topics, ensure_topics
 from gitops_mesh.errors import NotFound
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh_dev.gitserver import GitServer
+from gitops_mesh_dev.mesh import Mesh, mesh_for
+from gitops_mesh_dev.namespaces import drop_finalizers
+from gitops_mesh_dev.repos import Repo
+from gitops_mesh_dev.stack import read_stack_env
+from gitops_mesh_dev.waits import receiver_path, until_applied
 from notification_controller.records import RETRY_TOPIC
-from tests.conftest import read_stack_env
-from tests.support.gitserver import GitServer
-from tests.support.mesh import Mesh, mesh_for
-from tests.support.namespaces import drop_finalizers
-from tests.support.repos import Repo
-from tests.support.waits import receiver_path, until_applied
 
 SUITE = "push"
 SRC = "source.toolkit.fluxcd.io/v1"

@@ -21,12 +21,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from gitops_mesh.kube.client import KubeClient  # noqa: E402
-from gitops_mesh.reconcile import conditions as c  # noqa: E402
-from tests.conftest import read_stack_env  # noqa: E402
+from gitops_mesh.kube.client import KubeClient
+from gitops_mesh.reconcile import conditions as c
+from gitops_mesh_dev.mesh import BIN
+from gitops_mesh_dev.stack import ROOT, StackNotUp, read_stack_env
 
 STACK = ROOT / ".stack"
 DEMO = STACK / "demo"
@@ -191,11 +189,14 @@ def show_notifications(since: float) -> None:
 
 
 async def main() -> None:
-    env = read_stack_env()
+    try:
+        env = read_stack_env()
+    except StackNotUp as e:
+        raise SystemExit(f"[demo] {e}") from None
     for d in (DEMO, RUN, LOGS):
         d.mkdir(parents=True, exist_ok=True)
     ports_file = DEMO / "ports"
-    py, bin_ = sys.executable, ROOT / ".venv" / "bin"
+    py = sys.executable
     if not ports_file.exists() or not (RUN / "demo-peers.pid").exists():
         ports_file.unlink(missing_ok=True)
         spawn(
@@ -223,7 +224,7 @@ async def main() -> None:
     spawn(
         "source-controller",
         [
-            str(bin_ / "source-controller"),
+            str(BIN / "source-controller"),
             *common,
             f"--metrics-addr=127.0.0.1:{metrics['source']}",
             f"--storage-path={STACK / 'artifacts'}",
@@ -233,7 +234,7 @@ async def main() -> None:
     spawn(
         "kustomize-controller",
         [
-            str(bin_ / "kustomize-controller"),
+            str(BIN / "kustomize-controller"),
             *common,
             f"--metrics-addr=127.0.0.1:{metrics['kustomize']}",
             f"--kustomize-path={env['KUSTOMIZE']}",
@@ -245,7 +246,7 @@ async def main() -> None:
     spawn(
         "notification-controller",
         [
-            str(bin_ / "notification-controller"),
+            str(BIN / "notification-controller"),
             *common,
             f"--metrics-addr=127.0.0.1:{metrics['notification']}",
             f"--receiver-addr=127.0.0.1:{receiver_port}",

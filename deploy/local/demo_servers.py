@@ -17,8 +17,8 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.support.gitserver import GitServer
+from gitops_mesh_dev.gitserver import GitServer
+from gitops_mesh_dev.http import serve
 
 
 async def main(repos: Path, notifications: Path, ports: Path) -> None:
@@ -36,10 +36,7 @@ async def main(repos: Path, notifications: Path, ports: Path) -> None:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    sink_port = runner.addresses[0][1]
+    runner, sink_port = await serve(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

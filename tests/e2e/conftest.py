@@ -20,14 +20,15 @@ import pytest
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.kube import KubeClient
 from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh_dev.gitserver import GitServer
+from gitops_mesh_dev.mesh import Mesh, mesh_for
+from gitops_mesh_dev.repos import Repo
+from gitops_mesh_dev.waits import receiver_path, until_applied
 from notification_controller.dedupe import normalize_message
 from tests.integration.conftest import kube, namespace  # noqa: F401
+from tests.support.bus import BusLog, recording
 from tests.support.fixtures import git_http, git_root, make_repo  # noqa: F401
-from tests.support.gitserver import GitServer
-from tests.support.mesh import BusLog, Mesh, mesh_for, recording
-from tests.support.repos import Repo
 from tests.support.sink import Received, Sink
-from tests.support.waits import receiver_path, until_applied
 
 SRC = "source.toolkit.fluxcd.io/v1"
 KS = "kustomize.toolkit.fluxcd.io/v1"

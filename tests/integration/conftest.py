@@ -12,7 +12,7 @@ import pytest
 
 from gitops_mesh.errors import GitopsMeshError, KubeUnavailable, NotFound
 from gitops_mesh.kube import KubeClient
-from tests.support.namespaces import drop_finalizers
+from gitops_mesh_dev.namespaces import drop_finalizers
 
 T = TypeVar("T")
 

@@ -8,7 +8,6 @@ a Flux user expects. Objects are applied with kubectl (server-side apply, as our
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import uuid
@@ -21,9 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
+from gitops_mesh_dev.stack import ROOT, STACK_DIR, StackNotUp, read_stack_env
+
 pytestmark = pytest.mark.stack
 
-ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "deploy" / "crds"
 SAMPLES = Path(__file__).resolve().parent / "crds" / "samples"
 VALID = sorted((SAMPLES / "valid").glob("*.yaml"))
@@ -31,16 +31,6 @@ INVALID = sorted((SAMPLES / "invalid").glob("*.yaml"))
 FIELD_MANAGER = "gitops-mesh-crd-tests"
 REVISION = "main@sha1:0123456789abcdef0123456789abcdef01234567"
 READY_MESSAGE = f"stored artifact for revision '{REVISION}'"
-
-
-def read_stack_env(path: Path) -> dict[str, str]:
-    """The `export KEY=VALUE` lines that deploy/local/stack.sh writes to .stack/env."""
-    env: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        match = re.fullmatch(r"\s*export\s+([A-Za-z_][A-Za-z0-9_]*)=(.*)", line)
-        if match:
-            env[match[1]] = match[2].strip().strip("'\"")
-    return env
 
 
 @dataclass(frozen=True)
@@ -79,10 +69,11 @@ class Kubectl:
 
 @pytest.fixture(scope="module")
 def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    env_file = Path(os.environ.get("STACK_DIR", ROOT / ".stack")) / "env"
-    if not env_file.is_file():
-        pytest.fail(f"{env_file} is missing, so the local stack is not up: run make stack-up", pytrace=False)
-    env = read_stack_env(env_file)
+    env_file = STACK_DIR / "env"
+    try:
+        env = read_stack_env(env_file)
+    except StackNotUp as e:
+        pytest.fail(str(e), pytrace=False)
     k = Kubectl(env["KUBECTL"], env["KUBECONFIG"], str(tmp_path_factory.mktemp("kubectl-cache")))
     ready = k.run("get", "--raw", "/readyz")
     if ready.returncode != 0:

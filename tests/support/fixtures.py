@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gitserver import GitServer, TlsFiles, make_tls
+from gitops_mesh_dev.gitserver import GitServer, TlsFiles, make_tls
+from gitops_mesh_dev.repos import Repo, Signer
 from tests.support.gpg import make_key, stop_agent
-from tests.support.repos import Repo, Signer
 from tests.support.sshd import Sshd
 
 USERNAME = "alice"

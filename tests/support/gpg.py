@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.support.repos import Signer
+from gitops_mesh_dev.repos import Signer
 
 
 def _gpg(home: Path, *args: str) -> str:

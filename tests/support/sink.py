@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.support.gitserver import TlsFiles
-from tests.support.http import serve
+from gitops_mesh_dev.gitserver import TlsFiles
+from gitops_mesh_dev.http import serve
 
 
 @dataclass

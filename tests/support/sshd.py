@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from tests.support.gitserver import loopback_socket
+from gitops_mesh_dev.gitserver import loopback_socket
 
 SSHD = "/usr/sbin/sshd"
 #: sshd's privilege-separation directory; Debian's package creates it at boot, containers may lack it.

@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 
 from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
-from tests.conftest import STACK_DIR, read_stack_env
+from gitops_mesh_dev.stack import STACK_DIR, read_stack_env
 from tests.integration.bus.support import PARTITIONS
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:29092"

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from gitops_mesh.bus.envelope import CloudEvent, EventKind, ObjectRef, Severity, build_event
-from tests.conftest import STACK_SCRIPT
+from gitops_mesh_dev.stack import STACK_SCRIPT
 
 PARTITIONS = 3
 

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from gitops_mesh.errors import NotFound
 from gitops_mesh.kube import Informer, KubeClient, KubeObject, ObjectKey
 from gitops_mesh.kube.informer import Handler
-from tests.conftest import STACK_SCRIPT
+from gitops_mesh_dev.stack import STACK_SCRIPT
 from tests.integration.conftest import compact_etcd, eventually, until_available
 
 pytestmark = pytest.mark.stack

@@ -21,10 +21,10 @@ from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.kube import KubeClient
 from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh_dev import mesh
+from gitops_mesh_dev.gitserver import TlsFiles, make_tls
+from gitops_mesh_dev.mesh import common_args, free_port
 from notification_controller.records import RETRY_TOPIC
-from tests.support import mesh
-from tests.support.gitserver import TlsFiles, make_tls
-from tests.support.mesh import common_args, free_port
 from tests.support.sink import Behaviour, Sink
 
 API = "notification.toolkit.fluxcd.io/v1beta3"

@@ -9,6 +9,7 @@ import pytest
 
 from gitops_mesh.bus.topics import Topic
 from gitops_mesh.kube import KubeClient
+from gitops_mesh_dev.gitserver import TlsFiles
 from tests.integration.conftest import eventually
 from tests.integration.notification.conftest import (
     Bus,
@@ -19,7 +20,6 @@ from tests.integration.notification.conftest import (
     make_secret,
     wait_for,
 )
-from tests.support.gitserver import TlsFiles
 from tests.support.sink import Sink
 
 pytestmark = pytest.mark.stack

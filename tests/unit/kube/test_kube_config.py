@@ -25,7 +25,7 @@ from aiohttp import web
 
 from gitops_mesh.kube import config as kube_config
 from gitops_mesh.kube.config import FileToken, KubeConfig, KubeConfigError, in_cluster, load_config
-from tests.support.gitserver import TlsFiles, make_tls
+from gitops_mesh_dev.gitserver import TlsFiles, make_tls
 
 
 def write_kubeconfig(path: Path, server: str, user: str) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from gitops_mesh_dev.stack import ROOT
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,11 @@ from gitops_mesh.errors import NotFound
 from gitops_mesh.kube import KubeClient
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.reconcile import conditions as c
+from gitops_mesh_dev.gitserver import GitServer
+from gitops_mesh_dev.repos import Repo
+from gitops_mesh_dev.waits import until_applied
 from tests.integration.conftest import eventually
 from tests.integration.kustomize.controller.conftest import Mesh
-from tests.support.gitserver import GitServer
-from tests.support.repos import Repo
-from tests.support.waits import until_applied
 
 pytestmark = pytest.mark.stack
 

@@ -11,12 +11,12 @@ import pytest
 from gitops_mesh.bus.topics import Topics
 from gitops_mesh.kube import KubeClient
 from gitops_mesh.reconcile import conditions as c
+from gitops_mesh_dev.gitserver import GitServer
+from gitops_mesh_dev.mesh import running
+from gitops_mesh_dev.repos import Repo
 from tests.integration.conftest import eventually
 from tests.integration.kustomize.controller.conftest import kustomize_args, source_args
 from tests.integration.kustomize.controller.test_kustomization import gitrepo, kustomization
-from tests.support.gitserver import GitServer
-from tests.support.mesh import running
-from tests.support.repos import Repo
 
 pytestmark = pytest.mark.stack
 N = 24

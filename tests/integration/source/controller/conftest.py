@@ -11,8 +11,9 @@ import pytest
 
 from gitops_mesh.bus.envelope import Event
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
+from gitops_mesh_dev.mesh import common_args, free_port, running
+from tests.support.bus import BusLog, recording
 from tests.support.fixtures import git_http, git_root, make_repo  # noqa: F401
-from tests.support.mesh import BusLog, common_args, free_port, recording, running
 
 
 @dataclass

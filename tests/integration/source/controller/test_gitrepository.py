@@ -14,10 +14,10 @@ from gitops_mesh.errors import NotFound
 from gitops_mesh.kube import KubeClient
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.reconcile import conditions as c
+from gitops_mesh_dev.gitserver import GitServer
+from gitops_mesh_dev.repos import Repo
 from tests.integration.conftest import eventually
 from tests.integration.source.controller.conftest import Controller
-from tests.support.gitserver import GitServer
-from tests.support.repos import Repo
 
 pytestmark = pytest.mark.stack
 

@@ -17,11 +17,11 @@ from gitops_mesh.errors import NotFound
 from gitops_mesh.kube import KubeClient
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.reconcile import conditions as c
+from gitops_mesh_dev.gitserver import GitServer, TlsFiles, make_tls
+from gitops_mesh_dev.repos import Repo
 from tests.integration.conftest import eventually
 from tests.integration.source.controller.conftest import Controller
 from tests.integration.source.helm.repo import RepoServer, helm
-from tests.support.gitserver import GitServer, TlsFiles, make_tls
-from tests.support.repos import Repo
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(120)]
 

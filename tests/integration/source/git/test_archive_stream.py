@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gitops_mesh.artifacts.archive import pack
+from gitops_mesh_dev.gitserver import GitServer
+from gitops_mesh_dev.repos import Repo
 from source_controller.git import GitRef, build_filter, checkout
 from source_controller.git.archive import pack_commit, sourceignore_filter
-from tests.support.gitserver import GitServer
-from tests.support.repos import Repo
 
 
 def tree_of(artifact: Path) -> dict[str, tuple[int, bytes]]:

@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
+from gitops_mesh_dev.gitserver import GitServer, StallingServer, TlsFiles, loopback_socket
+from gitops_mesh_dev.repos import Repo
 from source_controller.git import (
     AuthenticationFailed,
     CertificateInvalid,
@@ -23,8 +25,6 @@ from source_controller.git import (
     resolve,
 )
 from tests.support.fixtures import PASSWORD, TOKEN, USERNAME
-from tests.support.gitserver import GitServer, StallingServer, TlsFiles, loopback_socket
-from tests.support.repos import Repo
 from tests.support.sshd import Sshd
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from gitops_mesh_dev.gitserver import GitServer
+from gitops_mesh_dev.repos import Repo
 from source_controller.git import (
     GitRef,
     RepositoryTooLarge,
@@ -17,8 +19,6 @@ from source_controller.git import (
     included_files,
 )
 from source_controller.git import remote as remote_module
-from tests.support.gitserver import GitServer
-from tests.support.repos import Repo
 
 
 async def test_sourceignore_and_spec_ignore_on_a_checkout(

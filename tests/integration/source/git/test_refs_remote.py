@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from gitops_mesh_dev.gitserver import GitServer
+from gitops_mesh_dev.repos import Repo
 from source_controller.git import GitRef, RefNotFound, checkout, resolve
-from tests.support.gitserver import GitServer
-from tests.support.repos import Repo
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from gitops_mesh_dev.gitserver import GitServer, TlsFiles
+from gitops_mesh_dev.repos import Repo
 from source_controller.git import AuthenticationFailed, GitAuth, checkout, resolve
 from tests.support.fixtures import PASSWORD, TOKEN, USERNAME
-from tests.support.gitserver import GitServer, TlsFiles
-from tests.support.repos import Repo
 from tests.support.sshd import Sshd
 
 WRAPPER = '#!/bin/sh\nprintf "%s\\n" "$0 $*" >> {log}\nexec {real} "$@"\n'

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from gitops_mesh_dev.gitserver import GitServer
+from gitops_mesh_dev.repos import Repo, Signer, git
 from source_controller.git import (
     GitRef,
     InvalidVerificationMode,
@@ -15,9 +17,7 @@ from source_controller.git import (
     checkout,
     verify,
 )
-from tests.support.gitserver import GitServer
 from tests.support.gpg import export_public
-from tests.support.repos import Repo, Signer, git
 
 Keys = tuple[Signer, Signer]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gitops_mesh_dev.gitserver import TlsFiles, make_tls
 from tests.integration.source.helm.repo import RepoServer, helm, helm_binary
-from tests.support.gitserver import TlsFiles, make_tls
 
 VERSIONS = ("0.1.0", "0.2.0", "0.9.0", "1.0.0", "1.1.0-rc.1")
 

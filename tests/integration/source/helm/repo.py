@@ -12,9 +12,9 @@ from types import TracebackType
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tests.conftest import ROOT, STACK_DIR
-from tests.support.gitserver import TlsFiles
-from tests.support.http import serve
+from gitops_mesh_dev.gitserver import TlsFiles
+from gitops_mesh_dev.http import serve
+from gitops_mesh_dev.stack import ROOT, STACK_DIR
 
 
 def helm_binary() -> Path:

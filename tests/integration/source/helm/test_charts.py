@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
+from gitops_mesh_dev.gitserver import TlsFiles
 from source_controller.helm.chart import (
     DependencyRepository,
     download_chart,
@@ -33,7 +34,6 @@ from source_controller.helm.index import ChartVersion, fetch_index
 from source_controller.helm.resolve import resolve
 from source_controller.helm.transport import Credentials, RepositoryAuth
 from tests.integration.source.helm.repo import RepoServer, helm
-from tests.support.gitserver import TlsFiles
 
 pytestmark = pytest.mark.timeout(120)
 SHA = "a96eff73a282d408a960086d978ca97a0a1fb2ef"

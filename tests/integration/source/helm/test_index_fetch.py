@@ -10,13 +10,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gitops_mesh_dev.gitserver import TlsFiles
 from source_controller.helm.errors import InvalidIndex, RepositoryAuthFailed, RepositoryFetchFailed
 from source_controller.helm.index import fetch_index
 from source_controller.helm.resolve import resolve
 from source_controller.helm.transport import Credentials
 from tests.integration.source.helm.conftest import VERSIONS
 from tests.integration.source.helm.repo import RepoServer
-from tests.support.gitserver import TlsFiles
 
 pytestmark = pytest.mark.timeout(120)
 

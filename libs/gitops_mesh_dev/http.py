@@ -1,4 +1,4 @@
-"""Serving an aiohttp app on a free loopback port, plain or with a certificate from the test CA."""
+"""Dev tooling: serving an aiohttp app on a free loopback port, plain or with a certificate from a throw-away CA."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ssl
 
 from aiohttp import web
 
-from tests.support.gitserver import TlsFiles
+from gitops_mesh_dev.gitserver import TlsFiles
 
 
 async def serve(app: web.Application, tls: TlsFiles | None = None) -> tuple[web.AppRunner, int]:

@@ -1,4 +1,4 @@
-"""Building test repositories with the git CLI: a bare repo plus a work tree, commits, branches, tags, pushes."""
+"""Dev tooling: git repositories built with the git CLI, a bare repo plus a work tree; commits, branches, tags, pushes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ EMAIL = "author@example.com"
 
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A predictable environment for git run by tests: no user config, fixed identity."""
+    """A predictable environment for git run by tests and benchmarks: no user config, fixed identity."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),

@@ -1,4 +1,4 @@
-"""Controllers of the mesh as real processes in tests, and a recorder of what they say on the bus."""
+"""Dev tooling: the controllers of the mesh as real processes, on loopback ports, against the local stack."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ from pathlib import Path
 
 import aiohttp
 
-from gitops_mesh.bus.consumer import Consumer, RecordMeta
-from gitops_mesh.bus.envelope import Event
-from gitops_mesh.bus.topics import Topic, Topics
-from tests.conftest import ROOT
+from gitops_mesh.bus.topics import Topics
+from gitops_mesh_dev.stack import ROOT
 
+#: The virtualenv's console scripts: the controllers as installed.
 BIN = ROOT / ".venv" / "bin"
 
 
@@ -52,37 +51,6 @@ async def running(name: str, args: Sequence[str], log: Path) -> AsyncIterator[su
         yield ctl.proc
     finally:
         await ctl.stop()
-
-
-@dataclass
-class BusLog:
-    """Every event on the given topics since the test started."""
-
-    events: list[Event] = field(default_factory=list)
-
-    def of(self, kind: str, name: str) -> list[Event]:
-        return [e for e in self.events if e.kind == kind and e.involved_object.name == name]
-
-    async def record(self, event: Event, _: RecordMeta) -> None:
-        self.events.append(event)
-
-
-@contextlib.asynccontextmanager
-async def recording(bootstrap: str, topics: Topics, group: str, which: Sequence[Topic]) -> AsyncIterator[BusLog]:
-    bus = BusLog()
-    consumer = Consumer(
-        bootstrap=bootstrap,
-        group_id=group,
-        topics=list(which),
-        names=topics,
-        handler=bus.record,
-        offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        yield bus
-    finally:
-        await consumer.stop()
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Waiting on what the mesh reports in status: a Kustomization applied at a commit, a Receiver's webhook path."""
+"""Dev tooling: waiting on what the mesh reports in status, a Kustomization applied at a commit, a Receiver's webhook path."""
 
 from __future__ import annotations
 

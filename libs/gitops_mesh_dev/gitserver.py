@@ -1,4 +1,4 @@
-"""A smart-HTTP git server for tests: aiohttp running the real ``git http-backend`` CGI, over HTTP or HTTPS,
+"""Dev tooling, a smart-HTTP git server: aiohttp running the real ``git http-backend`` CGI, over HTTP or HTTPS,
 optionally behind basic or bearer auth; plus TLS material made with the openssl CLI and a server that stalls."""
 
 from __future__ import annotations

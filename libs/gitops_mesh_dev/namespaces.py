@@ -1,4 +1,4 @@
-"""Deleting a test's namespace once its controllers are gone.
+"""Dev tooling: deleting a test's or a benchmark's namespace once its controllers are gone.
 
 Our controllers put finalizers on the toolkit objects they reconcile; with the processes stopped nobody
 removes them, and the namespace would stay Terminating for ever, its objects piling up in the stack
