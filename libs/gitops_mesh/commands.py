@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, Literal
+from typing import IO, TYPE_CHECKING, Final, Literal
 
 from gitops_mesh.errors import GitopsMeshError
 
@@ -153,40 +153,36 @@ async def run(
     left running in its group after it exited.
     """
     program = _name(argv)
+    loop = asyncio.get_running_loop()
     try:
-        proc = await asyncio.create_subprocess_exec(
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _Collecting(loop, program, max_output, max_stderr),
             *argv,
-            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=dict(env),
             cwd=cwd,
             start_new_session=True,
         )
     except OSError as e:
         raise CommandNotStarted(program, e) from e
-    assert proc.stdout is not None  # a pipe
-    assert proc.stderr is not None  # a pipe
-    stdout = asyncio.ensure_future(_collect(proc.stdout, program, "stdout", max_output))
-    stderr = asyncio.ensure_future(_collect(proc.stderr, program, "stderr", max_stderr))
-    io_tasks: list[asyncio.Future[Any]] = [stdout, stderr]
-    if proc.stdin is not None:
-        io_tasks.append(asyncio.ensure_future(_feed(proc.stdin, stdin or b"")))
     try:
+        if stdin is not None:
+            feed = transport.get_pipe_transport(0)
+            assert isinstance(feed, asyncio.WriteTransport)  # a pipe
+            feed.write(stdin)  # a program that stops reading early just closes the pipe: not an error here
+            feed.close()
         async with asyncio.timeout(timeout):
-            done, _ = await asyncio.wait(io_tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()  # OutputTooLarge: the finally below stops the program
-            returncode = await proc.wait()
+            await protocol.finished
     except TimeoutError:
         raise CommandTimeout(program, timeout) from None
     finally:
-        _kill_group(proc.pid)
-        for task in io_tasks:
-            task.cancel()
-        await asyncio.gather(*io_tasks, return_exceptions=True)
-        await proc.wait()
-    completed = Completed(returncode, stdout.result(), stderr.result())
+        _kill_group(transport.get_pid())
+        # Closing our ends of the pipes lets the transport finish even if something still holds them.
+        transport.close()
+        returncode = await protocol.exited
+    completed = Completed(returncode, bytes(protocol.output[1]), bytes(protocol.output[2]))
     if check and returncode != 0:
         raise CommandFailed(program, returncode, completed.stderr)
     return completed
@@ -277,23 +273,49 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-async def _collect(pipe: asyncio.StreamReader, program: str, name: Literal["stdout", "stderr"], limit: int) -> bytes:
-    data = bytearray()
-    while chunk := await pipe.read(_CHUNK):
-        data += chunk
-        if len(data) > limit:
-            raise OutputTooLarge(program, name, limit)
-    return bytes(data)
+class _Collecting(asyncio.SubprocessProtocol):
+    """Keeps what a program prints, up to a cap per stream; past it, kills the group and fails ``finished``.
 
+    asyncio's protocol callbacks, not stream readers: a reader that stops reading pauses the pipe, and a
+    paused pipe never sees the end of file that lets the process be waited for.
+    """
 
-async def _feed(pipe: asyncio.StreamWriter, data: bytes) -> None:
-    try:
-        pipe.write(data)
-        await pipe.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the program stopped reading; its exit status says whether that was a failure
-    finally:
-        pipe.close()
+    def __init__(self, loop: asyncio.AbstractEventLoop, program: str, max_output: int, max_stderr: int) -> None:
+        self.program = program
+        self.limits = {1: max_output, 2: max_stderr}
+        self.output = {1: bytearray(), 2: bytearray()}
+        #: every pipe closed and the leader reaped, or OutputTooLarge
+        self.finished: asyncio.Future[None] = loop.create_future()
+        #: the leader's exit status, once reaped
+        self.exited: asyncio.Future[int] = loop.create_future()
+        self._transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self._transport = transport
+
+    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
+        if self.finished.done():
+            return  # over a cap: the group is being killed, nothing more is kept
+        kept = self.output[fd]
+        kept += data
+        if len(kept) > self.limits[fd]:
+            del kept[self.limits[fd] :]
+            assert self._transport is not None
+            _kill_group(self._transport.get_pid())
+            stream: Literal["stdout", "stderr"] = "stdout" if fd == 1 else "stderr"
+            self.finished.set_exception(OutputTooLarge(self.program, stream, self.limits[fd]))
+            self.finished.exception()  # raised by run(), unless a cancellation came first: not "never retrieved"
+
+    def process_exited(self) -> None:
+        assert self._transport is not None
+        returncode = self._transport.get_returncode()
+        assert returncode is not None  # it exited
+        self.exited.set_result(returncode)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
 
 
 class _Streamed:
