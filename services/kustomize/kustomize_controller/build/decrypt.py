@@ -33,9 +33,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from gitops_mesh import commands
 from kustomize_controller.build import graph, manifests
 from kustomize_controller.build.errors import DecryptionFailed
-from kustomize_controller.build.kustomize import run_process
 from kustomize_controller.build.workdir import relative, replace_file
 
 DECRYPT_KEY = "kustomize.toolkit.fluxcd.io/decrypt"
@@ -169,21 +169,25 @@ class Decryptor:
             str(output_format),
         ]
         with tempfile.TemporaryDirectory(prefix="sops-home-") as home:
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "HOME": home,
+            # The identities reach sops through its environment only, never argv.
+            env = commands.program_env(Path(home)) | {
                 "XDG_CONFIG_HOME": home,
                 "SOPS_AGE_KEY": "\n".join(self._identities),
             }
             try:
-                result = await run_process(argv, env=env, timeout=self.timeout, stdin=data)
-            except TimeoutError:
+                done = await commands.run(argv, env=env, timeout=self.timeout, stdin=data)
+            except commands.CommandTimeout:
                 raise DecryptionFailed(f"failed to decrypt {what}: sops timed out after {self.timeout:g}s") from None
-            except OSError as e:
-                raise DecryptionFailed(f"failed to decrypt {what}: sops could not be run ({self.sops}): {e}") from e
-            if result.returncode != 0:
-                raise DecryptionFailed(f"failed to decrypt {what}: {self._detail(result.stderr, home)}")
-        return result.stdout
+            except commands.CommandNotStarted as e:
+                raise DecryptionFailed(
+                    f"failed to decrypt {what}: sops could not be run ({self.sops}): {e.strerror}"
+                ) from e
+            except commands.CommandFailed as e:
+                # from None: the error quotes sops's raw stderr, which _detail redacts
+                raise DecryptionFailed(f"failed to decrypt {what}: {self._detail(e.stderr, home)}") from None
+            except commands.OutputTooLarge as e:
+                raise DecryptionFailed(f"failed to decrypt {what}: {e}") from None
+        return done.stdout
 
     def _detail(self, stderr: bytes, home: str) -> str:
         text = stderr.decode(errors="replace").replace(home, "$HOME")
@@ -191,9 +195,7 @@ class Decryptor:
             for line in identity.splitlines():
                 if line.strip() and not line.startswith("#"):
                     text = text.replace(line.strip(), "[redacted]")
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        detail = "; ".join(lines) or "sops failed"
-        return detail if len(detail) <= DETAIL_CHARS else detail[:DETAIL_CHARS] + "…"
+        return commands.one_line(text, DETAIL_CHARS, keep="first") or "sops failed"
 
     async def decrypt_object(self, obj: dict[str, Any]) -> dict[str, Any]:
         """The object decrypted whole (SOPS document) or per Secret data entry; unchanged when not encrypted."""
