@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final, Literal
+from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 from gitops_mesh.errors import GitopsMeshError
 
@@ -159,11 +159,7 @@ async def run(
             lambda: _Collecting(loop, program, max_output, max_stderr),
             *argv,
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,
+            **_started_alone(env, cwd),
         )
     except OSError as e:
         raise CommandNotStarted(program, e) from e
@@ -216,11 +212,7 @@ def stream(
             list(argv),
             bufsize=0,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,
+            **_started_alone(env, cwd),
         )
     except OSError as e:
         raise CommandNotStarted(program, e) from e
@@ -248,6 +240,17 @@ def stream(
     blame = running.blame(body_failed=False)
     if blame is not None:
         raise blame
+
+
+def _started_alone(env: Mapping[str, str], cwd: Path | None) -> dict[str, Any]:
+    """How every program starts: leading a session (so a process group) of its own, with exactly ``env``."""
+    return {
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+        "env": dict(env),
+        "cwd": cwd,
+        "start_new_session": True,
+    }
 
 
 def _name(argv: Sequence[str]) -> str:
