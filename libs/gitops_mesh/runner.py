@@ -128,6 +128,7 @@ class KindRunner:
 
     ``retry_interval`` is the kind's retry policy after a failure: :func:`backoff_only` (sources: the
     queue's exponential backoff) or :func:`retry_interval_of` (appliers: Flux's ``spec.retryInterval``).
+    ``finalizer`` None runs a kind without one: no finalizer is added, and a deletion has nothing to do.
     """
 
     client: KubeClient
@@ -140,7 +141,7 @@ class KindRunner:
     concurrent: int = 4
     requeue_dependency: float = 30.0
     retry_interval: Callable[[KubeObject], float | None] = backoff_only
-    finalizer: str = FINALIZER
+    finalizer: str | None = FINALIZER
     clock: Callable[[], datetime] = _now
     workers: Workers[ObjectKey] = field(init=False)
     watches: Watches = field(init=False)
@@ -176,7 +177,7 @@ class KindRunner:
         if step is Step.DELETING:
             await self._delete(obj)
             return None
-        if step is Step.ADD_FINALIZER:
+        if step is Step.ADD_FINALIZER and self.finalizer is not None:
             obj = await add_finalizer(self.client, obj, self.finalizer)
             await self.informer.observe(obj)
             step = first_step(obj, self.finalizer)
@@ -218,7 +219,7 @@ class KindRunner:
         return jittered(result) if result else result
 
     async def _delete(self, obj: KubeObject) -> None:
-        if self.finalizer not in ((obj.get("metadata") or {}).get("finalizers") or []):
+        if self.finalizer is None or self.finalizer not in ((obj.get("metadata") or {}).get("finalizers") or []):
             return
         await self.reconciler.finalize(obj)
         with contextlib.suppress(NotFound):  # already gone: what we wanted

@@ -35,12 +35,16 @@ def is_suspended(obj: Mapping[str, Any]) -> bool:
     return (obj.get("spec") or {}).get("suspend") is True
 
 
-def first_step(obj: Mapping[str, Any], finalizer: str = FINALIZER) -> Step:
-    """The first applicable guard; ``RECONCILE`` when none applies."""
+def first_step(obj: Mapping[str, Any], finalizer: str | None = FINALIZER) -> Step:
+    """The first applicable guard; ``RECONCILE`` when none applies.
+
+    ``finalizer`` None is a kind that owns nothing to clean up (Flux's v1beta3 Alerts and Providers carry
+    no finalizer): there is no finalizer step.
+    """
     if is_deleting(obj):
         return Step.DELETING
     # Before anything is created, so a delete racing the first reconcile cannot orphan what it creates.
-    if not has_finalizer(obj, finalizer):
+    if finalizer is not None and not has_finalizer(obj, finalizer):
         return Step.ADD_FINALIZER
     if is_suspended(obj):
         return Step.SUSPENDED

@@ -43,6 +43,14 @@ def test_a_controller_can_name_its_own_finalizer() -> None:
     assert first_step(o, "helm.toolkit.fluxcd.io/finalizer") is Step.RECONCILE
 
 
+def test_a_kind_without_a_finalizer_has_no_finalizer_step() -> None:
+    # Flux's v1beta3 Alerts and Providers: nothing to clean up, so no finalizer is ever added.
+    assert first_step(obj(), None) is Step.RECONCILE
+    assert first_step(obj(finalizers=["other.io/x"]), None) is Step.RECONCILE
+    assert first_step(obj(suspend=True), None) is Step.SUSPENDED
+    assert first_step(obj(deleting=True, finalizers=["other.io/x"]), None) is Step.DELETING
+
+
 def test_helpers() -> None:
     assert is_deleting(obj(deleting=True))
     assert not is_deleting(obj())
