@@ -8,8 +8,10 @@ processes — unless our cache of that object still shows an older revision, in 
 own update (milliseconds behind) wakes them, so nothing reconciles against the old revision first.
 
 The predicates are the one rule for each kind of news: :func:`new_revision` (a source's artifact, a
-dependency's applied revision: there is a revision now, and it is new or just became Ready) and
-:func:`data_changed` (a Secret or ConfigMap labelled ``reconcile.fluxcd.io/watch: Enabled``).
+dependency's applied revision: there is a revision now, and it is new or just became Ready),
+:func:`data_changed` (a Secret or ConfigMap labelled ``reconcile.fluxcd.io/watch: Enabled``) and
+:func:`appeared` (a referenced object now exists). A deletion has no new state to judge: it wakes only
+the follows that ask for deletions (``on_delete``), those whose objects check that a reference exists.
 """
 
 from __future__ import annotations
@@ -80,6 +82,19 @@ def data_changed(obj: KubeObject, old: KubeObject | None) -> bool:
     return any(obj.get(k) != old.get(k) for k in ("data", "stringData", "binaryData"))
 
 
+def appeared(obj: KubeObject, old: KubeObject | None) -> bool:
+    """The watched object was not in the cache before (created, or first seen by a relist)."""
+    return old is None
+
+
+def wakes(change: ChangeType, obj: KubeObject, old: KubeObject | None, *, when: Predicate, on_delete: bool) -> bool:
+    """Whether a change of a watched object wakes its followers: the predicate decides, except for a
+    deletion, which wakes them only when the follow asks for deletions."""
+    if change == "DELETED":
+        return on_delete
+    return when(obj, old)
+
+
 def is_ready_at_generation(obj: KubeObject) -> bool:
     """Flux's readiness of a dependency: Ready=True for the generation it has now (not a stale Ready)."""
     return (obj.get("status") or {}).get("observedGeneration") == c.generation_of(obj) and c.is_ready(obj)
@@ -92,6 +107,7 @@ class Follow:
     when: Predicate
     revision_of: RevisionOf | None
     events: frozenset[str]
+    on_delete: bool
 
 
 class Watches:
@@ -111,19 +127,21 @@ class Watches:
         when: Predicate,
         revision_of: RevisionOf | None = None,
         events: Iterable[EventKind] = (),
+        on_delete: bool = False,
     ) -> None:
         """Reconcile our objects that ``refs`` point at a ``watched`` object when it changes as ``when`` says.
 
         With ``events``, a bus event of those kinds about a watched object wakes them too; ``revision_of``
-        reads the revision the event is compared with in the cache.
+        reads the revision the event is compared with in the cache. With ``on_delete``, the watched
+        object's deletion wakes them as well (an Alert whose Provider is gone).
         """
         if index not in self.cache.indexes:
             self.cache.add_index(index, refs)
-        follow = Follow(watched, index, when, revision_of, frozenset(events))
+        follow = Follow(watched, index, when, revision_of, frozenset(events), on_delete)
         self._follows.append(follow)
 
         def on_change(change: ChangeType, obj: KubeObject, old: KubeObject | None) -> None:
-            if change != "DELETED" and follow.when(obj, old):
+            if wakes(change, obj, old, when=follow.when, on_delete=follow.on_delete):
                 meta = obj.get("metadata") or {}
                 self._wake(follow, ref_key(watched.kind, meta.get("namespace") or "", meta.get("name") or ""))
 

@@ -7,12 +7,14 @@ from typing import Any
 
 from gitops_mesh.reconcile import conditions as c
 from gitops_mesh.watches import (
+    appeared,
     applied_revision,
     artifact_revision,
     data_changed,
     is_ready_at_generation,
     new_revision,
     ref_key,
+    wakes,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -74,6 +76,30 @@ def test_data_changed_ignores_metadata_only_updates() -> None:
     assert not data_changed(relabelled, secret)
     assert data_changed(rotated, relabelled)
     assert data_changed({"metadata": {}, "binaryData": {"k": "AA=="}}, {"metadata": {}})
+
+
+def test_appeared_is_a_first_sighting() -> None:
+    provider = {"metadata": {"name": "p", "namespace": "apps", "resourceVersion": "2"}, "spec": {"type": "generic"}}
+    assert appeared(provider, None)
+    assert not appeared(provider, {**provider, "metadata": {**provider["metadata"], "resourceVersion": "1"}})
+
+
+def test_a_deletion_wakes_only_the_follows_that_ask_for_deletions() -> None:
+    secret = {"metadata": {"name": "s", "namespace": "apps"}, "data": {"token": "YQ=="}}
+    # The informer hands a deletion the last state as both obj and old: no predicate can see news in it.
+    assert not wakes("DELETED", secret, secret, when=data_changed, on_delete=False)
+    assert wakes("DELETED", secret, secret, when=data_changed, on_delete=True)
+    assert wakes("DELETED", secret, secret, when=appeared, on_delete=True)
+
+
+def test_other_changes_are_the_predicate_s_to_judge() -> None:
+    old = {"metadata": {"name": "s", "namespace": "apps"}, "data": {"token": "YQ=="}}
+    new = {"metadata": {"name": "s", "namespace": "apps"}, "data": {"token": "Yg=="}}
+    for on_delete in (False, True):
+        assert wakes("ADDED", new, None, when=appeared, on_delete=on_delete)
+        assert not wakes("MODIFIED", new, old, when=appeared, on_delete=on_delete)
+        assert wakes("MODIFIED", new, old, when=data_changed, on_delete=on_delete)
+        assert not wakes("MODIFIED", old, old, when=data_changed, on_delete=on_delete)
 
 
 def test_ready_at_generation_is_the_one_readiness_rule() -> None:
