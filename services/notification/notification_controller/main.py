@@ -15,28 +15,29 @@ from gitops_mesh import __version__
 from gitops_mesh.bus.consumer import Consumer
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.errors import BusUnavailable
-from gitops_mesh.kube.informer import Informer
 from gitops_mesh.observability.health import start_server
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import ProcessContext, kind_runner, platform, run, run_runners, stop_runners
 from gitops_mesh.settings import Settings, parse_as
+from gitops_mesh.watches import WATCH_SELECTOR, data_changed
 from notification_controller.dedupe import RateLimiter
 from notification_controller.delivery import DeliverySettings, Dispatcher
 from notification_controller.fanout import SOURCE_KIND_INDEX, AlertSpecs, Fanout, source_kinds
-from notification_controller.matching import ALERT_API_VERSION, ALERT_KIND
 from notification_controller.parking import Parking
 from notification_controller.providers import PROVIDER_API_VERSION, PROVIDER_KIND
 from notification_controller.receivers import (
     DEFAULT_MAX_BODY,
+    SECRET_REF_INDEX,
     WEBHOOK_PATH_INDEX,
     ReceiverReconciler,
     ReceiverServer,
     receiver_paths,
+    receiver_secrets,
 )
 from notification_controller.records import RETRY_TOPIC
 from notification_controller.resolver import KubeReporter, KubeResolver, LabelCache, SecretCache
 from notification_controller.sending import HttpSender
-from notification_controller.status import StatusWriter
+from notification_controller.status import AlertReconciler, ProviderReconciler, follow_providers
 
 CONTROLLER = "notification-controller"
 #: The topics whose events are notified about.
@@ -115,22 +116,16 @@ async def setup(ctx: ProcessContext[NotificationSettings]) -> AsyncIterator[None
         platform(ctx) as p,
         aiohttp.ClientSession(connector=connector, headers={"User-Agent": f"gitops-mesh/{__version__}"}) as http,
     ):
-        alerts = Informer(
-            p.kube, ALERT_API_VERSION, ALERT_KIND, namespace=namespace, label_selector=s.watch_label_selector or None
-        )
+        # Deliveries and the Alerts' check resolve any Provider (as before sharding); the Provider runner
+        # reconciles this instance's shard (--watch-label-selector): the same informer when unsharded.
+        providers = p.caches.informer(PROVIDER_API_VERSION, PROVIDER_KIND)
+        alert_runner = kind_runner(ctx, p, AlertReconciler(providers))
+        provider_runner = kind_runner(ctx, p, ProviderReconciler())
+        for static in (alert_runner, provider_runner):
+            static.finalizer = None  # Flux's v1beta3 Alerts and Providers carry no finalizer
+        follow_providers(alert_runner, providers)
+        alerts = alert_runner.informer
         alerts.add_index(SOURCE_KIND_INDEX, source_kinds)
-        providers = Informer(p.kube, PROVIDER_API_VERSION, PROVIDER_KIND, namespace=namespace)
-        informers = [alerts, providers]
-        statuses = StatusWriter(p.kube, alerts=alerts, providers=providers)
-        ctx.spawn(statuses.run(), name="alert-provider-status")
-        for informer in informers:
-            informer.start()
-
-        def synced() -> str | None:
-            waiting = [i.kind for i in informers if not i.has_synced]
-            return f"informers not synced: {', '.join(waiting)}" if waiting else None
-
-        ctx.checks.ready["caches"] = synced
         labels = LabelCache(p.kube, namespace=namespace)
         parking = Parking(
             producer=p.producer,
@@ -179,8 +174,17 @@ async def setup(ctx: ProcessContext[NotificationSettings]) -> AsyncIterator[None
             # The retry lane must see every hand-over, including those made before it first joined.
             offset_reset="earliest",
         )
-        receiver_runner = kind_runner(ctx, p, ReceiverReconciler(secrets))
+        receiver_runner = kind_runner(ctx, p, ReceiverReconciler(p.kube))
         receiver_runner.informer.add_index(WEBHOOK_PATH_INDEX, receiver_paths)
+        # A token Secret labelled reconcile.fluxcd.io/watch=Enabled readies its Receivers when it appears
+        # or changes; an unlabelled one is found by the retry.
+        receiver_runner.watches.follow(
+            p.caches.informer("v1", "Secret", label_selector=WATCH_SELECTOR),
+            index=SECRET_REF_INDEX,
+            refs=receiver_secrets,
+            when=data_changed,
+        )
+        runners = [alert_runner, provider_runner, receiver_runner]
         server = ReceiverServer(
             kube=p.kube,
             receivers=receiver_runner.informer,
@@ -195,9 +199,9 @@ async def setup(ctx: ProcessContext[NotificationSettings]) -> AsyncIterator[None
         log.info("serving receivers", port=hooks_port)
         ensure: asyncio.Task[None] | None = None
         try:
-            run_runners(ctx, p, [receiver_runner])
-            # Matching against a cache still filling would drop events: consume only once both are synced.
-            await asyncio.gather(*(i.wait_synced() for i in informers))
+            run_runners(ctx, p, runners)
+            # Matching against a cache still filling would drop events: consume only once all are synced.
+            await p.caches.wait_synced()
             ensure = asyncio.create_task(_ensure_retry_topic(s.kafka_bootstrap, [retry_topic]), name="retry-topic")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(ensure), 10)
@@ -209,14 +213,12 @@ async def setup(ctx: ProcessContext[NotificationSettings]) -> AsyncIterator[None
             yield
         finally:
             await hooks.cleanup()
-            stop_runners([receiver_runner])
+            stop_runners(runners)
             await events.stop()
             await retries.stop()
             if ensure is not None:
                 ensure.cancel()
             await labels.stop()
-            for informer in informers:
-                await informer.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

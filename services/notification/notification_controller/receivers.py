@@ -2,7 +2,10 @@
 
 A Receiver (notification.toolkit.fluxcd.io/v1) is reconciled like any Flux object (KindRunner): its
 ``status.webhookPath`` is ``/hook/`` + hex(sha256(token + name + namespace)) with the token from its
-Secret, and it is Ready once that is known. The server on ``--receiver-addr`` answers ``POST
+Secret, and it is Ready once that is known. A Secret missing or without a ``token`` is Flux's
+TokenNotFound: the path is cleared and the Receiver retried (never Stalled: a Secret fixes it, no edit
+of the Receiver needed); a Secret labelled ``reconcile.fluxcd.io/watch: Enabled`` wakes its Receivers at
+once when it appears or changes (:func:`receiver_secrets`). The server on ``--receiver-addr`` answers ``POST
 /hook/<digest>`` as Flux does:
 
 * 404 when no Receiver has that path; 503 when it is suspended or not Ready;
@@ -38,16 +41,18 @@ from aiohttp import web
 from gitops_mesh.bus.envelope import EventKind, ObjectRef, Severity, build_event
 from gitops_mesh.bus.producer import Publisher
 from gitops_mesh.bus.topics import Topic
-from gitops_mesh.errors import GitopsMeshError, NotFound, TerminalError
+from gitops_mesh.errors import ApiError, GitopsMeshError, InvalidSpec, NotFound, TransientError
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.informer import Informer
 from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh.kube.secrets import secret_data
 from gitops_mesh.kube.selectors import parse_selector
 from gitops_mesh.observability import metrics
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.reconcile import conditions as c
 from gitops_mesh.reconcile.result import REQUESTED_AT, Outcome
 from gitops_mesh.runner import interval_of
+from gitops_mesh.watches import ref_key
 from notification_controller.resolver import SecretCache
 
 log = get_logger(__name__)
@@ -56,6 +61,10 @@ RECEIVER_API_VERSION = "notification.toolkit.fluxcd.io/v1"
 RECEIVER_KIND = "Receiver"
 HOOK_PREFIX = "/hook/"
 WEBHOOK_PATH_INDEX = "webhook-path"
+#: The Receiver cache's index of the Secret each Receiver reads its token from: ``Secret/<ns>/<name>``.
+SECRET_REF_INDEX = "secret-ref"
+#: Flux's reason for a token that cannot be read.
+TOKEN_NOT_FOUND = "TokenNotFound"
 DEFAULT_MAX_BODY = 5 << 20
 
 #: apiVersion of a target kind when the Receiver's resource names none (Flux's served versions).
@@ -284,30 +293,52 @@ def matches_labels(obj: KubeObject, selector: Mapping[str, str]) -> bool:
 
 
 class ReceiverReconciler:
-    """Sets ``status.webhookPath`` from the token; Ready once the path is known."""
+    """Sets ``status.webhookPath`` from the token; Ready once the path is known.
+
+    The Secret is read from the apiserver on every reconcile (not the server's short cache), so the wake
+    of a labelled Secret's change, or the retry after a missing one, sees the Secret as it is now.
+    """
 
     api_version = RECEIVER_API_VERSION
     kind = RECEIVER_KIND
 
-    def __init__(self, secrets: SecretCache) -> None:
-        self.secrets = secrets
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
 
     async def reconcile(self, obj: KubeObject) -> Outcome:
         meta, spec = obj["metadata"], obj.get("spec") or {}
         secret = (spec.get("secretRef") or {}).get("name") or ""
+        if not secret:
+            # The only spec problem here: no Secret can fix an empty name, only an edit.
+            return Outcome.failed(InvalidSpec("spec.secretRef.name is empty", reason=TOKEN_NOT_FOUND))
         try:
-            data = await self.secrets.get(meta["namespace"], secret)
-        except NotFound as e:
-            raise NotFound(f"the receiver's secret '{secret}' does not exist", reason="TokenNotFound") from e
+            data = await secret_data(self.kube, meta["namespace"], secret)
+        except NotFound:
+            return _no_token(obj, f"the receiver's secret '{secret}' does not exist")
+        except (ApiError, InvalidSpec) as e:
+            # Forbidden (RBAC not granted yet) or unreadable data: the Secret's problem, not the Receiver's.
+            return _no_token(obj, f"unable to read token from secret '{meta['namespace']}/{secret}': {e}")
         token = data.get("token", b"").decode("utf-8", "replace").strip()
         if not token:
-            raise TerminalError(f"invalid '{secret}' secret data: required field 'token'", reason="TokenNotFound")
+            return _no_token(obj, f"invalid '{secret}' secret data: required field 'token'")
         path = webhook_path(token, meta["name"], meta["namespace"])
         obj.setdefault("status", {})["webhookPath"] = path
         return Outcome.succeeded(requeue_after=interval_of(obj), message=f"Receiver initialized for path: {path}")
 
     async def finalize(self, obj: KubeObject) -> None:
         return None
+
+
+def _no_token(obj: KubeObject, message: str) -> Outcome:
+    """Flux's TokenNotFound: no path (the server answers 404 for the old one), retried until the Secret is right."""
+    (obj.get("status") or {}).pop("webhookPath", None)
+    return Outcome.failed(TransientError(message, reason=TOKEN_NOT_FOUND))
+
+
+def receiver_secrets(obj: KubeObject) -> list[str]:
+    """The index value of the Receiver's token Secret (``Secret/<namespace>/<name>``)."""
+    name = ((obj.get("spec") or {}).get("secretRef") or {}).get("name")
+    return [ref_key("Secret", (obj.get("metadata") or {}).get("namespace") or "", name)] if name else []
 
 
 def receiver_paths(obj: KubeObject) -> Iterable[str]:

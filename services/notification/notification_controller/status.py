@@ -3,36 +3,37 @@
 The checks are pure and spec-level (:func:`provider_problem`, :func:`alert_problem`): an unsupported
 Provider type, an address that is not a URL, a type that needs a token without a ``secretRef``; an Alert
 with regexes that do not compile or a ``providerRef`` naming no Provider. Secrets are not read here (a
-missing Secret shows on the deliveries: logs, metrics, Events). A :class:`StatusWriter` keeps the
-conditions current from the informers' changes, patching only when the computed status differs, so its
-own patches settle after one round.
+missing Secret shows on the deliveries: logs, metrics, Events). :class:`ProviderReconciler` and
+:class:`AlertReconciler` turn a check into an outcome for the shared runner (KindRunner), which writes
+the one status patch: a spec problem stalls the object until it is edited; a missing Provider is
+retried, and the Provider's arrival or deletion wakes the Alerts naming it (:func:`follow_providers`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
-from datetime import UTC, datetime
-from typing import Any
+from typing import Protocol
 
-from gitops_mesh.errors import GitopsMeshError, NotFound
-from gitops_mesh.kube.client import KubeClient
-from gitops_mesh.kube.informer import ChangeType, Informer
-from gitops_mesh.kube.objects import KubeObject, object_key
-from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.errors import InvalidSpec, TransientError
+from gitops_mesh.kube.informer import Informer
+from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.reconcile import conditions as c
+from gitops_mesh.reconcile.result import Outcome
+from gitops_mesh.runner import KindRunner
+from gitops_mesh.watches import appeared, ref_key
 from notification_controller.matching import ALERT_API_VERSION, ALERT_KIND, alert_from_object
 from notification_controller.providers import BUILDERS, PROVIDER_API_VERSION, PROVIDER_KIND, provider_from_object
 from notification_controller.providers.base import ProviderConfigError, check_url
 
-log = get_logger(__name__)
-
-#: The Alert informer's index: ``<namespace>/<providerRef.name>``.
+#: The Alert cache's index of the Provider each Alert names: ``Provider/<namespace>/<name>``.
 PROVIDER_REF_INDEX = "provider-ref"
 #: Provider types that cannot work without a token from their Secret.
 NEEDS_TOKEN = frozenset({"generic-hmac", "github", "gitlab"})
 #: Provider types whose address is a repository (any git URL form), not a webhook URL.
 REPOSITORY_ADDRESS = frozenset({"github", "gitlab"})
+#: Problems the world can fix without an edit of the object: retried, never Stalled.
+NOT_YET = frozenset({"ProviderNotFound"})
+#: Ready's message on an Alert or Provider that can be used (Flux v1beta2's).
+INITIALIZED = "Initialized"
 
 Problem = tuple[str, str]
 
@@ -62,99 +63,64 @@ def alert_problem(obj: KubeObject, *, provider_exists: bool) -> Problem | None:
     return None
 
 
-def with_ready(obj: KubeObject, problem: Problem | None, *, now: datetime) -> dict[str, Any]:
-    """The object's status with Ready set for ``problem`` and observedGeneration stamped."""
-    status: dict[str, Any] = copy.deepcopy(obj.get("status") or {})
-    target = {"metadata": obj.get("metadata") or {}, "status": status}
-    if problem is None:
-        c.mark_true(target, c.ConditionType.READY, c.Reason.SUCCEEDED, "Initialized", now=now)
-    else:
-        c.mark_false(target, c.ConditionType.READY, problem[0], problem[1], now=now)
-    status["observedGeneration"] = c.generation_of(obj)
-    return status
-
-
 def provider_ref(obj: KubeObject) -> list[str]:
+    """The index value of the Provider an Alert names (``Provider/<namespace>/<name>``)."""
     meta = obj.get("metadata") or {}
     name = ((obj.get("spec") or {}).get("providerRef") or {}).get("name")
-    return [f"{meta.get('namespace', '')}/{name}"] if name else []
+    return [ref_key(PROVIDER_KIND, meta.get("namespace") or "", name)] if name else []
 
 
-class StatusWriter:
-    """Keeps Ready on Alerts and Providers current; run :meth:`run` as a supervised task."""
+def verdict(obj: KubeObject, problem: Problem | None) -> Outcome:
+    """The outcome of a check: Ready=True, a failure retried (:data:`NOT_YET`), or a stalled spec."""
+    if problem is None:
+        # Nothing to do on a timer: a change of the object, or of its Provider, brings the next look.
+        return Outcome.succeeded(requeue_after=None, reason=c.Reason.SUCCEEDED, message=INITIALIZED)
+    reason, message = problem
+    if reason in NOT_YET:
+        # The verdict on this generation is complete (Flux's v1beta2 Alert reported a missing Provider
+        # without an error): say so, though the runner stamps observedGeneration only on Ready or Stalled.
+        obj.setdefault("status", {})["observedGeneration"] = c.generation_of(obj)
+        return Outcome.failed(TransientError(message, reason=reason))
+    return Outcome.failed(InvalidSpec(message, reason=reason))
 
-    def __init__(self, kube: KubeClient, *, alerts: Informer, providers: Informer, retry_delay: float = 5.0) -> None:
-        self.kube = kube
-        self.alerts = alerts
+
+class Lookup(Protocol):
+    """A cache of objects by key (an :class:`Informer`)."""
+
+    def get(self, namespace: str | None, name: str) -> KubeObject | None: ...
+
+
+class ProviderReconciler:
+    """Ready on a Provider from :func:`provider_problem`."""
+
+    api_version = PROVIDER_API_VERSION
+    kind = PROVIDER_KIND
+
+    async def reconcile(self, obj: KubeObject) -> Outcome:
+        return verdict(obj, provider_problem(obj))
+
+    async def finalize(self, obj: KubeObject) -> None:
+        return None
+
+
+class AlertReconciler:
+    """Ready on an Alert from :func:`alert_problem`, its Provider looked up in ``providers``."""
+
+    api_version = ALERT_API_VERSION
+    kind = ALERT_KIND
+
+    def __init__(self, providers: Lookup) -> None:
         self.providers = providers
-        self._retry_delay = retry_delay
-        self._queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
-        self._queued: set[tuple[str, str, str]] = set()
-        alerts.add_index(PROVIDER_REF_INDEX, provider_ref)
-        alerts.on_event(self._on_alert)
-        providers.on_event(self._on_provider)
 
-    def _enqueue(self, kind: str, obj: KubeObject) -> None:
-        item = (kind, *object_key(obj))
-        if item not in self._queued:
-            self._queued.add(item)
-            self._queue.put_nowait(item)
+    async def reconcile(self, obj: KubeObject) -> Outcome:
+        namespace = (obj.get("metadata") or {}).get("namespace") or ""
+        provider = ((obj.get("spec") or {}).get("providerRef") or {}).get("name") or ""
+        return verdict(obj, alert_problem(obj, provider_exists=self.providers.get(namespace, provider) is not None))
 
-    def _on_alert(self, change: ChangeType, obj: KubeObject, old: KubeObject | None) -> None:
-        if change != "DELETED":
-            self._enqueue(ALERT_KIND, obj)
+    async def finalize(self, obj: KubeObject) -> None:
+        return None
 
-    def _on_provider(self, change: ChangeType, obj: KubeObject, old: KubeObject | None) -> None:
-        if change != "DELETED":
-            self._enqueue(PROVIDER_KIND, obj)
-        if change != "MODIFIED":
-            ns, name = object_key(obj)
-            for alert in self.alerts.by_index(PROVIDER_REF_INDEX, f"{ns}/{name}"):
-                self._enqueue(ALERT_KIND, alert)
 
-    async def run(self) -> None:
-        while True:
-            item = await self._queue.get()
-            self._queued.discard(item)
-            try:
-                await self._write(*item)
-            except NotFound:
-                pass  # deleted meanwhile
-            except GitopsMeshError as e:
-                log.warning(
-                    "cannot write status; retrying", kind=item[0], namespace=item[1], name=item[2], error=str(e)
-                )
-                asyncio.get_running_loop().call_later(self._retry_delay, self._requeue, item)
-
-    def _requeue(self, item: tuple[str, str, str]) -> None:
-        if item not in self._queued:
-            self._queued.add(item)
-            self._queue.put_nowait(item)
-
-    async def _write(self, kind: str, namespace: str, name: str) -> None:
-        if kind == ALERT_KIND:
-            api_version, obj = ALERT_API_VERSION, self.alerts.get(namespace, name)
-            if obj is None:
-                return
-            provider = ((obj.get("spec") or {}).get("providerRef") or {}).get("name") or ""
-            problem = alert_problem(obj, provider_exists=self.providers.get(namespace, provider) is not None)
-        else:
-            api_version, obj = PROVIDER_API_VERSION, self.providers.get(namespace, name)
-            if obj is None:
-                return
-            problem = provider_problem(obj)
-        status = with_ready(obj, problem, now=datetime.now(UTC))
-        current = obj.get("status") or {}
-        if status.get("conditions") == current.get("conditions") and status.get("observedGeneration") == current.get(
-            "observedGeneration"
-        ):
-            return
-        await self.kube.patch_status(
-            api_version,
-            kind,
-            name,
-            {"status": {"conditions": status["conditions"], "observedGeneration": status["observedGeneration"]}},
-            namespace=namespace,
-        )
-        if problem is not None:
-            log.warning("not ready", kind=kind, namespace=namespace, name=name, reason=problem[0], message=problem[1])
+def follow_providers(alert_runner: KindRunner, providers: Informer) -> None:
+    """Re-check the Alerts naming a Provider when it appears or is deleted (its edits change nothing here)."""
+    alert_runner.watches.follow(providers, index=PROVIDER_REF_INDEX, refs=provider_ref, when=appeared, on_delete=True)

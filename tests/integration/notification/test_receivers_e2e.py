@@ -214,3 +214,88 @@ async def test_cdevents_receiver_validates_the_cdevent_and_filters_on_ce_type(
     assert await requested_at(kube, namespace, "app")
     assert await ctl.metric("gitops_notification_receiver_requests_total", type="cdevents", code="400") == 4
     assert await ctl.metric("gitops_notification_receiver_requests_total", type="cdevents", code="200") == 1
+
+
+WATCH_LABELS = {"reconcile.fluxcd.io/watch": "Enabled"}
+
+
+async def make_token(kube: KubeClient, namespace: str, labels: dict[str, str] | None = None) -> None:
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "token", "namespace": namespace, "labels": labels or {}},
+            "stringData": {"token": TOKEN},
+        }
+    )
+
+
+def retries_logged(ctl: Controller, name: str) -> list[float]:
+    """The delays the runner gave each failed reconcile of the Receiver ``name``, in order."""
+    return [
+        float(str(line.get("retry_in")))
+        for line in ctl.log_lines()
+        if line.get("event") == "reconcile failed; retrying" and f"'{name}'" in str(line.get("key"))
+    ]
+
+
+async def get_receiver(kube: KubeClient, namespace: str, name: str) -> KubeObject:
+    return await kube.get(RECEIVER_API, "Receiver", name, namespace=namespace)
+
+
+def waits_for_its_token(receiver: KubeObject) -> bool:
+    """Flux's TokenNotFound: not Ready, no path, retried (never Stalled: a Secret fixes it, not an edit)."""
+    return (
+        c.is_false(receiver, "Ready")
+        and c.get_reason(receiver, "Ready") == "TokenNotFound"
+        and not c.is_stalled(receiver)
+        and "webhookPath" not in (receiver.get("status") or {})
+    )
+
+
+async def test_a_labelled_token_secret_created_later_readies_the_receiver_at_once(
+    kube: KubeClient, namespace: str, controller_factory: Callable[..., Awaitable[Controller]]
+) -> None:
+    await make_repo(kube, namespace, "app")
+    path = await make_receiver(kube, namespace, "late", "generic")
+    ctl = await controller_factory()
+
+    async def backed_off() -> bool:
+        retries = retries_logged(ctl, "late")
+        return bool(retries) and retries[-1] >= 10
+
+    # The queue's backoff doubles per failure: wait until the next retry is far away.
+    await eventually(backed_off, timeout=60, interval=0.5)
+    assert waits_for_its_token(await get_receiver(kube, namespace, "late"))
+    assert (await post(ctl.receiver_port, path))[0] == 404
+    await make_token(kube, namespace, WATCH_LABELS)
+
+    async def ready() -> bool:
+        return c.is_ready(await get_receiver(kube, namespace, "late"))
+
+    await eventually(ready, timeout=5)  # well before the retry that was 10 s or more away
+    receiver = await get_receiver(kube, namespace, "late")
+    assert receiver["status"]["webhookPath"] == path
+    assert await post(ctl.receiver_port, path) == (200, "ok")
+    assert await requested_at(kube, namespace, "app")
+
+
+async def test_an_unlabelled_token_secret_created_later_is_found_by_the_retry(
+    kube: KubeClient, namespace: str, controller_factory: Callable[..., Awaitable[Controller]]
+) -> None:
+    path = await make_receiver(kube, namespace, "plain", "generic")
+    ctl = await controller_factory()
+
+    async def failed() -> bool:
+        return waits_for_its_token(await get_receiver(kube, namespace, "plain")) and bool(retries_logged(ctl, "plain"))
+
+    await eventually(failed, timeout=30)
+    await make_token(kube, namespace)
+
+    async def ready() -> bool:
+        receiver = await get_receiver(kube, namespace, "plain")
+        assert not c.is_stalled(receiver), receiver["status"]
+        return c.is_ready(receiver)
+
+    await eventually(ready, timeout=60, interval=0.2)
+    assert (await get_receiver(kube, namespace, "plain"))["status"]["webhookPath"] == path

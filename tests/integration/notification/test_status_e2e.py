@@ -34,3 +34,14 @@ async def test_ready_conditions(
     await make_provider(kube, namespace, "later", type="generic", address="https://example.com/hook")
     await eventually(lambda: condition("Provider", "later", "True", "Succeeded"), timeout=20)
     await eventually(lambda: condition("Alert", "orphan", "True", "Succeeded"), timeout=20)
+
+    # Alerts and Providers carry no finalizer (Flux v1beta3 has none); a deletion needs no controller.
+    for kind, name in (("Alert", "orphan"), ("Provider", "later")):
+        assert not (await kube.get(API, kind, name, namespace=namespace))["metadata"].get("finalizers")
+    stalled = await kube.get(API, "Provider", "unsupported", namespace=namespace)
+    assert c.is_stalled(stalled)  # a spec problem waits for an edit
+    # A Ready Alert has no timer: only the Provider's deletion can tell it that the Provider is gone.
+    await kube.delete(API, "Provider", "later", namespace=namespace)
+    await eventually(lambda: condition("Alert", "orphan", "False", "ProviderNotFound"), timeout=10)
+    orphan = await kube.get(API, "Alert", "orphan", namespace=namespace)
+    assert not c.is_stalled(orphan)  # the Provider may come back: retried, not stalled

@@ -11,7 +11,14 @@ import pytest
 from multidict import CIMultiDict
 
 from gitops_mesh.errors import InvalidSpec
-from notification_controller.receivers import check_cdevent, check_hmac, matches_labels, validate, webhook_path
+from notification_controller.receivers import (
+    check_cdevent,
+    check_hmac,
+    matches_labels,
+    receiver_secrets,
+    validate,
+    webhook_path,
+)
 
 TOKEN = "s3cr3t"
 BODY = b'{"ref": "refs/heads/main"}'
@@ -176,3 +183,9 @@ def test_cdevent_refuses(body: bytes | dict[str, Any], why: str) -> None:
     verdict = validate("cdevents", CIMultiDict(CE), raw, TOKEN)
     assert not verdict.valid
     assert verdict.message.startswith("unable to validate CDEvent event: ")
+
+
+def test_a_receiver_is_indexed_under_its_token_secret() -> None:
+    receiver = {"metadata": {"name": "r", "namespace": "apps"}, "spec": {"secretRef": {"name": "token"}}}
+    assert receiver_secrets(receiver) == ["Secret/apps/token"]
+    assert receiver_secrets({"metadata": {"name": "r", "namespace": "apps"}, "spec": {}}) == []
