@@ -29,6 +29,7 @@ from gitops_mesh.kube.leases import LeaderElector
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.observability.health import HealthChecks, make_app, start_server
 from gitops_mesh.observability.logging import configure_logging, get_logger
+from gitops_mesh.reconcile.guards import FINALIZER
 from gitops_mesh.runner import KindRunner, Reconciler, backoff_only
 from gitops_mesh.settings import SettingsT
 from gitops_mesh.watches import WATCH_SELECTOR, data_changed
@@ -205,8 +206,12 @@ def kind_runner(
     reconciler: Reconciler,
     *,
     retry_interval: Callable[[KubeObject], float | None] = backoff_only,
+    finalizer: str | None = FINALIZER,
 ) -> KindRunner:
-    """A runner for ``reconciler`` configured from the shared flags (concurrency, sharding, namespace)."""
+    """A runner for ``reconciler`` configured from the shared flags (concurrency, sharding, namespace).
+
+    ``finalizer=None`` for kinds that own nothing to clean up (Flux's v1beta3 Alerts and Providers).
+    """
     s = ctx.settings
     return KindRunner(
         client=p.kube,
@@ -219,6 +224,7 @@ def kind_runner(
         recorder=p.recorder,
         publisher=p.publisher,
         retry_interval=retry_interval,
+        finalizer=finalizer,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Literal, cast
 import aiohttp
 
 from gitops_mesh import __version__
+from gitops_mesh.backoff import Backoff
 from gitops_mesh.bus.consumer import Consumer
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.errors import BusUnavailable
@@ -94,15 +95,15 @@ def delivery_settings(s: NotificationSettings) -> DeliverySettings:
 
 async def _ensure_retry_topic(bootstrap: str, names: list[str]) -> None:
     """Create the retry topic (the stack creates the shared ones); Kafka being down only delays it."""
-    delay = 1.0
+    pacing = Backoff(initial=1.0, cap=30.0, factor=2.0, jitter=(0.0, 0.0))
     while True:
         try:
             await ensure_topics(bootstrap, names)
             return
         except BusUnavailable as e:
+            delay = pacing.next()
             log.warning("cannot create the retry topic yet", error=str(e), retry_in=delay)
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 30.0)
 
 
 @contextlib.asynccontextmanager
@@ -119,10 +120,9 @@ async def setup(ctx: ProcessContext[NotificationSettings]) -> AsyncIterator[None
         # Deliveries and the Alerts' check resolve any Provider (as before sharding); the Provider runner
         # reconciles this instance's shard (--watch-label-selector): the same informer when unsharded.
         providers = p.caches.informer(PROVIDER_API_VERSION, PROVIDER_KIND)
-        alert_runner = kind_runner(ctx, p, AlertReconciler(providers))
-        provider_runner = kind_runner(ctx, p, ProviderReconciler())
-        for static in (alert_runner, provider_runner):
-            static.finalizer = None  # Flux's v1beta3 Alerts and Providers carry no finalizer
+        # Flux's v1beta3 Alerts and Providers carry no finalizer.
+        alert_runner = kind_runner(ctx, p, AlertReconciler(providers), finalizer=None)
+        provider_runner = kind_runner(ctx, p, ProviderReconciler(), finalizer=None)
         follow_providers(alert_runner, providers)
         alerts = alert_runner.informer
         alerts.add_index(SOURCE_KIND_INDEX, source_kinds)

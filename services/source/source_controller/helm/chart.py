@@ -704,7 +704,7 @@ async def _build_dependencies(
         ["dependency", "build", str(chart_dir)],
         home=home,
         timeout=timeout,
-        on_timeout=lambda message: DependencyBuildError(message),
+        on_stopped=lambda message: DependencyBuildError(message),
     )
     if result.returncode != 0:
         names = ", ".join(d.name for d in missing)
@@ -735,7 +735,7 @@ async def _package(
     def failed(message: str) -> TransientError:
         return ChartPackageError(message)
 
-    result = await run_helm(helm, args, home=home, timeout=timeout, on_timeout=failed)
+    result = await run_helm(helm, args, home=home, timeout=timeout, on_stopped=failed)
     if result.returncode != 0:
         raise ChartPackageError(f"helm package {meta.name} failed: {result.detail()}")
     produced = sorted(out.glob("*.tgz"))

@@ -52,15 +52,17 @@ async def run_helm(
     home: Path,
     timeout: float,
     cwd: Path | None = None,
-    on_timeout: Callable[[str], TransientError],
+    on_stopped: Callable[[str], TransientError],
 ) -> HelmResult:
     """Run ``helm args...`` to its end, whatever its exit status; the caller judges that.
 
-    A timeout (or cancellation) kills helm's whole process group; the timeout is then ``on_timeout``'s
-    error. helm that cannot be started or prints without end is a :class:`~gitops_mesh.commands.CommandError`.
+    A timeout (or cancellation) kills helm's whole process group. Helm stopped before its end — timed out,
+    not startable, printing without end — is reported as ``on_stopped``'s error (the caller's reason).
     """
     try:
         done = await commands.run([str(helm), *args], env=helm_env(home), timeout=timeout, cwd=cwd, check=False)
     except commands.CommandTimeout:
-        raise on_timeout(f"helm {args[0]} timed out after {timeout:g}s") from None
+        raise on_stopped(f"helm {args[0]} timed out after {timeout:g}s") from None
+    except commands.CommandError as e:
+        raise on_stopped(f"helm {args[0]}: {e}") from None
     return HelmResult(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
