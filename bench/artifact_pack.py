@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gitops_mesh.artifacts.archive import pack
-from gitops_mesh.artifacts.extract import safe_extract
+from gitops_mesh.artifacts.extract import ExtractLimits, safe_extract
 
 _WORDS = (
     "apiVersion",
@@ -157,7 +157,7 @@ def main() -> None:
 
         def unpack() -> int:
             shutil.rmtree(unpacked, ignore_errors=True)
-            return safe_extract(out, unpacked, max_total_bytes=1 << 40, max_entries=1 << 30).bytes
+            return safe_extract(out, unpacked, ExtractLimits(max_total_bytes=1 << 40, max_entries=1 << 30)).bytes
 
         results["safe_extract"] = best_of(args.repeat, unpack)
         results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import os
 import shutil
@@ -84,23 +83,12 @@ def safe_extract(
     limits: ExtractLimits | None = None,
     *,
     check: EntryCheck | None = None,
-    max_total_bytes: int | None = None,
-    max_entries: int | None = None,
-    skip_symlinks: bool | None = None,
 ) -> ExtractResult:
     """Unpack ``tar_gz_path`` into ``dest`` (absent or empty), refusing anything unsafe (blocking).
 
-    ``limits`` defaults to :class:`ExtractLimits`'s defaults; ``max_total_bytes``, ``max_entries`` and
-    ``skip_symlinks`` override its fields (the older spelling, still used by source-controller's
-    callers). ``check`` runs the caller's own rules on each entry before it is written.
+    ``limits`` defaults to :class:`ExtractLimits`'s defaults. ``check`` runs the caller's own rules on each entry before it is written.
     """
     limits = limits or ExtractLimits()
-    limits = dataclasses.replace(
-        limits,
-        max_total_bytes=limits.max_total_bytes if max_total_bytes is None else max_total_bytes,
-        max_entries=limits.max_entries if max_entries is None else max_entries,
-        skip_symlinks=limits.skip_symlinks if skip_symlinks is None else skip_symlinks,
-    )
     try:
         dest.mkdir(mode=0o750, parents=True, exist_ok=True)
         empty = not any(dest.iterdir())

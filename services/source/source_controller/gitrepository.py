@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gitops_mesh.artifacts.errors import StorageError
-from gitops_mesh.artifacts.extract import ExtractLimits, safe_extract
+from gitops_mesh.artifacts.extract import safe_extract
 from gitops_mesh.artifacts.storage import Storage, StoredArtifact
 from gitops_mesh.errors import GitopsMeshError, InvalidSpec, NotFound, TransientError
 from gitops_mesh.kube.client import KubeClient
@@ -202,8 +202,7 @@ def copy_include(artifact: Path, work: Path, inc: dict[str, Any]) -> None:
     """Unpack another GitRepository's artifact and copy its fromPath to toPath inside ``work`` (blocking)."""
     with tempfile.TemporaryDirectory(prefix="include-") as tmp:
         root = Path(tmp).resolve()
-        limits = ExtractLimits()
-        safe_extract(artifact, root, max_total_bytes=limits.max_total_bytes, max_entries=limits.max_entries)
+        safe_extract(artifact, root)
         from_path = (root / (inc.get("fromPath") or ".").strip("/")).resolve()
         to_path = (work / (inc.get("toPath") or inc["repository"]["name"]).strip("/")).resolve()
         if (

@@ -246,14 +246,11 @@ class HelmChartReconciler:
         package is the same chart at the same version."""
         spec = obj["spec"]
         src = tmp / "source"
-        limits = ExtractLimits()
         await asyncio.to_thread(
             safe_extract,
             self.storage.local_path(step.source["status"]["artifact"]["path"]),
             src,
-            max_total_bytes=limits.max_total_bytes,
-            max_entries=limits.max_entries,
-            skip_symlinks=True,
+            ExtractLimits(skip_symlinks=True),  # helm package would follow them out of the chart
         )
         repositories = await self._dependency_repositories(step.source["metadata"]["namespace"], src, spec["chart"])
         out = tmp / "out"

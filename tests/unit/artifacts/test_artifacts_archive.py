@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gitops_mesh.artifacts.archive import pack, pack_async, tar_header
 from gitops_mesh.artifacts.errors import StorageError
-from gitops_mesh.artifacts.extract import safe_extract
+from gitops_mesh.artifacts.extract import ExtractLimits, safe_extract
 
 from .support import snapshot, write_tree
 
@@ -132,7 +132,7 @@ def test_long_and_non_ascii_names(tmp_path: Path) -> None:
         names = {m.name for m in tar.getmembers() if m.isfile()}
     assert names == set(files)
     out = tmp_path / "out"
-    safe_extract(tmp_path / "a.tgz", out, max_total_bytes=1 << 20, max_entries=100)
+    safe_extract(tmp_path / "a.tgz", out, ExtractLimits(max_total_bytes=1 << 20, max_entries=100))
     for rel, content in files.items():
         assert (out / rel).read_bytes() == content
 
@@ -178,7 +178,7 @@ def test_many_files_and_a_large_one_stream_through(tmp_path: Path) -> None:
     result = pack(src, tmp_path / "a.tgz")
     assert result.files == len(files)
     out = tmp_path / "out"
-    safe_extract(tmp_path / "a.tgz", out, max_total_bytes=16 << 20, max_entries=10_000)
+    safe_extract(tmp_path / "a.tgz", out, ExtractLimits(max_total_bytes=16 << 20, max_entries=10_000))
     assert (out / "big.bin").read_bytes() == files["big.bin"]
     assert (out / "d3/f10.txt").read_bytes() == files["d3/f10.txt"]
 
@@ -214,7 +214,7 @@ def test_round_trip_through_safe_extract(
     first = pack(src, work / "a.tgz")
     assert pack(src, work / "b.tgz").digest == first.digest
 
-    safe_extract(work / "a.tgz", work / "out", max_total_bytes=1 << 20, max_entries=1000)
+    safe_extract(work / "a.tgz", work / "out", ExtractLimits(max_total_bytes=1 << 20, max_entries=1000))
     got = snapshot(work / "out")
     want = snapshot(src)
     assert got.keys() == want.keys()

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import stat
 import tarfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,11 +34,12 @@ from gitops_mesh.artifacts.untar import ArchiveEntry, read_members
 
 from .support import make_tar_gz, snapshot, tar_member, write_tree
 
-CAPS = {"max_total_bytes": 1 << 20, "max_entries": 100}
+CAPS = ExtractLimits(max_total_bytes=1 << 20, max_entries=100)
 
 
-def extract(archive: Path, dest: Path, **kwargs: object) -> None:
-    safe_extract(archive, dest, **{**CAPS, **kwargs})  # type: ignore[arg-type]
+def extract(archive: Path, dest: Path, **fields: Any) -> None:
+    """Extract under the test caps, with ``fields`` of ExtractLimits changed."""
+    safe_extract(archive, dest, dataclasses.replace(CAPS, **fields))
 
 
 def nothing_outside(tmp_path: Path, dest: Path) -> None:
@@ -428,7 +431,7 @@ def test_corrupted_headers_fail_cleanly_and_stay_inside(
     (work / "a.tgz").write_bytes(zlib.compress(bytes(stream), wbits=31))
     dest = work / "out"
     with contextlib.suppress(ArtifactError):
-        safe_extract(work / "a.tgz", dest, max_total_bytes=1 << 20, max_entries=50)
+        safe_extract(work / "a.tgz", dest, ExtractLimits(max_total_bytes=1 << 20, max_entries=50))
     assert {p.name for p in work.iterdir()} <= {"fuzz-src", "fuzz.tgz", "a.tgz", "out"}
     for path in dest.rglob("*"):
         assert not path.is_symlink()

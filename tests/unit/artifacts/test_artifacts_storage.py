@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gitops_mesh.artifacts.errors import DigestMismatch, InvalidArtifactPath, StorageError
-from gitops_mesh.artifacts.extract import safe_extract
+from gitops_mesh.artifacts.extract import ExtractLimits, safe_extract
 from gitops_mesh.artifacts.storage import LATEST, Storage
 
 from .support import snapshot, write_tree
@@ -60,7 +60,9 @@ async def test_archive_stores_atomically_and_round_trips(storage: Storage, tmp_p
     assert os.listdir(storage.root / "gitrepository/flux-system/podinfo") == ["rev1.tar.gz"], "no temp file left"
     assert storage.local_path(artifact.path).stat().st_mode & 0o777 == 0o600
 
-    safe_extract(storage.local_path(artifact.path), tmp_path / "out", max_total_bytes=1 << 20, max_entries=10)
+    safe_extract(
+        storage.local_path(artifact.path), tmp_path / "out", ExtractLimits(max_total_bytes=1 << 20, max_entries=10)
+    )
     assert {k: v[:2] for k, v in snapshot(tmp_path / "out").items()} == {k: v[:2] for k, v in snapshot(src).items()}
 
 
