@@ -263,3 +263,25 @@ def test_program_env_has_path_home_and_proxies_only(tmp_path: Path) -> None:
     assert env["HOME"] == str(tmp_path)
     assert env["PATH"] == os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
     assert set(env) - {"PATH", "HOME"} <= set(commands.PROXY_VARIABLES)
+
+
+def test_run_works_on_uvloop_as_the_controllers_run(tmp_path: Path) -> None:
+    """The controller processes run on uvloop, whose process transport is not asyncio's class."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        done = await commands.run([SH, "-c", "echo out; echo err >&2"], env=ENV, timeout=30)
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"out\n", b"err\n")
+        with pytest.raises(CommandFailed) as failed:
+            await commands.run([SH, "-c", "exit 4"], env=ENV, timeout=30)
+        assert failed.value.returncode == 4
+        with pytest.raises(OutputTooLarge):
+            await commands.run([SH, "-c", "cat /dev/zero"], env=ENV, timeout=30, max_output=1 << 16)
+        family = 'sleep 300 & echo $! > "$PIDFILE"; sleep 300'
+        with pytest.raises(CommandTimeout):
+            await commands.run([SH, "-c", family], env=family_env(tmp_path), timeout=0.5)
+        grandchild = read_pid(tmp_path / "grandchild")
+        assert grandchild is not None
+        assert wait_dead(grandchild)
+
+    uvloop.run(scenario())
