@@ -20,19 +20,29 @@ differs from zlib's), which nothing relies on: consumers verify the digest the p
 Reading files and compressing overlap: the calling thread walks and builds the tar stream in 1 MiB
 chunks, a second thread deflates, hashes and writes them (zlib and hashlib release the GIL), with a
 bounded queue between the two, so memory stays a few MiB whatever the size of the tree.
+
+A tar stream to repack (``git archive`` output: names and contents the tenant chose) is read by the
+project's own capped reader (:class:`.untar.TarReader`), never by :mod:`tarfile`, which buffers whole pax
+headers and, on the Python 3.11 the images had, parses them with a backtracking regex (CVE-2024-6232).
+
+A pack runs in a worker thread that asyncio cannot cancel, and the caller's ``include`` (tenant patterns)
+runs once per path: a :class:`Stop` is checked before every entry, so a deadline or a cancelled caller
+ends the walk at the next path instead of after the whole tree.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import os
 import queue
 import stat
 import struct
-import tarfile
+import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,7 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from gitops_mesh.artifacts.errors import StorageError
+from gitops_mesh.artifacts.errors import StorageError, UnsafeArchive
+from gitops_mesh.artifacts.untar import ExtractLimits, TarReader
 
 #: Modes written for every entry, whatever the file system says (Flux's defaults).
 DIR_MODE = 0o750
@@ -64,6 +75,38 @@ _MAX_OCTAL_SIZE = 0o77777777777
 _ZERO_BLOCK = bytes(BLOCK)
 # O_NONBLOCK: a fifo swapped in after the directory scan must not hang the walk on open().
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# A repacked stream's size and entry count were held to the repository size limit by the fetch that
+# produced its commit; the reader's structural caps (header sizes, names, types) are what apply here.
+# Symlinks are left out, as pack() leaves them out of a checkout.
+_STREAM_LIMITS = ExtractLimits(max_total_bytes=sys.maxsize, max_entries=sys.maxsize, skip_symlinks=True)
+
+
+class PackStopped(StorageError):
+    """A pack gave up between two entries: its deadline passed or its caller was cancelled."""
+
+
+class Stop:
+    """When a pack running in a worker thread must give up: a deadline, and a flag its awaiting task sets.
+
+    Checked before each entry (and so before each ``include`` call): a cancelled reconcile or an expired
+    timeout stops the thread at the next path, instead of leaving it to walk the rest of the tree.
+    """
+
+    def __init__(self, timeout: float | None = None) -> None:
+        self.timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the pack to stop at its next entry (thread-safe)."""
+        self._cancelled.set()
+
+    def check(self) -> None:
+        """Raise PackStopped when the pack must stop."""
+        if self._cancelled.is_set():
+            raise PackStopped("archiving was cancelled")
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise PackStopped(f"archiving timed out after {self.timeout:g}s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +190,7 @@ def _sorted_entries(path: bytes) -> list[os.DirEntry[bytes]]:
         return sorted(it, key=lambda e: e.name)
 
 
-def _walk(root: bytes, include: Include | None) -> Iterator[tuple[bytes, bytes, bool]]:
+def _walk(root: bytes, include: Include | None, stop: Stop | None) -> Iterator[tuple[bytes, bytes, bool]]:
     """(relative name, absolute path, is_dir) in Walk order; only regular files and directories."""
     # An explicit stack, not recursion: a hostile repository can nest deeper than Python's limit.
     stack: list[tuple[bytes, Iterator[os.DirEntry[bytes]]]] = [(b"", iter(_sorted_entries(root)))]
@@ -157,6 +200,8 @@ def _walk(root: bytes, include: Include | None) -> Iterator[tuple[bytes, bytes, 
         if entry is None:
             stack.pop()
             continue
+        if stop is not None:
+            stop.check()  # before include: the entries it leaves out cost as much as those it keeps
         rel = prefix + entry.name
         if entry.is_dir(follow_symlinks=False):
             if include is not None and not include(os.fsdecode(rel), True):
@@ -242,16 +287,31 @@ class _Deflater(threading.Thread):
         self.size += len(data)
 
 
-def pack(src_dir: Path, dest_file: Path, *, include: Include | None = None, level: int = DEFAULT_LEVEL) -> PackResult:
-    """Archive ``src_dir`` into ``dest_file`` (created or truncated, removed again on failure)."""
+def pack(
+    src_dir: Path,
+    dest_file: Path,
+    *,
+    include: Include | None = None,
+    level: int = DEFAULT_LEVEL,
+    stop: Stop | None = None,
+) -> PackResult:
+    """Archive ``src_dir`` into ``dest_file`` (created or truncated, removed again on failure).
+
+    ``stop`` is checked before each entry; PackStopped when it says so.
+    """
     root = os.fsencode(src_dir)
     if not os.path.isdir(root):
         raise StorageError(f"cannot archive {src_dir}: not a directory")
-    return _write_archive(dest_file, level, lambda out: _produce(root, include, out), f"cannot archive {src_dir}")
+    return _write_archive(dest_file, level, lambda out: _produce(root, include, out, stop), f"cannot archive {src_dir}")
 
 
 def pack_tar_stream(
-    stream: IO[bytes], dest_file: Path, *, include: Include | None = None, level: int = DEFAULT_LEVEL
+    stream: IO[bytes],
+    dest_file: Path,
+    *,
+    include: Include | None = None,
+    level: int = DEFAULT_LEVEL,
+    stop: Stop | None = None,
 ) -> PackResult:
     """Re-pack a tar stream (``git archive`` output) with the same conventions as :func:`pack` (blocking).
 
@@ -259,10 +319,15 @@ def pack_tar_stream(
     10,000-file repository is most of the cost. Only regular files are kept (symlinks, links and
     specials skipped); a directory entry is written before the first file kept under it, so directories
     that hold nothing kept are left out, as a checkout of the same tree packed by :func:`pack` would
-    not show them either (git tracks no empty directories).
+    not show them either (git tracks no empty directories). The stream is checked as every archive we
+    read is (:mod:`.untar`): a name climbing out with ``..``, a duplicate or an oversized header fails the
+    pack. ``stop`` is checked before each entry.
     """
     return _write_archive(
-        dest_file, level, lambda out: _produce_from_tar(stream, include, out), "cannot read the tree to archive"
+        dest_file,
+        level,
+        lambda out: _produce_from_tar(stream, include, out, stop),
+        "cannot read the tree to archive",
     )
 
 
@@ -281,7 +346,7 @@ def _write_archive(dest_file: Path, level: int, produce: Callable[[_TarOut], tup
             deflater.chunks.put(None)
             deflater.join()
             os.close(fd)
-    except (OSError, tarfile.TarError) as e:
+    except (OSError, UnsafeArchive) as e:
         dest_file.unlink(missing_ok=True)
         if deflater.error is not None:
             raise StorageError(f"cannot write {dest_file}: {deflater.error}") from deflater.error
@@ -302,7 +367,7 @@ class _TarOut:
         self._deflater = deflater
         self._buf = bytearray()
 
-    def write(self, data: bytes | bytearray) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         self._buf += data
         if len(self._buf) >= _CHUNK:
             self.flush()
@@ -319,16 +384,34 @@ class _TarOut:
 
 
 async def pack_async(
-    src_dir: Path, dest_file: Path, *, include: Include | None = None, level: int = DEFAULT_LEVEL
+    src_dir: Path,
+    dest_file: Path,
+    *,
+    include: Include | None = None,
+    level: int = DEFAULT_LEVEL,
+    timeout: float | None = None,
 ) -> PackResult:
-    """:func:`pack` in a worker thread, so the event loop keeps serving while a big tree compresses."""
-    return await asyncio.to_thread(pack, src_dir, dest_file, include=include, level=level)
+    """:func:`pack` in a worker thread, so the event loop keeps serving while a big tree compresses.
+
+    Cancelling the call stops the thread at its next entry and waits for it to end (its partial file
+    removed); ``timeout`` bounds the walk the same way (PackStopped).
+    """
+    stop = Stop(timeout)
+    work = asyncio.ensure_future(asyncio.to_thread(pack, src_dir, dest_file, include=include, level=level, stop=stop))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        stop.cancel()
+        # No thread outlives the call: it stops at its next entry, and its PackStopped is the expected end.
+        with contextlib.suppress(PackStopped):
+            await work
+        raise
 
 
-def _produce(root: bytes, include: Include | None, out: _TarOut) -> tuple[int, int]:
+def _produce(root: bytes, include: Include | None, out: _TarOut, stop: Stop | None) -> tuple[int, int]:
     """Walk the tree into the tar stream; returns (files, dirs)."""
     files = dirs = 0
-    for rel, path, is_dir in _walk(root, include):
+    for rel, path, is_dir in _walk(root, include, stop):
         if is_dir:
             out.write(tar_header(rel, DIR_MODE, 0, b"5"))
             dirs += 1
@@ -356,30 +439,27 @@ def _produce(root: bytes, include: Include | None, out: _TarOut) -> tuple[int, i
     return files, dirs
 
 
-def _produce_from_tar(stream: IO[bytes], include: Include | None, out: _TarOut) -> tuple[int, int]:
+def _produce_from_tar(stream: IO[bytes], include: Include | None, out: _TarOut, stop: Stop | None) -> tuple[int, int]:
     """Re-emit a tar stream's kept regular files with normalised headers; returns (files, dirs)."""
     files = dirs = 0
     emitted: set[str] = set()
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
-        for member in tar:
-            name = member.name.strip("/")
-            if not member.isreg() or not name or (include is not None and not include(name, False)):
-                continue
-            parts = name.split("/")
-            for i in range(1, len(parts)):
-                parent = "/".join(parts[:i])
-                if parent not in emitted:
-                    emitted.add(parent)
-                    out.write(tar_header(parent.encode(), DIR_MODE, 0, b"5"))
-                    dirs += 1
-            out.write(
-                tar_header(name.encode(), EXEC_FILE_MODE if member.mode & 0o111 else FILE_MODE, member.size, b"0")
-            )
-            data = tar.extractfile(member)
-            assert data is not None  # a regular member always has data
-            while block := data.read(_CHUNK):
-                out.write(block)
-            out.write(_padding(member.size))
-            files += 1
+    reader = TarReader(stream, _STREAM_LIMITS, gzip=False)
+    for entry in reader:
+        if stop is not None:
+            stop.check()
+        if entry.is_dir or (include is not None and not include(entry.path, False)):
+            continue
+        parts = entry.parts
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent not in emitted:
+                emitted.add(parent)
+                out.write(tar_header(os.fsencode(parent), DIR_MODE, 0, b"5"))
+                dirs += 1
+        mode = EXEC_FILE_MODE if entry.mode & 0o111 else FILE_MODE
+        out.write(tar_header(os.fsencode(entry.path), mode, entry.size, b"0"))
+        reader.copy(out.write)
+        out.write(_padding(entry.size))
+        files += 1
     out.close()
     return files, dirs

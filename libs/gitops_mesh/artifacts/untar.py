@@ -36,7 +36,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from gitops_mesh.artifacts.errors import (
     ArchiveLimitExceeded,
@@ -121,7 +121,7 @@ EntryCheck = Callable[[ArchiveEntry], None]
 class _Inflater:
     """Decompressed bytes of a (possibly multi-member) gzip file, produced at most 1 MiB at a time."""
 
-    def __init__(self, f: BinaryIO) -> None:
+    def __init__(self, f: IO[bytes]) -> None:
         self._f = f
         self._z = zlib.decompressobj(31)
         self._buf = b""
@@ -180,6 +180,37 @@ class _Inflater:
             done += len(piece)
             if write is not None:
                 write(piece)
+        return done
+
+
+class _Plain:
+    """An uncompressed tar stream (``git archive`` output), handed out as :class:`_Inflater` hands out its bytes."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+
+    def _raw(self, n: int) -> bytes:
+        try:
+            return self._f.read(n)
+        except OSError as e:
+            raise StorageError(f"cannot read archive: {e.strerror or e}") from e
+
+    def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, or fewer only at the end of the stream."""
+        pieces: list[bytes] = []
+        got = 0
+        while got < n and (piece := self._raw(min(n - got, _INFLATE))):
+            pieces.append(piece)
+            got += len(piece)
+        return b"".join(pieces)
+
+    def copy(self, n: int, write: Callable[[memoryview], object] | None) -> int:
+        """Pass the next ``n`` bytes to ``write`` (or drop them); returns how many there were."""
+        done = 0
+        while done < n and (piece := self._raw(min(n - done, _INFLATE))):
+            done += len(piece)
+            if write is not None:
+                write(memoryview(piece))
         return done
 
 
@@ -316,8 +347,11 @@ class TarReader:
     not taken is skipped when the next header is read. :attr:`result` is complete when iteration ends.
     """
 
-    def __init__(self, f: BinaryIO, limits: ExtractLimits, *, check: EntryCheck | None = None) -> None:
-        self._src = _Inflater(f)
+    def __init__(
+        self, f: IO[bytes], limits: ExtractLimits, *, check: EntryCheck | None = None, gzip: bool = True
+    ) -> None:
+        # gzip=False: a plain tar stream (git archive's, repacked into an artifact by the producer)
+        self._src: _Inflater | _Plain = _Inflater(f) if gzip else _Plain(f)
         self._limits = limits
         self._check = check
         self._layout = _Layout()
