@@ -44,8 +44,14 @@ _RATIO_FLOOR: Final = 1000
 class UnsafeYaml(ValueError, yaml.YAMLError):
     """Tenant YAML refused before it was built: too big, aliases expanding too far, too deep, or self-containing.
 
-    The message is ``"<what>: <reason>"``, e.g. ``"values.yaml: YAML aliases expand to more than 1000000 nodes"``.
+    The message is ``"<what>: <problem>"``, e.g. ``"values.yaml: YAML aliases expand to more than 1000000 nodes"``;
+    ``problem`` alone is for a caller whose message already names the document.
     """
+
+    def __init__(self, what: str, problem: str = "") -> None:
+        super().__init__(f"{what}: {problem}" if problem else what)
+        self.what = what
+        self.problem = problem or what
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ def load(text: str | bytes, *, what: str, limits: YamlLimits = DEFAULT_LIMITS, l
         return parser.construct_document(node)
     except RecursionError:
         # The pure-Python composer recurses per level; libyaml's stops at 1,000 levels with a YAMLError.
-        raise UnsafeYaml(f"{what}: YAML nests too deeply to parse") from None
+        raise UnsafeYaml(what, "YAML nests too deeply to parse") from None
     finally:
         parser.dispose()
 
@@ -104,7 +110,7 @@ def load_all(
             left -= _check_graph(node, what, limits, left)
             documents.append(parser.construct_document(node))
     except RecursionError:
-        raise UnsafeYaml(f"{what}: YAML nests too deeply to parse") from None
+        raise UnsafeYaml(what, "YAML nests too deeply to parse") from None
     finally:
         parser.dispose()
     return documents
@@ -146,7 +152,7 @@ def _check_size(text: str | bytes, what: str, limits: YamlLimits) -> None:
         and len(text.encode("utf-8", "surrogatepass")) > limits.max_bytes
     )
     if too_big:
-        raise UnsafeYaml(f"{what}: YAML of more than {limits.max_bytes} bytes")
+        raise UnsafeYaml(what, f"YAML of more than {limits.max_bytes} bytes")
 
 
 def _check_graph(node: yaml.Node, what: str, limits: YamlLimits, budget: int) -> int:
@@ -159,10 +165,10 @@ def _check_graph(node: yaml.Node, what: str, limits: YamlLimits, budget: int) ->
 
 def _check_totals(what: str, limits: YamlLimits, expanded: int, written: int, *, aliased: bool) -> None:
     if expanded > limits.max_nodes:
-        raise UnsafeYaml(f"{what}: {_too_many(limits.max_nodes, aliased=aliased)}")
+        raise UnsafeYaml(what, _too_many(limits.max_nodes, aliased=aliased))
     if aliased and expanded > _RATIO_FLOOR and expanded > limits.max_expansion * written:
         raise UnsafeYaml(
-            f"{what}: YAML aliases expand {written} nodes to {expanded}, more than {limits.max_expansion} times as many"
+            what, f"YAML aliases expand {written} nodes to {expanded}, more than {limits.max_expansion} times as many"
         )
 
 
@@ -225,9 +231,9 @@ def _measure(
             known = memo.get(id(child))
             if known is None:
                 if id(child) in open_ids:
-                    raise UnsafeYaml(f"{what}: a YAML anchor contains itself")
+                    raise UnsafeYaml(what, "a YAML anchor contains itself")
                 if len(stack) >= max_depth:
-                    raise UnsafeYaml(f"{what}: nesting deeper than {max_depth} levels")
+                    raise UnsafeYaml(what, f"nesting deeper than {max_depth} levels")
                 open_ids.add(id(child))
                 stack.append([child, iter(grandchildren), 1, 0])
                 break
@@ -235,9 +241,9 @@ def _measure(
             frame[2] += known[0]
             frame[3] = max(frame[3], known[1])
             if len(stack) + known[1] > max_depth:
-                raise UnsafeYaml(f"{what}: nesting deeper than {max_depth} levels")
+                raise UnsafeYaml(what, f"nesting deeper than {max_depth} levels")
             if frame[2] > budget:
-                raise UnsafeYaml(f"{what}: {_too_many(limits.max_nodes, aliased=True)}")
+                raise UnsafeYaml(what, _too_many(limits.max_nodes, aliased=True))
         else:
             stack.pop()
             container = frame[0]
@@ -249,7 +255,7 @@ def _measure(
                 parent[2] += size
                 parent[3] = max(parent[3], height)
                 if parent[2] > budget:
-                    raise UnsafeYaml(f"{what}: {_too_many(limits.max_nodes, aliased=aliased)}")
+                    raise UnsafeYaml(what, _too_many(limits.max_nodes, aliased=aliased))
     if size > budget:
-        raise UnsafeYaml(f"{what}: {_too_many(limits.max_nodes, aliased=aliased)}")
+        raise UnsafeYaml(what, _too_many(limits.max_nodes, aliased=aliased))
     return size, height, written

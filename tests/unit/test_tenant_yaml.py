@@ -10,13 +10,7 @@ import pytest
 import yaml
 
 from gitops_mesh.tenant_yaml import DEFAULT_LIMITS, AliasBudget, UnsafeYaml, YamlLimits, load, load_all
-
-
-def alias_bomb(levels: int, fan: int = 9) -> str:
-    """The issue's document: each level a flow list of ``fan`` aliases to the level below (fan**levels leaves)."""
-    lines = ['a0: &a0 ["lol"]']
-    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * fan)}]" for i in range(1, levels + 1)]
-    return "\n".join(lines) + "\n"
+from tests.support.yaml_bombs import alias_bomb
 
 
 class RecordingLoader(yaml.SafeLoader):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import yaml
 from yaml.constructor import SafeConstructor
+
+from gitops_mesh import tenant_yaml
 
 try:
     _Loader: type[Any] = yaml.CSafeLoader
@@ -76,19 +78,28 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 ManifestDumper.add_representer(str, _represent_str)
 
 
-def load_all(text: str | bytes) -> Iterator[Any]:
-    """Every document of a multi-document stream, ``None`` for empty ones. Raises yaml.YAMLError."""
-    return iter(yaml.load_all(text, Loader=ManifestLoader))
+#: A stream of manifests: a file of the source, or all kustomize printed (its output cap, commands'
+#: DEFAULT_MAX_OUTPUT). Dense YAML takes about 4 bytes a node, so 16M nodes is what 64 MiB can honestly
+#: hold; aliases may not push a whole build past it, however many documents they are spread over.
+STREAM_LIMITS: Final = tenant_yaml.YamlLimits(max_bytes=64 << 20, max_nodes=16_000_000, max_depth=256)
 
 
-def load(text: str | bytes) -> Any:
-    """A single document. Raises yaml.YAMLError."""
-    return yaml.load(text, Loader=ManifestLoader)
+def load_all(text: str | bytes, *, what: str = "manifests") -> Iterator[Any]:
+    """Every document of a multi-document stream, ``None`` for empty ones. Raises yaml.YAMLError.
+
+    Refusals (too big, aliases expanding too far, too deep) are tenant_yaml.UnsafeYaml, a yaml.YAMLError.
+    """
+    return iter(tenant_yaml.load_all(text, what=what, limits=STREAM_LIMITS, loader=ManifestLoader))
 
 
-def load_kustomization(text: str | bytes) -> Any:
-    """A kustomization file, read with YAML 1.2 booleans as kustomize does. Raises yaml.YAMLError."""
-    return yaml.load(text, Loader=KustomizationLoader)
+def load(text: str | bytes, *, what: str = "the YAML") -> Any:
+    """A single document (one object): tenant_yaml's default caps. Raises yaml.YAMLError (UnsafeYaml included)."""
+    return tenant_yaml.load(text, what=what, loader=ManifestLoader)
+
+
+def load_kustomization(text: str | bytes, *, what: str = "kustomization") -> Any:
+    """A kustomization file, read with YAML 1.2 booleans as kustomize does. Raises yaml.YAMLError (UnsafeYaml too)."""
+    return tenant_yaml.load(text, what=what, loader=KustomizationLoader)
 
 
 def dump(obj: Any) -> str:
@@ -101,6 +112,8 @@ def dump(obj: Any) -> str:
 
 def yaml_problem(e: yaml.YAMLError) -> str:
     """A one-line description of a YAML error with its line and column, if known."""
+    if isinstance(e, tenant_yaml.UnsafeYaml):
+        return e.problem  # the caller's message names the document
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from gitops_mesh import tenant_yaml
 from gitops_mesh.errors import InvalidSpec, NotFound
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.secrets import configmap_data, secret_data
@@ -74,7 +75,10 @@ def substitute_object(obj: dict[str, Any], variables: Mapping[str, str], *, stri
     if expanded == text:
         return obj
     try:
-        result = manifests.load(expanded)
+        # Capped: a variable holding an alias bomb is refused here, before apply serialises the object.
+        result = manifests.load(expanded, what="the substituted YAML")
+    except tenant_yaml.UnsafeYaml as e:
+        raise SubstitutionFailed(f"post build substitution failed for '{manifests.describe(obj)}': {e}") from None
     except yaml.YAMLError as e:
         raise SubstitutionFailed(
             f"post build substitution failed for '{manifests.describe(obj)}': "
