@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import io
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -57,6 +58,11 @@ PROXY_VARIABLES: Final = (
 )
 
 _CHUNK = 1 << 16
+#: What replaces a URL's userinfo in a message.
+REDACTED: Final = "***"
+# A URL's userinfo, up to the last '@' before the host (a password may hold one). Linear in the text (stderr
+# is up to a MiB): a scheme starts only where a word does and is bounded, a userinfo run stops at a '/'.
+_USERINFO = re.compile(r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<userinfo>[^/?#\s]*)@")
 
 
 class CommandError(GitopsMeshError):
@@ -115,12 +121,30 @@ class Completed:
     stderr: bytes
 
 
+def redact_userinfo(text: str) -> str:
+    """``text`` with every URL's userinfo (``user:password@``, or a token alone: ``TOKEN@``) made ``***@``.
+
+    Programs quote the URLs they were given ("fatal: unable to access 'https://TOKEN@host/r/'"), and a token
+    is often the whole userinfo. An ssh URL keeps a user name without a password (``ssh://git@host``): ssh
+    logs in with keys, so the name is an account, not a credential, and the one thing to check on a denial.
+    """
+    return _USERINFO.sub(_redacted, text) if "@" in text else text
+
+
+def _redacted(match: re.Match[str]) -> str:
+    if "ssh" in match["scheme"].lower() and ":" not in match["userinfo"]:
+        return match[0]
+    return f"{match['scheme']}{REDACTED}@"
+
+
 def one_line(text: str, limit: int = TAIL_CHARS, *, keep: Literal["first", "last"] = "last") -> str:
     """A program's diagnostics on one line for a message: non-blank lines joined by '; ', cut to ``limit``.
 
     ``keep`` says which end survives the cut: most programs print their conclusion last (git, helm), some
-    their first error first (kustomize, sops).
+    their first error first (kustomize, sops). URL userinfo is redacted (:func:`redact_userinfo`) before
+    the cut, so a cut never leaves half a credential behind without its scheme.
     """
+    text = redact_userinfo(text)
     joined = "; ".join(line.strip() for line in text.splitlines() if line.strip())
     if len(joined) <= limit:
         return joined

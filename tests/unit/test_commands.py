@@ -285,3 +285,27 @@ def test_run_works_on_uvloop_as_the_controllers_run(tmp_path: Path) -> None:
         assert wait_dead(grandchild)
 
     uvloop.run(scenario())
+
+
+async def test_a_url_token_a_program_prints_is_redacted_in_the_message() -> None:
+    # git prints the URL it was given; a token is often the whole userinfo (https://TOKEN@host/)
+    said = "echo \"fatal: unable to access 'https://ghp_secret123@git.example.com/r.git/': 403\" >&2; exit 128"
+    with pytest.raises(CommandFailed) as caught:
+        await commands.run([SH, "-c", said], env=ENV, timeout=10)
+    assert "ghp_secret123" not in str(caught.value)
+    assert "'https://***@git.example.com/r.git/': 403" in str(caught.value)
+
+
+def test_one_line_redacts_userinfo_before_the_cut() -> None:
+    text = "x" * 50 + " https://user:pw@h/a\nssh://git@h/b https://TOKEN@h/c"
+    # cut after redaction: the tail keeps '***', never the end of a password without its scheme
+    assert commands.one_line(text, 40) == "…//***@h/a; ssh://git@h/b https://***@h/c"
+    assert "pw" not in commands.one_line(text, 1000)
+    assert "TOKEN" not in commands.one_line(text, 1000)
+
+
+def test_redacting_a_hostile_stderr_takes_linear_time() -> None:
+    started = time.perf_counter()
+    for text in ("a" * (1 << 20) + "@", ("x://" + "a" * 1000) * 1000 + "@", ("a://" + "b" * 30 + "@") * 30000):
+        commands.redact_userinfo(text)
+    assert time.perf_counter() - started < 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import shlex
 import shutil
 import tempfile
@@ -14,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
+from gitops_mesh import commands
 from gitops_mesh.errors import InvalidSpec
 from source_controller.git.errors import InvalidAuthSecret
 
 SCHEMES = ("http", "https", "ssh")
-REDACTED = "***"
+REDACTED = commands.REDACTED
 # Proxy settings the controller's own environment may carry; git honours them like Flux does.
 _PASSTHROUGH = (
     "http_proxy",
@@ -30,7 +30,8 @@ _PASSTHROUGH = (
     "NO_PROXY",
     "ALL_PROXY",
 )
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]*:[^/@\s]*)@")
+# A user name without a password shorter than this is a name, not a token: scrubbing it would garble messages.
+_TOKEN_MIN = 8
 # Prints the SSH key passphrase from the environment; the script itself holds no secret.
 _ASKPASS = '#!/bin/sh\nprintf "%s\\n" "$GITOPS_MESH_SSH_PASSPHRASE"\n'
 
@@ -70,10 +71,16 @@ class GitAuth:
         )
 
     def secrets(self) -> list[str]:
-        """Every value that must never be shown, including the encodings git or a server might echo."""
+        """Every value that must never be shown, including the encodings git or a server might echo.
+
+        A user name without a password is itself the credential (``https://TOKEN@host/``, a token as the
+        user), so it is a secret too; next to a password it is an account name and stays readable.
+        """
         values = [v for v in (self.password, self.bearer_token, self.identity_passphrase) if v]
-        if self.password:
-            values.append(_basic_token(self.username or "", self.password))
+        if self.username and not self.password and not self.identity and len(self.username) >= _TOKEN_MIN:
+            values.append(self.username)
+        if self.username or self.password:
+            values.append(_basic_token(self.username or "", self.password or ""))
         if self.identity:
             values.extend(line for line in self.identity.decode(errors="replace").splitlines() if len(line) > 8)
         return values
@@ -88,7 +95,7 @@ def _basic_token(username: str, password: str) -> str:
 
 
 class Scrubber:
-    """Removes secrets and URL passwords from text before it reaches a log, an event or a status."""
+    """Removes secrets and URL userinfo from text before it reaches a log, an event or a status."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # longest first, so a secret containing another is replaced whole
@@ -97,12 +104,12 @@ class Scrubber:
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+        return commands.redact_userinfo(text)
 
 
 def redact_url(url: str) -> str:
-    """The URL with any ``user:password@`` replaced, for messages."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", url)
+    """The URL with its userinfo (``user:password@``, or a token as the user) replaced, for messages."""
+    return commands.redact_userinfo(url)
 
 
 @dataclass(frozen=True)

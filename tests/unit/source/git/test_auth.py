@@ -110,3 +110,38 @@ def test_ssh_without_known_hosts_is_refused() -> None:
         git_environment("ssh://git@h/r.git", GitAuth(identity=KEY)),
     ):
         pass
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"fatal: unable to access 'https://{TOKEN}@h/r.git/': error 403", "fatal: unable to access 'https://***@h/r.git/': error 403"),
+        (f"submodule url http://{TOKEN}@h:8080/sub", "submodule url http://***@h:8080/sub"),
+        (f"https://bob:p@ss{PASSWORD}@h/x", "https://***@h/x"),  # a password holding '@' goes whole
+        ("ssh://git:pw@host/x and ssh://git@host/x", "ssh://***@host/x and ssh://git@host/x"),
+    ],
+)  # fmt: skip
+def test_any_url_userinfo_is_redacted(text: str, expected: str) -> None:
+    # a token is often the whole userinfo (https://TOKEN@host/); only user:password@ was caught
+    assert Scrubber()(text) == expected
+    assert redact_url(text) == expected
+
+
+def test_a_token_used_as_the_user_name_is_a_secret() -> None:
+    remote = parse_url(f"https://{TOKEN}@git.example.com/org/repo.git")
+    assert (remote.url, remote.username, remote.password) == ("https://git.example.com/org/repo.git", TOKEN, None)
+    scrub = Scrubber(GitAuth(username=remote.username).secrets())
+    basic = base64.b64encode(f"{TOKEN}:".encode()).decode()
+    assert scrub(f"remote: bad credentials {TOKEN}; Authorization: Basic {basic}") == (
+        "remote: bad credentials ***; Authorization: Basic ***"
+    )
+    # next to a password, or too short to be a token, a user name is an account and stays readable
+    assert GitAuth(username="bob", password=PASSWORD).secrets().count("bob") == 0
+    assert "git" not in GitAuth(username="git").secrets()
+
+
+def test_invalid_url_messages_do_not_carry_a_token() -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        parse_url(f"https://{TOKEN}@h:99999/x")
+    assert TOKEN not in str(caught.value)
+    assert "https://***@h:99999/x" in str(caught.value)
