@@ -17,6 +17,7 @@ from typing import Any, Final
 import aiohttp
 import yaml
 
+from gitops_mesh import tenant_yaml
 from gitops_mesh.artifacts.digests import file_digest
 from gitops_mesh.artifacts.errors import ArtifactError, CorruptArchive, UnsafeArchive, UnsafePath
 from gitops_mesh.artifacts.extract import safe_extract
@@ -223,7 +224,9 @@ def _corrupt(message: str) -> CorruptChart:
 def _load_text_yaml(data: bytes, source: str) -> Any:
     try:
         # BaseLoader keeps every scalar a string, as Go decodes them into Chart.yaml's string fields.
-        return yaml.load(data, Loader=_TextLoader)
+        return tenant_yaml.load(data, what=source, loader=_TextLoader)
+    except tenant_yaml.UnsafeYaml as e:
+        raise _corrupt(f"{source} is refused: {e.problem}") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f" at line {mark.line + 1}" if mark is not None else ""

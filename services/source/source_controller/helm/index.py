@@ -29,6 +29,7 @@ from yaml.events import (
     StreamStartEvent,
 )
 
+from gitops_mesh import tenant_yaml
 from gitops_mesh.semver import Version
 from source_controller.helm.errors import InvalidIndex
 from source_controller.helm.transport import (
@@ -47,6 +48,25 @@ DEFAULT_MAX_INDEX_SIZE: Final = 50 << 20
 MAX_DEPTH: Final = 64
 #: How many dropped entries an IndexFile describes (the count is always exact).
 MAX_SKIPPED_REPORTED: Final = 20
+#: A real index takes about 20 bytes a node (a bitnami entry: ~60 nodes in ~1.2 KB, so its ~10 MB index is
+#: some 500,000 nodes); even dense YAML takes 4.
+BYTES_PER_NODE_ALLOWED: Final = 8
+
+
+def index_limits(max_size: int = DEFAULT_MAX_INDEX_SIZE) -> tenant_yaml.YamlLimits:
+    """Alias caps for an index of at most ``max_size`` bytes (--helm-index-max-size).
+
+    Aliases may bring the nodes read to one per 8 bytes of the cap (6.5M at 50 MiB, 2.5 times a real
+    index of that size) and multiply what is written at most 100 times (yaml.v2, Helm's decoder, has
+    yaml.v3's rule). Without the cap, ``a: *L`` lines naming one aliased list of versions would make a
+    ChartVersion per name per version: gigabytes from a small file.
+    """
+    return tenant_yaml.YamlLimits(
+        max_bytes=max_size,
+        max_nodes=max(max_size // BYTES_PER_NODE_ALLOWED, tenant_yaml.DEFAULT_LIMITS.max_nodes),
+        max_depth=MAX_DEPTH,
+    )
+
 
 try:
     _Loader: type[Any] = yaml.CSafeLoader
@@ -150,7 +170,7 @@ async def fetch_index(
                 f"index {shown} is larger than the limit of {max_size} bytes (at least {seen} bytes)"
             ),
         )
-        index = await asyncio.to_thread(_parse_path, path, f"index {shown}")
+        index = await asyncio.to_thread(_parse_path, path, f"index {shown}", index_limits(max_size))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
@@ -166,19 +186,19 @@ def parse_index_file(path: Path) -> IndexFile:
         while block := f.read(1 << 20):
             hasher.update(block)
             size += len(block)
-    index = _parse_path(path, str(path))
+    index = _parse_path(path, str(path), index_limits())
     return replace(index, digest=f"sha256:{hasher.hexdigest()}", size=size)
 
 
 def parse_index_bytes(data: bytes, *, source: str = "index.yaml") -> IndexFile:
     """Parse an index held in memory (tests, small indexes)."""
-    index = _IndexParser(data, source).parse()
+    index = _IndexParser(data, source, index_limits()).parse()
     return replace(index, digest=f"sha256:{hashlib.sha256(data).hexdigest()}", size=len(data))
 
 
-def _parse_path(path: Path, source: str) -> IndexFile:
+def _parse_path(path: Path, source: str, limits: tenant_yaml.YamlLimits) -> IndexFile:
     with path.open("rb") as f:
-        return _IndexParser(f, source).parse()
+        return _IndexParser(f, source, limits).parse()
 
 
 def sort_key(version: str) -> Version:
@@ -210,16 +230,23 @@ def _kind(value: object) -> str:
 class _IndexParser:
     """Walks libyaml's events for one index document; only ``entries`` items are built, one at a time."""
 
-    def __init__(self, stream: bytes | IO[bytes], source: str) -> None:
+    def __init__(self, stream: bytes | IO[bytes], source: str, limits: tenant_yaml.YamlLimits) -> None:
         self._source = source
         self._loader = _Loader(stream)
         self._anchors: dict[str, Any] = {}
+        # Aliases are shared values here too; what they would expand to is counted as they are met.
+        self._aliases = tenant_yaml.AliasBudget(what=source, limits=limits)
+        self._written = 0
+        #: containers being built: an alias to one is an anchor that contains itself
+        self._open: set[int] = set()
         self._skipped: list[str] = []
         self._skipped_count = 0
 
     def parse(self) -> IndexFile:
         try:
             return self._document()
+        except tenant_yaml.UnsafeYaml as e:
+            raise InvalidIndex(str(e)) from None
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -406,6 +433,7 @@ class _IndexParser:
 
     def _scalar(self, event: ScalarEvent) -> str | None:
         value: str = event.value
+        self._written += 1
         # implicit[0]: a plain, untagged scalar (libyaml marks plain style '' where PyYAML says None)
         result = None if event.implicit[0] and value in _NULLS else value
         self._anchor(event, result)
@@ -413,9 +441,14 @@ class _IndexParser:
 
     def _alias(self, event: AliasEvent) -> Any:
         try:
-            return self._anchors[event.anchor or ""]
+            target = self._anchors[event.anchor or ""]
         except KeyError:
             raise self._error(event, f"found undefined alias {event.anchor!r}") from None
+        if id(target) in self._open:
+            raise self._error(event, f"anchor {event.anchor!r} contains itself")
+        self._written += 1
+        self._aliases.alias(target, written=self._written)
+        return target
 
     def _node(self, first: Event) -> Any:
         """Build the node that starts with ``first`` (already consumed): str / None / list / dict."""
@@ -432,6 +465,8 @@ class _IndexParser:
         else:  # pragma: no cover - libyaml never puts another event where a node starts
             raise self._error(first, f"unexpected {kind.__name__}")
         self._anchor(first, root)
+        self._written += 1
+        self._open.add(id(root))
         get = self._loader.get_event
         scalar = self._scalar
         # An explicit stack, not recursion: nesting depth is the document's to choose.
@@ -441,6 +476,7 @@ class _IndexParser:
             kind = type(event)
             if kind is MappingEndEvent or kind is SequenceEndEvent:
                 frame = stack.pop()
+                self._open.discard(id(frame[0]))
                 if frame[1] is not _NO_KEY:  # pragma: no cover - libyaml pairs keys with values
                     raise self._error(event, "a key without a value")
                 continue
@@ -475,6 +511,8 @@ class _IndexParser:
             if child is not None:
                 if len(stack) >= MAX_DEPTH:
                     raise self._error(event, f"nesting deeper than {MAX_DEPTH} levels")
+                self._written += 1
+                self._open.add(id(child))
                 stack.append([child, _NO_KEY])
         return root
 

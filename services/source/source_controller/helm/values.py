@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from gitops_mesh import tenant_yaml
 from source_controller.helm.errors import ValuesFilesError
 
 try:
@@ -32,7 +33,9 @@ Values = dict[str, Any]
 def parse_values(data: bytes | str, *, source: str) -> Values:
     """One values document as a map (empty or null is ``{}``); anything but a map is an error."""
     try:
-        loaded = yaml.load(data, Loader=_ValuesLoader)
+        loaded = tenant_yaml.load(data, what=source, loader=_ValuesLoader)
+    except tenant_yaml.UnsafeYaml as e:
+        raise ValuesFilesError(f"unmarshaling values from '{source}' failed: {e.problem}") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
