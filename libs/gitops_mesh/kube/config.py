@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import os
 import shutil
 import ssl
@@ -27,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from gitops_mesh import tenant_yaml
 from gitops_mesh.kube.kubeconfig import (
     ClusterInfo,
     KubeConfigError,
@@ -50,9 +52,9 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 #: A token file is reread when it changes, and at the latest after this long (client-go rereads every minute):
 #: coarse-mtime filesystems could otherwise hide an in-place rewrite.
 TOKEN_FILE_MAX_AGE = 60.0
-
-# libyaml's loader when PyYAML was built with it: kubeconfigs of big fleets run to megabytes.
-_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: tenant_yaml's caps, libyaml's loader: kubeconfigs of big fleets run to megabytes (embedded certificates)
+#: but never to a million nodes; the bytes cap is only there to refuse what is no kubeconfig at all.
+KUBECONFIG_LIMITS = dataclasses.replace(tenant_yaml.DEFAULT_LIMITS, max_bytes=64 << 20)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +224,9 @@ def read_documents(paths: Sequence[Path]) -> list[tuple[Path, Any]]:
         except OSError as e:
             raise KubeConfigError(f"cannot read {path}: {e.strerror}") from e
         try:
-            documents.append((path.absolute(), yaml.load(text, Loader=_SafeLoader)))
+            documents.append((path.absolute(), tenant_yaml.load(text, what=str(path), limits=KUBECONFIG_LIMITS)))
+        except tenant_yaml.UnsafeYaml as e:
+            raise KubeConfigError(str(e)) from None
         except yaml.YAMLError as e:
             raise KubeConfigError(f"{path}: {_yaml_problem(e)}") from None  # the error quotes the line: a token
     if not documents:
