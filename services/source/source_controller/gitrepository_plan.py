@@ -16,6 +16,7 @@ from gitops_mesh.reconcile.result import Announcement, Outcome
 from gitops_mesh.runner import interval_of
 from gitops_mesh.watches import is_ready_at_generation
 from source_controller.artifact_status import bus_artifact
+from source_controller.git.remote import sparse_directories
 from source_controller.status_edits import Done, Mark, StatusEdit
 
 #: The spec fields recorded in status because they shape the artifact without changing the commit.
@@ -99,8 +100,12 @@ class Fetch:
 
 
 def plan(obj: KubeObject, observed: Observed) -> Done | Fetch:
-    """Nothing to do when the stored artifact is this revision with this spec; else what to fetch."""
+    """Nothing to do when the stored artifact is this revision with this spec; else what to fetch.
+
+    An invalid spec.sparseCheckout entry (a ``..``) is InvalidSpec here, before anything is fetched.
+    """
     spec, status = obj["spec"], obj.get("status") or {}
+    sparse_directories(spec.get("sparseCheckout") or ())
     if observed.artifact_stored and is_up_to_date(status, observed.revision, spec, observed.includes):
         return Done(
             StatusEdit(deletes=(c.ConditionType.FETCH_FAILED, c.ConditionType.ARTIFACT_OUTDATED)),

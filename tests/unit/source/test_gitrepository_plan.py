@@ -12,6 +12,7 @@ from gitops_mesh.errors import DependencyNotReady, InvalidSpec
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.reconcile import conditions as c
 from source_controller.git import GitOperationFailed, SignatureVerificationFailed
+from source_controller.git.remote import sparse_directories
 from source_controller.gitrepository import included_repositories
 from source_controller.gitrepository_plan import (
     FETCHED,
@@ -175,6 +176,33 @@ def test_verify_asked_refetches_until_the_commit_is_verified() -> None:
 )
 def test_include_submodules_and_sparse_checkout_need_a_worktree(spec: dict[str, Any], fetch: Fetch) -> None:
     assert plan(repository(**spec), Observed(NEW, False)) == fetch
+
+
+@pytest.mark.parametrize(
+    ("directory", "why"),
+    [
+        ("../../../etc", "'..' is not allowed"),
+        ("deploy/../../etc/passwd", "'..' is not allowed"),
+        ("/../etc", "'..' is not allowed"),
+        ("./", "not a directory of the repository"),
+        ("", "not a directory of the repository"),
+    ],
+)
+def test_a_sparse_directory_outside_the_repository_is_an_invalid_spec(directory: str, why: str) -> None:
+    # whether such a path 'exists' was answered from the controller's own file system
+    obj = repository({"artifact": artifact(OLD)}, sparseCheckout=["deploy", directory])
+    with pytest.raises(InvalidSpec) as caught:
+        plan(obj, Observed(OLD, artifact_stored=True))
+    assert str(caught.value) == f"spec.sparseCheckout: invalid directory {directory!r}: {why}"
+
+
+def test_sparse_directories_are_relative_to_the_repository_root_as_in_flux() -> None:
+    assert sparse_directories(["/deploy/", "./apps", "infra//base", ":(glob)*"]) == (
+        "deploy",
+        "apps",
+        "infra/base",
+        ":(glob)*",
+    )
 
 
 # --- includes ------------------------------------------------------------------------------------------

@@ -3,17 +3,21 @@
 Writing a checkout (and reading it back to pack it) is most of the cost of a big repository; the objects
 fetched with ``checkout(..., worktree=False)`` already hold every file, so the tree is streamed out of
 them and repacked with the artifact conventions. .sourceignore files are read from the commit itself.
+The commit's .gitattributes are neutralised first (:mod:`.attributes`): the artifact holds the tree as
+committed, the same as the checked-out route packs.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from gitops_mesh import commands
-from gitops_mesh.artifacts.archive import PackResult, pack_tar_stream
+from gitops_mesh.artifacts.archive import PackResult, PackStopped, Stop, pack_tar_stream
+from source_controller.git import attributes
 from source_controller.git.errors import GitOperationFailed, GitTimeout
 from source_controller.git.ignore import IGNORE_FILE, IgnoreFilter, filter_from_files
 
@@ -37,7 +41,8 @@ def _git_errors(what: str) -> Iterator[None]:
     except commands.CommandTimeout as e:
         raise GitTimeout(f"{what} timed out after {e.timeout:g}s") from None
     except commands.CommandFailed as e:
-        raise GitOperationFailed(f"{what} failed: {e.stderr.decode(errors='replace').strip()}") from None
+        # one line, bounded, URL userinfo redacted: git's stderr goes into status and events
+        raise GitOperationFailed(f"{what} failed: {commands.one_line(e.stderr.decode(errors='replace'))}") from None
     except commands.CommandError as e:
         raise GitOperationFailed(f"{what} failed: {e}") from None
 
@@ -62,14 +67,33 @@ def sourceignore_filter(repo: Path, commit: str, spec_ignore: str | None, timeou
     return filter_from_files(files, spec_ignore)
 
 
-def pack_commit(repo: Path, commit: str, dest: Path, keep: IgnoreFilter, timeout: float = 600.0) -> PackResult:
-    """Stream ``git archive <commit>`` through the artifact packer into ``dest`` (blocking, within ``timeout``)."""
+def pack_commit(
+    repo: Path,
+    commit: str,
+    dest: Path,
+    keep: IgnoreFilter,
+    timeout: float = 600.0,
+    *,
+    cancelled: threading.Event | None = None,
+) -> PackResult:
+    """Stream ``git archive <commit>`` through the artifact packer into ``dest`` (blocking, within ``timeout``).
+
+    The deadline stops git and the packer's loop alike: ``keep`` (tenant patterns) runs once per path, and
+    is not called again once the time is up; setting ``cancelled`` (a cancelled reconcile) stops it too.
+    """
     argv = ["git", "archive", "--format=tar", commit]
-    with tempfile.TemporaryDirectory(prefix="git-home-") as home, _git_errors("git archive of the fetched commit"):
+    what = "git archive of the fetched commit"
+    stop = Stop(timeout, cancelled=cancelled)
+    attributes.neutralise(repo)
+    with tempfile.TemporaryDirectory(prefix="git-home-") as home, _git_errors(what):
         try:
             # No output cap: the packer keeps nothing in memory, and the fetch had the repository size limit.
             with commands.stream(argv, env=_env(home), timeout=timeout, cwd=repo, max_output=None) as out:
-                return pack_tar_stream(out, dest, include=keep)
+                return pack_tar_stream(out, dest, include=keep, stop=stop)
         except commands.CommandError:
             dest.unlink(missing_ok=True)  # the packer finished, then git failed: not this commit's tree
+            raise
+        except PackStopped as e:
+            if e.timed_out:
+                raise GitTimeout(f"{what} timed out after {timeout:g}s") from None
             raise

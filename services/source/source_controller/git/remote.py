@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitops_mesh.errors import InvalidSpec
+from source_controller.git import attributes
 from source_controller.git.auth import GitAuth, GitEnv, git_environment
 from source_controller.git.errors import RefNotFound, RepositoryTooLarge, SparseCheckoutMissing
 from source_controller.git.gitcli import Deadline, GitResult, classify, run
@@ -130,8 +132,24 @@ async def resolve(
         return await _ls_remote(genv, choice, Deadline(timeout))
 
 
-def _sparse_pattern(directory: str) -> str:
-    path = directory.strip("/")
+def sparse_directories(directories: Sequence[str]) -> tuple[str, ...]:
+    """spec.sparseCheckout as paths inside the repository, or InvalidSpec before anything is touched.
+
+    A leading ``/`` or ``./`` means the repository's root, as in Flux (which resolves each entry with
+    securejoin inside the checkout). A ``..`` component is refused: nothing outside the repository can be
+    asked for, and whether such a path "exists" must not depend on the controller's own file system.
+    """
+    paths = []
+    for directory in directories:
+        parts = [p for p in directory.split("/") if p not in ("", ".")]
+        if ".." in parts or "\0" in directory or not parts:
+            why = "'..' is not allowed" if ".." in parts else "not a directory of the repository"
+            raise InvalidSpec(f"spec.sparseCheckout: invalid directory {directory!r}: {why}")
+        paths.append("/".join(parts))
+    return tuple(paths)
+
+
+def _sparse_pattern(path: str) -> str:
     escaped = "".join("\\" + c if c in "\\*?[]!# " else c for c in path)
     return f"/{escaped}/"
 
@@ -159,10 +177,12 @@ async def checkout(
     commit's tree (within ``sparse``) is larger; every command shares ``timeout``.
     """
     choice = choose(ref)
+    paths = sparse_directories(sparse)
     deadline = Deadline(timeout)
     _prepare_dest(dest)
     with git_environment(url, auth, connect_timeout=timeout) as genv:
         await _git(genv, ["init", "-q", str(dest)], deadline=deadline, action="initialising a repository for")
+        attributes.neutralise(dest)  # before any checkout: the commit's .gitattributes must not rewrite files
         fetch_ref = choice.full_name
         if choice.kind is RefKind.SEMVER:
             fetch_ref = (resolved or await _ls_remote(genv, choice, deadline)).ref_name
@@ -188,11 +208,18 @@ async def checkout(
             )
         commit_hash, target = await _fetched(genv, dest, choice, deadline)
         tag, tag_name = await _tag_of(genv, dest, choice, fetch_ref, commit_hash, target, deadline)
-        await _check_tree_size(genv, dest, commit_hash, sparse, max_size, deadline)
+        listed = await _check_tree_size(genv, dest, commit_hash, paths, max_size, deadline)
+        # From the commit's tree, not the checkout: a symlink checked out under one directory must not make
+        # "exists" a question about the controller's file system (Flux resolves with securejoin).
+        missing = [d for d, p in zip(sparse, paths, strict=True) if not _in_tree(p, listed)]
+        if missing:
+            raise SparseCheckoutMissing(
+                f"sparse checkout dir '{missing[0]}' does not exist in commit {commit_hash} of {genv.url}"
+            )
         if not worktree and (sparse or recurse_submodules):
             raise ValueError("sparse checkout and submodules need a work tree")
-        if sparse:
-            patterns = [_sparse_pattern(d) for d in sparse]
+        if paths:
+            patterns = [_sparse_pattern(p) for p in paths]
             await _git(
                 genv,
                 ["sparse-checkout", "set", "--no-cone", "--", *patterns],
@@ -207,11 +234,6 @@ async def checkout(
                 deadline=deadline,
                 action="checking out",
                 cwd=dest,
-            )
-        missing = _missing(dest, sparse)
-        if missing:
-            raise SparseCheckoutMissing(
-                f"sparse checkout dir '{missing[0]}' does not exist in commit {commit_hash} of {genv.url}"
             )
         if recurse_submodules:
             await _git(
@@ -244,8 +266,9 @@ def _prepare_dest(dest: Path) -> None:
         raise ValueError(f"checkout destination {dest} is not empty")
 
 
-def _missing(dest: Path, sparse: Sequence[str]) -> list[str]:
-    return [d for d in sparse if not os.path.lexists(dest / d.strip("/"))]
+def _in_tree(path: str, listed: Sequence[str]) -> bool:
+    """Whether the commit holds ``path`` or anything under it (``listed``: ls-tree -r limited to the paths)."""
+    return any(name == path or name.startswith(path + "/") for name in listed)
 
 
 async def _rev_parse(genv: GitEnv, dest: Path, spec: str, deadline: Deadline) -> str | None:
@@ -287,15 +310,27 @@ async def _tag_of(
 
 async def _check_tree_size(
     genv: GitEnv, dest: Path, commit: str, sparse: Sequence[str], limit: int, deadline: Deadline
-) -> None:
-    """Refuse a checkout whose files would exceed the limit, before writing them (compressible blobs)."""
-    paths = ["--", *(d.strip("/") for d in sparse)] if sparse else []
+) -> list[str]:
+    """Refuse a checkout whose files would exceed the limit, before writing them (compressible blobs).
+
+    Returns the paths listed (every entry of the tree, or of the ``sparse`` directories).
+    """
+    paths = ["--", *sparse] if sparse else []
+    # literal pathspecs: a sparse directory named ':(glob)**' or '*' is that name, not a pattern
     done = await _git(
-        genv, ["ls-tree", "-r", "-l", "-z", commit, *paths], deadline=deadline, action="listing the tree of", cwd=dest
+        genv,
+        ["--literal-pathspecs", "ls-tree", "-r", "-l", "-z", commit, *paths],
+        deadline=deadline,
+        action="listing the tree of",
+        cwd=dest,
     )
     total = 0
+    listed = []
     for entry in done.stdout.split(b"\0"):
-        fields = entry.split(None, 4)
+        meta, tab, name = entry.partition(b"\t")
+        if tab and sparse:  # only then needed: a whole monorepo's names are not worth keeping
+            listed.append(name.decode(errors="surrogateescape"))
+        fields = meta.split(None, 4)
         if len(fields) >= 4 and fields[1] == b"blob" and fields[3].isdigit():
             total += int(fields[3])
             if total > limit:
@@ -303,3 +338,4 @@ async def _check_tree_size(
                     f"commit {commit} of {genv.url} checks out to more than the size limit of "
                     f"{_format_size(limit)}; use spec.sparseCheckout or a smaller repository, or raise the limit"
                 )
+    return listed
