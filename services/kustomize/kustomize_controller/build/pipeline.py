@@ -95,7 +95,9 @@ async def _build(
         directory = await _blocking(_prepare, tree, root, spec, no_remote_bases)
         if decryptor is not None:
             await decryptor.decrypt_sources(root, directory)
-        output = await kustomize_cli.kustomize_build(kustomize_bin, root, directory, timeout=timeout)
+        output = await kustomize_cli.kustomize_build(
+            kustomize_bin, root, directory, timeout=timeout, no_remote_bases=no_remote_bases
+        )
     finally:
         await _blocking(shutil.rmtree, work, True)
 
@@ -103,7 +105,7 @@ async def _build(
     if decryptor is not None:
         objects = [await decryptor.decrypt_object(obj) for obj in objects]
     if variables:
-        objects = await _blocking(substitute.substitute_objects, objects, variables, strict=strict)
+        objects = await substitute.substitute_in_thread(objects, variables, strict=strict)
     common = spec.get("commonMetadata")
     if isinstance(common, Mapping):
         generator.set_common_metadata(objects, common.get("labels"), common.get("annotations"))
