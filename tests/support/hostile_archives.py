@@ -278,3 +278,31 @@ CORPUS: list[Hostile] = [
         "demo/templates",
     ),
 ]
+
+
+#: The issue's pax header: 400 MiB, declared by the first member of a ~400 KB chart.
+ISSUE_PAX_HEADER = 400 << 20
+
+
+def pax_header_first(path: Path, size: int = ISSUE_PAX_HEADER, *, key: bytes = b"path") -> Path:
+    """The issue's chart: a .tgz whose first member is a ``size``-byte pax header (one ``key`` record), then Chart.yaml.
+
+    Written as gzip members, which every gzip reader concatenates: a 1 MiB run of the record is compressed
+    once (to about 1 KB) and repeated, so 400 MiB of header cost milliseconds and ~400 KB, never memory.
+    """
+    head = tarfile.TarInfo("demo/PaxHeader/evil")
+    head.type, head.size = tarfile.XHDTYPE, size
+    record = b"%d %s=" % (size, key)
+    run = size - len(record) - 1
+    chunk = 1 << 20
+    tail = tarfile.TarInfo("demo/Chart.yaml")
+    tail.size = len(CHART_YAML)
+    with path.open("wb") as out:
+        out.write(zlib.compress(head.tobuf(tarfile.USTAR_FORMAT) + record, 9, 31))
+        block = zlib.compress(b"a" * chunk, 9, 31)
+        for _ in range(run // chunk):
+            out.write(block)
+        rest = b"a" * (run % chunk) + b"\n" + bytes(-size % 512)
+        rest += tail.tobuf(tarfile.USTAR_FORMAT) + CHART_YAML + bytes(-len(CHART_YAML) % 512) + bytes(1024)
+        out.write(zlib.compress(rest, 9, 31))
+    return path
