@@ -82,7 +82,11 @@ _STREAM_LIMITS = ExtractLimits(max_total_bytes=sys.maxsize, max_entries=sys.maxs
 
 
 class PackStopped(StorageError):
-    """A pack gave up between two entries: its deadline passed or its caller was cancelled."""
+    """A pack gave up between two entries: its deadline passed (``timed_out``) or its caller was cancelled."""
+
+    def __init__(self, message: str, *, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class Stop:
@@ -92,10 +96,11 @@ class Stop:
     timeout stops the thread at the next path, instead of leaving it to walk the rest of the tree.
     """
 
-    def __init__(self, timeout: float | None = None) -> None:
+    def __init__(self, timeout: float | None = None, *, cancelled: threading.Event | None = None) -> None:
         self.timeout = timeout
         self._deadline = None if timeout is None else time.monotonic() + timeout
-        self._cancelled = threading.Event()
+        #: set by whoever may cancel the pack (a caller can pass its own, shared with other work)
+        self._cancelled = cancelled if cancelled is not None else threading.Event()
 
     def cancel(self) -> None:
         """Ask the pack to stop at its next entry (thread-safe)."""
@@ -104,9 +109,9 @@ class Stop:
     def check(self) -> None:
         """Raise PackStopped when the pack must stop."""
         if self._cancelled.is_set():
-            raise PackStopped("archiving was cancelled")
+            raise PackStopped("archiving was cancelled", timed_out=False)
         if self._deadline is not None and time.monotonic() >= self._deadline:
-            raise PackStopped(f"archiving timed out after {self.timeout:g}s")
+            raise PackStopped(f"archiving timed out after {self.timeout:g}s", timed_out=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gitops_mesh import commands
-from gitops_mesh.artifacts.archive import PackResult, PackStopped, Stop, pack_tar_stream
+from gitops_mesh.artifacts.archive import Include, PackResult, PackStopped, Stop, pack_tar_stream
 from source_controller.git import attributes
 from source_controller.git.errors import GitOperationFailed, GitTimeout
 from source_controller.git.ignore import IGNORE_FILE, IgnoreFilter, filter_from_files
@@ -71,7 +71,7 @@ def pack_commit(
     repo: Path,
     commit: str,
     dest: Path,
-    keep: IgnoreFilter,
+    keep: Include,
     timeout: float = 600.0,
     *,
     cancelled: threading.Event | None = None,
