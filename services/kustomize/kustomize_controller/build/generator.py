@@ -9,7 +9,12 @@ What follows fluxcd/pkg ``kustomize.Generator`` (the facts, not the code):
 * the spec is then written into that kustomization: ``targetNamespace`` → ``namespace``;
   ``namePrefix`` / ``nameSuffix`` replace the kustomization's own; ``patches`` are appended;
   ``images`` replace the entry of the same name or are appended; ``components`` are appended
-  (local relative paths only; missing ones dropped with ``ignoreMissingComponents``).
+  (local relative paths only; missing ones dropped with ``ignoreMissingComponents`` — a path leaving the
+  artifact is refused first, whether or not it exists, so the option tells nothing about the host).
+* kustomize decodes the kustomization with Go's JSON rules: keys match fields case-insensitively (Unicode
+  folding: ``name\\u017fpace`` is ``namespace``) and, of several, the last in byte order wins. A field the spec
+  writes replaces every spelling of it, and a merged field starts from the value kustomize would have
+  read, so no spelling in the tenant's file can override ``targetNamespace`` and the rest.
 * ``commonMetadata`` is not a kustomize transformer in Flux: kustomize-controller sets those labels and
   annotations on every built object's metadata just before applying (``ssautil.SetCommonMetadata``), so
   they touch no selector or template and are not subject to substitution. :func:`set_common_metadata`
@@ -28,8 +33,8 @@ from typing import Any
 import yaml
 
 from kustomize_controller.build import manifests
-from kustomize_controller.build.errors import BuildFailed, InvalidManifest
-from kustomize_controller.build.graph import load_kustomization, looks_remote
+from kustomize_controller.build.errors import BuildFailed, InvalidManifest, UnsafeReference
+from kustomize_controller.build.graph import load_kustomization, local_path, looks_remote
 from kustomize_controller.build.workdir import find_kustomization, relative, replace_file
 
 KUSTOMIZE_API_VERSION = "kustomize.config.k8s.io/v1beta1"
@@ -119,22 +124,24 @@ def apply_overlays(
 
     target_namespace = spec.get("targetNamespace")
     if target_namespace:
+        _take(kus, "namespace")
         kus["namespace"] = _string(target_namespace, "targetNamespace")
     for field in ("namePrefix", "nameSuffix"):
         value = spec.get(field)
         if value:
+            _take(kus, field)
             kus[field] = _string(value, field)
 
     patches = _list(spec.get("patches"), "patches")
     if patches:
-        existing = list(kus.get("patches") or [])
+        existing = list(_take(kus, "patches") or [])
         for index, patch in enumerate(patches):
             existing.append(_patch(patch, index))
         kus["patches"] = existing
 
     images = _list(spec.get("images"), "images")
     if images:
-        current: list[Any] = list(kus.get("images") or [])
+        current: list[Any] = list(_take(kus, "images") or [])
         for index, image in enumerate(images):
             entry = _image(image, index)
             for position, old in enumerate(current):
@@ -147,7 +154,7 @@ def apply_overlays(
 
     components = _list(spec.get("components"), "components")
     if components:
-        merged = list(kus.get("components") or [])
+        merged = list(_take(kus, "components") or [])
         for component in components:
             path = _string(component, "components[]")
             if not is_local_relative(path):
@@ -188,11 +195,28 @@ def write_kustomization(root: Path, directory: Path, spec: Mapping[str, Any]) ->
         target = existing
 
     def component_exists(path: str) -> bool:
-        return (directory / path.removeprefix("file://")).exists()
+        target = local_path(root, directory, path.removeprefix("file://"))
+        if target is None:
+            # Refused before any lookup: dropping only missing paths would tell what exists on the host.
+            raise UnsafeReference(f"spec.components '{path}' points outside the source artifact")
+        return target.exists()
 
     kus = apply_overlays(kus, spec, component_exists=component_exists)
     replace_file(target, manifests.dump(kus).encode())
     return target
+
+
+def _take(kus: dict[str, Any], field: str) -> Any:
+    """Remove every spelling of ``field`` from ``kus``; the value kustomize would have read (None if absent)."""
+    want = field.casefold()
+    keys = [key for key in kus if isinstance(key, str) and key.casefold() == want]
+    if not keys:
+        return None
+    # Go turns the YAML into a JSON object with sorted keys and its decoder keeps the last match.
+    value = kus[max(keys, key=lambda key: key.encode())]
+    for key in keys:
+        del kus[key]
+    return value
 
 
 def _string(value: Any, field: str) -> str:

@@ -218,7 +218,7 @@ def walk(root: Path, start: Path) -> Iterator[Kustomization]:
         yield node
         nested: list[tuple[Path, Path | None]] = []
         for field, entry, load in _entries(node):
-            target = _local(root, directory, entry)
+            target = local_path(root, directory, entry)
             if target is None or load is Load.FILE or not _is_dir(target) or _remote(root, directory, entry, load):
                 continue
             plugin = field.split("[")[0].split(".")[0].casefold() in _PLUGIN_LISTS
@@ -267,7 +267,7 @@ def _check(
         raise UnsafeReference(
             f"'{name}' {where} '{shown}' points outside the source artifact (a file: URL names the controller's files)"
         )
-    if _local(root, directory, entry) is None and not fetches(entry):
+    if local_path(root, directory, entry) is None and not fetches(entry):
         raise UnsafeReference(f"'{name}' {where} '{shown}' points outside the source artifact")
     if no_remote_bases and _remote(root, directory, entry, load):
         what = "file" if load is Load.FILE else "base"
@@ -282,8 +282,11 @@ def _file_url(entry: str) -> bool:
     return text.removeprefix("git::").startswith("file:")
 
 
-def _local(root: Path, directory: Path, entry: str) -> Path | None:
-    """Where ``entry`` is on disk read as a local path, if inside ``root`` (lexically, then through symlinks)."""
+def local_path(root: Path, directory: Path, entry: str) -> Path | None:
+    """Where ``entry`` is on disk read as a local path, if inside ``root`` (lexically, then through symlinks).
+
+    None when it leaves the root; whether anything exists outside is never looked up.
+    """
     target = Path(os.path.normpath(directory / entry))
     if not _inside(root, target):
         return None
@@ -301,7 +304,7 @@ def _remote(root: Path, directory: Path, entry: str, load: Load) -> bool:
         return True
     if load is Load.FILE:
         return False
-    target = _local(root, directory, entry)
+    target = local_path(root, directory, entry)
     if load is Load.RESOURCE and target is not None and _is_file(target):
         return False  # a resource is read as a file first, whatever its name
     if clones(entry):
@@ -317,7 +320,7 @@ def _plugin_configs(root: Path, directory: Path, entry: str, name: str, load: Lo
     """``(source, document)`` for the plugin configurations an entry stands for: inline YAML or a file's documents."""
     if load is Load.FILE or fetches(entry):
         return
-    target = _local(root, directory, entry)
+    target = local_path(root, directory, entry)
     if target is not None and _is_file(target):
         source = relative(root, target)
         data: bytes | str = target.read_bytes()

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kustomize_controller.build import manifests
-from kustomize_controller.build.errors import BuildFailed, InvalidManifest
+from kustomize_controller.build.errors import BuildFailed, InvalidManifest, UnsafeReference
 from kustomize_controller.build.generator import (
     apply_overlays,
     check_manifest,
@@ -208,3 +209,40 @@ def test_common_metadata_sets_metadata_only_and_overrides() -> None:
     assert objs[0]["metadata"] == {"name": "a", "labels": {"team": "new", "app": "a"}, "annotations": {"note": "x"}}
     assert objs[0]["spec"] == {}
     assert objs[1]["metadata"] == {"name": "b", "labels": {"team": "new"}, "annotations": {"note": "x"}}
+
+
+@pytest.mark.parametrize("outside", ["../../outside", "../../absent", "file://../../outside", "../../outside/../.."])
+def test_ignore_missing_components_tells_nothing_about_paths_outside_the_artifact(tmp_path: Path, outside: str) -> None:
+    # issue #11: dropping only the missing ones made the option an existence oracle on the controller's host
+    (tmp_path / "outside").mkdir()
+    root = tmp_path / "root"
+    (root / "app").mkdir(parents=True)
+    (root / "app/kustomization.yaml").write_text("resources: []\n")
+    spec = {"components": [outside], "ignoreMissingComponents": True}
+    with pytest.raises(UnsafeReference, match=re.escape(f"spec.components '{outside}' points outside the source")):
+        write_kustomization(root, root / "app", spec)
+
+
+def test_missing_components_inside_the_artifact_are_dropped(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "comp").mkdir()
+    spec = {"components": ["../comp", "../gone"], "ignoreMissingComponents": True}
+    written = write_kustomization(tmp_path, tmp_path / "app", spec)
+    assert yaml.safe_load(written.read_text())["components"] == ["../comp"]
+
+
+@pytest.mark.parametrize("spelling", ["NAMESPACE", "Namespace", "name\u017fpace"])
+def test_no_spelling_of_a_field_overrides_the_spec(spelling: str) -> None:
+    # kustomize reads keys as Go's JSON decoder does: case-folded, the last in byte order winning
+    out = apply_overlays({spelling: "evil", "namespace": "old"}, {"targetNamespace": "safe"})
+    assert {k: v for k, v in out.items() if k.casefold() == "namespace"} == {"namespace": "safe"}
+
+
+def test_merged_fields_start_from_the_value_kustomize_reads() -> None:
+    kus = {"PATCHES": [{"patch": "a"}], "patches": [{"patch": "b"}], "Images": [{"name": "x", "newTag": "1"}]}
+    out = apply_overlays(kus, {"patches": [{"patch": "c"}], "images": [{"name": "y", "newTag": "2"}]})
+    # "patches" sorts after "PATCHES", so kustomize would have read b
+    assert out["patches"] == [{"patch": "b"}, {"patch": "c"}]
+    assert out["images"] == [{"name": "x", "newTag": "1"}, {"name": "y", "newTag": "2"}]
+    assert "PATCHES" not in out
+    assert "Images" not in out
