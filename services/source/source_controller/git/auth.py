@@ -15,6 +15,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from gitops_mesh import commands
 from gitops_mesh.errors import InvalidSpec
+from source_controller.git import attributes
 from source_controller.git.errors import InvalidAuthSecret
 
 SCHEMES = ("http", "https", "ssh")
@@ -216,6 +217,8 @@ def git_environment(url: str, auth: GitAuth | None = None, *, connect_timeout: f
         home = tmp / "home"
         home.mkdir(mode=0o700)
         genv = GitEnv(remote.url, base_env(home), Scrubber(auth.secrets()), False, home)
+        # every repository git creates (the fetched one, its submodules) ignores the commit's .gitattributes
+        genv.env["GIT_TEMPLATE_DIR"] = str(attributes.template(tmp))
         if remote.scheme in ("http", "https"):
             _http(genv, remote, auth, tmp)
         else:

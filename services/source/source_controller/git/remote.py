@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitops_mesh.errors import InvalidSpec
-from source_controller.git import attributes
 from source_controller.git.auth import GitAuth, GitEnv, git_environment
 from source_controller.git.errors import RefNotFound, RepositoryTooLarge, SparseCheckoutMissing
 from source_controller.git.gitcli import Deadline, GitResult, classify, run
@@ -182,7 +181,6 @@ async def checkout(
     _prepare_dest(dest)
     with git_environment(url, auth, connect_timeout=timeout) as genv:
         await _git(genv, ["init", "-q", str(dest)], deadline=deadline, action="initialising a repository for")
-        attributes.neutralise(dest)  # before any checkout: the commit's .gitattributes must not rewrite files
         fetch_ref = choice.full_name
         if choice.kind is RefKind.SEMVER:
             fetch_ref = (resolved or await _ls_remote(genv, choice, deadline)).ref_name

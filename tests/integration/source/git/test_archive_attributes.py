@@ -74,3 +74,20 @@ async def test_gitattributes_do_not_change_the_artifact(
     assert files_of(streamed) == want
     assert files_of(checked_out) == want
     assert s.digest == c.digest
+
+
+async def test_a_submodules_gitattributes_do_not_change_its_files(
+    git_http: GitServer, make_repo: Callable[..., Repo], tmp_path: Path
+) -> None:
+    child = make_repo()
+    child.commit({"lib/lines.txt": "a\nb\n", "lib/id.txt": "$Id$\n"}, "child")
+    child_head = child.commit({".gitattributes": "* eol=crlf ident\n"}, "attributes")
+    child.push()
+    parent = make_repo()
+    parent.add_submodule("vendor/lib", git_http.url(child.name), child_head)
+    parent.commit({"app.yaml": "a: 1\n"}, "with a submodule")
+    parent.push()
+
+    await checkout(git_http.url(parent.name), None, None, tmp_path / "deep", recurse_submodules=True)
+    assert (tmp_path / "deep" / "vendor" / "lib" / "lib" / "lines.txt").read_bytes() == b"a\nb\n"
+    assert (tmp_path / "deep" / "vendor" / "lib" / "lib" / "id.txt").read_bytes() == b"$Id$\n"
