@@ -13,11 +13,21 @@ Flux's rules (fluxcd/pkg kustomize ``SubstituteVariables`` and kustomize-control
   can change a scalar's type (``${quote}${id}${quote}`` is how Flux users keep numbers strings);
 * an undefined variable without a default expands to the empty string, or fails the build in strict
   mode (Flux's ``StrictPostBuildSubstitutions`` feature gate, off by default).
+
+Ours, since variables and manifests are tenant input: each expansion is bounded (:class:`.envsubst.Limits`:
+RE2 globs, capped glob and value lengths and nesting, at most 8 MiB produced per object) and a build's
+expansions together produce at most :data:`MAX_BUILD_OUTPUT` characters; going over fails the build with
+SubstitutionFailed. :func:`substitute_in_thread` runs the work in a thread, which is acceptable because every
+step between two checkpoints is linear in capped input: when the build times out or is cancelled the thread
+stops at its next step instead of running on unkillable.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,6 +44,8 @@ SUBSTITUTE_KEY = "kustomize.toolkit.fluxcd.io/substitute"
 DISABLED = "disabled"
 VAR_NAME_RULE = "^[_[:alpha:]][_[:alpha:][:digit:]]*$"
 _VAR_NAME = re.compile(r"[_A-Za-z][_A-Za-z0-9]*\Z")
+#: Characters all expansions of one build may produce (what they add; the manifests themselves are not counted).
+MAX_BUILD_OUTPUT = 64 * 1024 * 1024
 
 
 def merge_variables(sources: Iterable[Mapping[str, str]], inline: Mapping[str, Any] | None) -> dict[str, str]:
@@ -63,14 +75,24 @@ def substitution_disabled(obj: Mapping[str, Any]) -> bool:
     return labels.get(SUBSTITUTE_KEY) == DISABLED or annotations.get(SUBSTITUTE_KEY) == DISABLED
 
 
-def substitute_object(obj: dict[str, Any], variables: Mapping[str, str], *, strict: bool = False) -> dict[str, Any]:
-    """``obj`` with its YAML expanded; the same object when its YAML has no ``$``. Raises SubstitutionFailed."""
+def substitute_object(
+    obj: dict[str, Any],
+    variables: Mapping[str, str],
+    *,
+    strict: bool = False,
+    checkpoint: envsubst.Checkpoint = envsubst.no_checkpoint,
+    budget: envsubst.OutputBudget | None = None,
+) -> dict[str, Any]:
+    """``obj`` with its YAML expanded; the same object when its YAML has no ``$``. Raises SubstitutionFailed.
+
+    ``checkpoint`` and ``budget`` are :func:`.envsubst.expand`'s (stop between steps; a build-wide cap).
+    """
     text = manifests.dump(obj)
     if "$" not in text:
         return obj
     try:
-        expanded = envsubst.expand(text, variables.get, strict=strict)
-    except (envsubst.SubstitutionSyntaxError, envsubst.UnsetVariable) as e:
+        expanded = envsubst.expand(text, variables.get, strict=strict, checkpoint=checkpoint, budget=budget)
+    except (envsubst.SubstitutionSyntaxError, envsubst.UnsetVariable, envsubst.LimitExceeded) as e:
         raise SubstitutionFailed(f"post build substitution failed for '{manifests.describe(obj)}': {e}") from e
     if expanded == text:
         return obj
@@ -92,14 +114,23 @@ def substitute_object(obj: dict[str, Any], variables: Mapping[str, str], *, stri
 
 
 def substitute_objects(
-    objects: Sequence[dict[str, Any]], variables: Mapping[str, str], *, strict: bool = False
+    objects: Sequence[dict[str, Any]],
+    variables: Mapping[str, str],
+    *,
+    strict: bool = False,
+    checkpoint: envsubst.Checkpoint = envsubst.no_checkpoint,
 ) -> list[dict[str, Any]]:
-    """Every object substituted (unless disabled), in order. Pure; raises SubstitutionFailed."""
+    """Every object substituted (unless disabled), in order. Pure; raises SubstitutionFailed.
+
+    ``checkpoint`` is called between steps and may raise to stop the work (see :func:`substitute_in_thread`).
+    """
     if not variables:
         return list(objects)
     checked = False
+    budget = envsubst.OutputBudget(MAX_BUILD_OUTPUT, "in this build")
     out: list[dict[str, Any]] = []
     for obj in objects:
+        checkpoint()
         if substitution_disabled(obj):
             out.append(obj)
             continue
@@ -107,8 +138,38 @@ def substitute_objects(
             # Flux validates the names when it substitutes an object, so all-disabled builds never fail here.
             check_names(variables)
             checked = True
-        out.append(substitute_object(obj, variables, strict=strict))
+        out.append(substitute_object(obj, variables, strict=strict, checkpoint=checkpoint, budget=budget))
     return out
+
+
+class _Stopped(Exception):
+    """Raised in the worker thread at its next checkpoint once the awaiting task is cancelled."""
+
+
+async def substitute_in_thread(
+    objects: Sequence[dict[str, Any]], variables: Mapping[str, str], *, strict: bool = False
+) -> list[dict[str, Any]]:
+    """:func:`substitute_objects` in a worker thread that stops at its next step when this task is cancelled
+    (the build's timeout). Raises SubstitutionFailed.
+
+    On cancellation the thread is told to stop and waited for, which is short: one step, linear in capped input.
+    """
+    stop = threading.Event()
+
+    def checkpoint() -> None:
+        if stop.is_set():
+            raise _Stopped
+
+    work = asyncio.ensure_future(
+        asyncio.to_thread(substitute_objects, objects, variables, strict=strict, checkpoint=checkpoint)
+    )
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        stop.set()
+        with contextlib.suppress(BaseException):
+            await work
+        raise
 
 
 async def load_variables(kube: KubeClient | None, namespace: str, post_build: Mapping[str, Any]) -> dict[str, str]:
