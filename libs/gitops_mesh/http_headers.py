@@ -25,3 +25,34 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         # RFC 5322's "-0000" (no zone information) parses naive; HTTP dates are GMT.
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+#: RFC 9110 §5.6.2 ``tchar``: what a field name (a ``token``) is made of.
+_TCHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def is_field_name(name: str) -> bool:
+    """Whether ``name`` is an RFC 9110 field name (``1*tchar``): no spaces, colons, controls or non-ASCII."""
+    raw = name.encode("utf-8", "surrogatepass")
+    return bool(raw) and all(b in _TCHARS for b in raw)
+
+
+def is_field_value(value: str) -> bool:
+    """Whether ``value`` may be sent as a field value: RFC 9110 ``field-vchar`` (VCHAR, obs-text), SP and HTAB.
+
+    As Go's net/http checks a header value (what Flux sends with): every control character but HTAB is
+    refused — CR and LF above all, which would end the field and start another (header injection) — and
+    surrounding whitespace, which a recipient strips, is allowed. Text outside ASCII goes out as UTF-8,
+    whose bytes are all obs-text.
+    """
+    # Lone surrogates (a YAML "\ud800" escape) have no UTF-8 form at all.
+    return all(c == "\t" or (" " <= c != "\x7f" and not "\ud800" <= c <= "\udfff") for c in value)
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why the field ``name: value`` cannot be sent (without echoing the value, which may be a secret), else None."""
+    if not is_field_name(name):
+        return f"header name {name[:64]!r} is not an RFC 9110 token"
+    if not is_field_value(value):
+        return f"the value of header {name!r} has a control character (CR, LF, NUL, ...) or is not text"
+    return None

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gitops_mesh.http_headers import parse_retry_after
+from gitops_mesh.http_headers import header_problem, is_field_name, is_field_value, parse_retry_after
 
 NOW = datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)
 
@@ -39,3 +39,29 @@ def test_an_http_date_without_now_is_relative_to_the_clock() -> None:
 @pytest.mark.parametrize("value", [None, "", "soon", "1.5", "-1", "inf", "nan", "1e3", "²"])
 def test_anything_else_is_no_delay(value: str | None) -> None:
     assert parse_retry_after(value, now=NOW) is None
+
+
+@pytest.mark.parametrize("name", ["X-Api-Key", "Authorization", "gotk-component", "x!#$%&'*+.^_`|~1"])
+def test_field_names_that_are_tokens(name: str) -> None:
+    assert is_field_name(name)
+    assert header_problem(name, "v") is None
+
+
+@pytest.mark.parametrize("name", ["", "X Api", "X:Y", "X-Api\r\nEvil", "Ünïcode", "a\x00", "(x)", "x\t"])
+def test_field_names_that_are_not_tokens(name: str) -> None:
+    assert not is_field_name(name)
+    assert header_problem(name, "v") == f"header name {name!r} is not an RFC 9110 token"
+
+
+@pytest.mark.parametrize("value", ["", "Bearer abc", "a\tb", " padded ", "ünïcode", "~!@#$%^&*()"])
+def test_field_values_that_can_be_sent(value: str) -> None:
+    assert is_field_value(value)
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Evil: 1", "a\nb", "a\rb", "nul\x00", "bell\x07", "del\x7f", "lone\ud800"])
+def test_field_values_with_controls_are_refused_without_echoing_them(value: str) -> None:
+    assert not is_field_value(value)
+    problem = header_problem("X-Token", value)
+    assert problem is not None
+    assert "X-Token" in problem
+    assert value not in problem

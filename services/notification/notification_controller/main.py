@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from gitops_mesh.backoff import Backoff
 from gitops_mesh.bus.consumer import Consumer
 from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.errors import BusUnavailable
+from gitops_mesh.kube.secrets import secret_data
 from gitops_mesh.observability.health import start_server
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import ProcessContext, kind_runner, platform, run, run_runners, stop_runners
@@ -26,6 +28,7 @@ from notification_controller.delivery import DeliverySettings, Dispatcher
 from notification_controller.fanout import SOURCE_KIND_INDEX, AlertSpecs, Fanout, source_kinds
 from notification_controller.parking import Parking
 from notification_controller.providers import PROVIDER_API_VERSION, PROVIDER_KIND
+from notification_controller.providers.headers import HeadersCache
 from notification_controller.receivers import (
     DEFAULT_MAX_BODY,
     SECRET_REF_INDEX,
@@ -38,7 +41,13 @@ from notification_controller.receivers import (
 from notification_controller.records import RETRY_TOPIC
 from notification_controller.resolver import KubeReporter, KubeResolver, LabelCache, SecretCache
 from notification_controller.sending import HttpSender
-from notification_controller.status import AlertReconciler, ProviderReconciler, follow_providers
+from notification_controller.status import (
+    PROVIDER_SECRET_INDEX,
+    AlertReconciler,
+    ProviderReconciler,
+    follow_providers,
+    provider_secrets,
+)
 
 CONTROLLER = "notification-controller"
 #: The topics whose events are notified about.
@@ -122,8 +131,18 @@ async def setup(ctx: ProcessContext[NotificationSettings]) -> AsyncIterator[None
         providers = p.caches.informer(PROVIDER_API_VERSION, PROVIDER_KIND)
         # Flux's v1beta3 Alerts and Providers carry no finalizer.
         alert_runner = kind_runner(ctx, p, AlertReconciler(providers), finalizer=None)
-        provider_runner = kind_runner(ctx, p, ProviderReconciler(), finalizer=None)
+        # One parse of each Secret's headers for the Providers' Ready and every delivery.
+        headers = HeadersCache()
+        # The Secret as it is now (not the deliveries' short cache): a labelled Secret's change was just seen.
+        provider_runner = kind_runner(
+            ctx, p, ProviderReconciler(functools.partial(secret_data, p.kube), headers), finalizer=None
+        )
         follow_providers(alert_runner, providers)
+        watched_secrets = p.caches.informer("v1", "Secret", label_selector=WATCH_SELECTOR)
+        # A labelled Secret's change re-checks its Providers at once (bad headers fixed, or broken).
+        provider_runner.watches.follow(
+            watched_secrets, index=PROVIDER_SECRET_INDEX, refs=provider_secrets, when=data_changed
+        )
         alerts = alert_runner.informer
         alerts.add_index(SOURCE_KIND_INDEX, source_kinds)
         labels = LabelCache(p.kube, namespace=namespace)
@@ -136,7 +155,7 @@ async def setup(ctx: ProcessContext[NotificationSettings]) -> AsyncIterator[None
         reporter = KubeReporter(alerts=alerts, recorder=p.recorder)
         secrets = SecretCache(p.kube)
         dispatcher = Dispatcher(
-            resolver=KubeResolver(alerts=alerts, providers=providers, secrets=secrets),
+            resolver=KubeResolver(alerts=alerts, providers=providers, secrets=secrets, headers=headers),
             sender=HttpSender(http),
             parking=parking,
             reporter=reporter,
@@ -179,7 +198,7 @@ async def setup(ctx: ProcessContext[NotificationSettings]) -> AsyncIterator[None
         # A token Secret labelled reconcile.fluxcd.io/watch=Enabled readies its Receivers when it appears
         # or changes; an unlabelled one is found by the retry.
         receiver_runner.watches.follow(
-            p.caches.informer("v1", "Secret", label_selector=WATCH_SELECTOR),
+            watched_secrets,
             index=SECRET_REF_INDEX,
             refs=receiver_secrets,
             when=data_changed,

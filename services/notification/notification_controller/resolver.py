@@ -2,7 +2,8 @@
 
 Each attempt resolves its Alert, Provider and Secrets again, so a fixed token, address or CA takes effect
 on the next retry. Secrets are read through the apiserver with a short cache (a burst of events for one
-Provider costs one GET). Labels of involved objects (for ``matchLabels``) come from an informer per kind,
+Provider costs one GET); a Secret's ``headers`` value is parsed once per change (:class:`HeadersCache`, off
+the event loop), not once per delivery. Labels of involved objects (for ``matchLabels``) come from an informer per kind,
 started the first time an Alert needs that kind's labels.
 """
 
@@ -29,6 +30,7 @@ from notification_controller.providers import (
     notification_from,
     provider_from_object,
 )
+from notification_controller.providers.headers import HeadersCache
 from notification_controller.records import Delivery
 from notification_controller.sending import Attempt
 
@@ -66,10 +68,13 @@ class SecretCache:
 class KubeResolver:
     """The delivery's Alert, Provider and Secrets as they are now → the request, or why not."""
 
-    def __init__(self, *, alerts: Informer, providers: Informer, secrets: SecretCache) -> None:
+    def __init__(
+        self, *, alerts: Informer, providers: Informer, secrets: SecretCache, headers: HeadersCache | None = None
+    ) -> None:
         self.alerts = alerts
         self.providers = providers
         self.secrets = secrets
+        self.headers = headers or HeadersCache()
 
     def provider_type(self, d: Delivery) -> str:
         obj = self.providers.get(*split_key(d.provider))
@@ -113,10 +118,14 @@ class KubeResolver:
         return request
 
     async def _credentials(self, namespace: str, secret: str, cert: str, proxy: str) -> Credentials:
+        data = await self.secrets.get(namespace, secret) if secret else None
+        if data is not None and "headers" in data:
+            await self.headers.warm(data["headers"])
         return Credentials.from_secrets(
-            await self.secrets.get(namespace, secret) if secret else None,
+            data,
             cert=await self.secrets.get(namespace, cert) if cert else None,
             proxy=await self.secrets.get(namespace, proxy) if proxy else None,
+            read_headers=self.headers.parse,
         )
 
 

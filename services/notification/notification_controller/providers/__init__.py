@@ -34,6 +34,7 @@ from notification_controller.providers.base import (
     merge_headers,
     provider_from_object,
 )
+from notification_controller.providers.headers import request_headers_problem
 
 BUILDERS: Mapping[str, Builder] = {
     "generic": generic.build,
@@ -69,7 +70,9 @@ def notification_from(event: Event, metadata: Mapping[str, str]) -> Notification
 def build_request(n: Notification, spec: ProviderSpec, creds: Credentials) -> Request | None:
     """The request for ``n`` to the Provider, or None when this Provider type does not take it.
 
-    Raises ProviderConfigError when the type is not supported or its configuration is unusable.
+    Raises ProviderConfigError when the type is not supported or its configuration is unusable — among
+    that, a header the request cannot carry (a token with a line break): this one delivery is refused, as
+    the HTTP client would refuse to write it, and nothing else about the event.
     """
     builder = BUILDERS.get(spec.type)
     if builder is None:
@@ -79,9 +82,13 @@ def build_request(n: Notification, spec: ProviderSpec, creds: Credentials) -> Re
     request = builder(n, spec, creds)
     if request is None:
         return None
+    headers = merge_headers(request.headers, {EVENT_ID_HEADER: n.event_id})
+    problem = request_headers_problem(headers)
+    if problem is not None:
+        raise ProviderConfigError(f"cannot send the request: {problem}")
     return replace(
         request,
-        headers=merge_headers(request.headers, {EVENT_ID_HEADER: n.event_id}),
+        headers=headers,
         timeout=spec.timeout,
         proxy=creds.proxy or spec.proxy,
         ca_pem=creds.ca_pem,
