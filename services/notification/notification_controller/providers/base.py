@@ -16,12 +16,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-import yaml
 
 from gitops_mesh.bus.envelope import ObjectRef, Severity
 from gitops_mesh.errors import InvalidSpec
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.settings import parse_duration
+from notification_controller.providers.headers import InvalidHeaders, parse_headers
 
 PROVIDER_API_VERSION = "notification.toolkit.fluxcd.io/v1beta3"
 PROVIDER_KIND = "Provider"
@@ -132,8 +132,10 @@ class Credentials:
         *,
         cert: Mapping[str, bytes] | None = None,
         proxy: Mapping[str, bytes] | None = None,
+        read_headers: Callable[[bytes], dict[str, str]] = parse_headers,
     ) -> Credentials:
-        """Decode the Secrets' data; raises ProviderConfigError for headers that are not a YAML map."""
+        """Decode the Secrets' data; raises ProviderConfigError for ``headers`` that are not a map of sendable
+        header fields. ``read_headers`` parses that value (a :class:`HeadersCache`'s, to parse it once)."""
         s = secret or {}
 
         def text(key: str, source: Mapping[str, bytes] = s) -> str:
@@ -142,12 +144,9 @@ class Credentials:
         headers: dict[str, str] = {}
         if "headers" in s:
             try:
-                doc = yaml.safe_load(s["headers"].decode("utf-8", "replace"))
-            except yaml.YAMLError as e:
-                raise ProviderConfigError(f"failed to read headers from secret: {e}") from e
-            if doc is not None and not isinstance(doc, dict):
-                raise ProviderConfigError("failed to read headers from secret: not a map of header names to values")
-            headers = {str(k): str(v) for k, v in (doc or {}).items()}
+                headers = read_headers(s["headers"])
+            except InvalidHeaders as e:
+                raise ProviderConfigError(str(e)) from None
         proxy_url = text("proxy")
         if proxy is not None:
             proxy_url = with_userinfo(text("address", proxy), text("username", proxy), text("password", proxy))
@@ -218,12 +217,48 @@ def check_url(url: str) -> None:
 
 
 def redact(url: str) -> str:
-    """The URL without credentials or query (Slack and Teams put their secrets in the path, so keep the host)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    """The URL as ``scheme://host[:port]``, plus ``/…`` when it had a path: no userinfo, path or query (Slack
+    and Teams put their secrets in the path, a token may be the username). Never raises, whatever ``url`` is."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+    except ValueError:  # an unclosed IPv6 bracket
+        return "(not a URL)"
     if not parts.scheme or not host:
         return "(not a URL)"
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "") + ("/…" if parts.path else "")
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # what urlsplit took for a port is not one (a secret with '/' in the userinfo)
+        port = ""
+    return f"{parts.scheme}://{host}{port}" + ("/…" if parts.path else "")
+
+
+#: Anything that looks like an absolute URL inside a message (up to a space, quote or angle bracket).
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
+
+
+def redact_text(text: str, *urls: str) -> str:
+    """``text`` with every URL in it :func:`redact`-ed, and the secret-bearing parts of ``urls`` (userinfo,
+    path, query: e.g. a provider's answer that echoes its path) replaced wherever they still appear.
+
+    For every message a delivery error becomes (the DLQ's detail, the Alert's Warning event, logs):
+    aiohttp's InvalidURL and TooManyRedirects, among others, quote the whole address.
+    """
+    text = _URL_IN_TEXT.sub(lambda m: redact(m.group()), text)
+    for url in urls:
+        for part in _secret_parts(url):
+            text = text.replace(part, "…")
+    return text
+
+
+def _secret_parts(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url.strip())
+        userinfo = [parts.username or "", parts.password or ""]
+    except ValueError:
+        return []
+    # Short parts ("/", "a") would shred the message without protecting anything.
+    return sorted((p for p in [*userinfo, parts.path, parts.query] if len(p) >= 6), key=len, reverse=True)
 
 
 def merge_headers(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
