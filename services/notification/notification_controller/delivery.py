@@ -66,6 +66,7 @@ from gitops_mesh.errors import BusUnavailable
 from gitops_mesh.observability import metrics
 from gitops_mesh.observability.logging import get_logger
 from notification_controller.providers import Request
+from notification_controller.providers.base import redact_text
 from notification_controller.records import Delivery, from_record, next_seq
 from notification_controller.sending import Attempt, AttemptKind
 
@@ -426,6 +427,8 @@ class Dispatcher:
             await self._park(d, ptype, attempt.reason, attempt.detail, source_topic)
 
     async def _park(self, d: Delivery, ptype: str, reason: str, detail: str, source_topic: str) -> None:
+        # Attempts' details are redacted already; a record from the retry topic may predate that.
+        detail = redact_text(detail)
         await self.parking.dead_letter(d, reason=reason, detail=detail, source_topic=source_topic)
         metrics.notification_deliveries.labels(type=ptype, result="parked").inc()
         log.error(

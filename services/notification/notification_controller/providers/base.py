@@ -244,11 +244,17 @@ def redact_text(text: str, *urls: str) -> str:
     For every message a delivery error becomes (the DLQ's detail, the Alert's Warning event, logs):
     aiohttp's InvalidURL and TooManyRedirects, among others, quote the whole address.
     """
-    text = _URL_IN_TEXT.sub(lambda m: redact(m.group()), text)
+    text = _URL_IN_TEXT.sub(_redact_match, text)
     for url in urls:
         for part in _secret_parts(url):
             text = text.replace(part, "…")
     return text
+
+
+def _redact_match(m: re.Match[str]) -> str:
+    # Punctuation right after a URL ("<url>: refused", "(<url>).") belongs to the sentence.
+    url = m.group().rstrip(".,:;)")
+    return redact(url) + m.group()[len(url) :]
 
 
 def _secret_parts(url: str) -> list[str]:
