@@ -69,6 +69,8 @@ class NotificationSettings(Settings):
     #: The hot lane's consumer group; the retry lane's is ``<group>-retries``.
     consumer_group: str = CONTROLLER
     receiver_max_body: int = DEFAULT_MAX_BODY
+    #: 0: off (Flux's behaviour); see notification_controller.replay.
+    receiver_replay_window: float = 0.0
 
 
 _HELP = {
@@ -82,6 +84,8 @@ _HELP = {
     "offset_reset": "where a new consumer group starts: latest or earliest",
     "consumer_group": "the event consumers' group (one per installation); the retry lane uses <group>-retries",
     "receiver_max_body": "bytes a Receiver request body may have (larger ones are answered 413)",
+    "receiver_replay_window": "generic-hmac Receivers: require X-Signature-Timestamp, signed with the body, "
+    "within this window of now, each signature once (0: off, as Flux)",
 }
 
 
@@ -213,6 +217,7 @@ async def setup(ctx: ProcessContext[NotificationSettings]) -> AsyncIterator[None
             controller=CONTROLLER,
             no_cross_namespace_refs=s.no_cross_namespace_refs,
             max_body=s.receiver_max_body,
+            replay_window=s.receiver_replay_window,
         )
         hooks, hooks_port = await start_server(server.app(), s.receiver_addr)
         log.info("serving receivers", port=hooks_port)

@@ -16,26 +16,36 @@ once when it appears or changes (:func:`receiver_secrets`). The server on ``--re
   with ``matchLabels``) and a ``reconcile-requested`` event went on ``<prefix>reconcile-requests``, so
   the owning controller reacts without waiting for the watch.
 
+Callers are not authenticated until their request validates, and a target's error may be the apiserver's
+about another namespace: an error is answered with its status code and the code's generic reason only
+("Bad Request"); the detail is logged with the Receiver's name.
+
 Signatures are compared in constant time (``hmac.compare_digest``). Validation is pure
 (:func:`validate`); the handler does the I/O around it.
 
 ``cdevents`` (CDEvents over the CloudEvents HTTP binary binding) is validated as Flux does: no token is
 checked (the secret path is the only credential), the body must be a valid CDEvent of the spec v0.4
 vocabulary (:func:`check_cdevent`), and ``spec.events`` filters on the ``Ce-Type`` header, not on the
-body's ``context.type``.
+body's ``context.type``. The body is parsed by orjson, whose C parser refuses nesting past 1,024 levels
+(a 400, where the standard library's recursion would fail the request with a 500); its size is capped by
+``--receiver-max-body`` before it is read.
+
+generic-hmac Receivers may require a signed timestamp (:mod:`.replay`, ``--receiver-replay-window``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gitops_mesh.bus.envelope import EventKind, ObjectRef, Severity, build_event
@@ -53,6 +63,7 @@ from gitops_mesh.reconcile import conditions as c
 from gitops_mesh.reconcile.result import REQUESTED_AT, Outcome
 from gitops_mesh.runner import interval_of
 from gitops_mesh.watches import ref_key
+from notification_controller.replay import TIMESTAMP_HEADER, SeenSignatures, signed_payload, timestamp_problem
 from notification_controller.resolver import SecretCache
 
 log = get_logger(__name__)
@@ -190,8 +201,9 @@ def check_cdevent(body: bytes) -> str | None:
     major version.
     """
     try:
-        event = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+        # orjson: nesting past 1,024 levels is a JSONDecodeError, never a RecursionError.
+        event = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
         return f"the body is not JSON: {e}"
     if not isinstance(event, dict):
         return "the body is not a JSON object"
@@ -235,15 +247,32 @@ def _allowed(event: str, events: Iterable[str]) -> bool:
 
 
 def validate(
-    receiver_type: str, headers: Mapping[str, str], body: bytes, token: str, events: Iterable[str] = ()
+    receiver_type: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    token: str,
+    events: Iterable[str] = (),
+    *,
+    replay_window: float = 0.0,
+    now: float = 0.0,
 ) -> Verdict:
-    """Flux's checks for one Receiver type (headers looked up case-insensitively by the caller's mapping)."""
+    """Flux's checks for one Receiver type (headers looked up case-insensitively by the caller's mapping).
+
+    ``replay_window`` > 0: a generic-hmac request signs ``<timestamp>.<body>`` and its timestamp must be
+    within the window of ``now`` (see :mod:`.replay`).
+    """
     match receiver_type:
         case "generic":
             return Verdict.ok()
         case "generic-hmac":
-            if not check_hmac(headers.get("X-Signature", ""), body, token):
+            stamp = headers.get(TIMESTAMP_HEADER, "")
+            signed = signed_payload(stamp, body) if replay_window > 0 and stamp.isascii() else body
+            if not check_hmac(headers.get("X-Signature", ""), signed, token):
                 return Verdict.refuse("unable to validate HMAC signature")
+            if replay_window > 0:
+                problem = timestamp_problem(stamp, now=now, window=replay_window)
+                if problem is not None:
+                    return Verdict.refuse(problem)
             return Verdict.ok()
         case "github" | "bitbucket":
             sig256, sig1 = headers.get("X-Hub-Signature-256"), headers.get("X-Hub-Signature")
@@ -361,6 +390,13 @@ class ReceiverServer:
     controller: str = "notification-controller"
     no_cross_namespace_refs: bool = False
     max_body: int = DEFAULT_MAX_BODY
+    #: generic-hmac requests must sign a timestamp this close to now (0: off, as Flux).
+    replay_window: float = 0.0
+    clock: Callable[[], float] = time.time
+    _seen: SeenSignatures = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._seen = SeenSignatures(self.replay_window)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body)
@@ -370,33 +406,42 @@ class ReceiverServer:
     async def handle(self, request: web.Request) -> web.Response:
         found = self.receivers.by_index(WEBHOOK_PATH_INDEX, request.path)
         if not found:
-            return self._answer("unknown", 404, "receiver not found")
+            return self._refuse(request, "unknown", "", 404, "no receiver has this path")
         receiver = found[0]
         meta, spec = receiver["metadata"], receiver.get("spec") or {}
         rtype, key = str(spec.get("type") or ""), f"{meta['namespace']}/{meta['name']}"
         if spec.get("suspend") or not c.is_ready(receiver):
-            return self._answer(rtype, 503, "receiver is suspended or not ready")
+            return self._refuse(request, rtype, key, 503, "receiver is suspended or not ready")
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._answer(rtype, 413, f"request body larger than {self.max_body} bytes")
+            return self._refuse(request, rtype, key, 413, f"request body larger than {self.max_body} bytes")
         try:
             data = await self.secrets.get(meta["namespace"], str((spec.get("secretRef") or {}).get("name") or ""))
         except GitopsMeshError as e:
-            log.warning("cannot read the receiver's token", receiver=key, error=str(e))
-            return self._answer(rtype, 400, "unable to read token")
+            return self._refuse(request, rtype, key, 400, f"unable to read token: {e}")
         token = data.get("token", b"").decode("utf-8", "replace").strip()
-        verdict = validate(rtype, request.headers, body, token, spec.get("events") or ())
+        now = self.clock()
+        window = self.replay_window if rtype == "generic-hmac" else 0.0
+        verdict = validate(rtype, request.headers, body, token, spec.get("events") or (), replay_window=window, now=now)
         if not verdict.valid:
-            log.warning("receiver request refused", receiver=key, why=verdict.message, remote=request.remote)
-            return self._answer(rtype, 400, verdict.message)
+            return self._refuse(request, rtype, key, 400, verdict.message)
+        if window > 0 and not self._seen.first_time(request.headers.get("X-Signature", ""), now=now):
+            return self._refuse(request, rtype, key, 400, "replayed request: this signature was accepted already")
         if not verdict.act:
             return self._answer(rtype, 200, verdict.message)
         errors = await self._request_reconciles(meta["namespace"], key, spec.get("resources") or ())
         if errors:
-            return self._answer(rtype, 400, "; ".join(errors))
+            return self._refuse(request, rtype, key, 400, "; ".join(errors))
         log.info("receiver handled", receiver=key, type=rtype, detail=verdict.message)
         return self._answer(rtype, 200, "ok")
+
+    def _refuse(self, request: web.Request, rtype: str, key: str, status: int, why: str) -> web.Response:
+        """The code and its generic reason to the (unauthenticated) caller; the detail to the log only."""
+        # An unknown path is any scanner's first try: not worth a warning each.
+        level = log.info if status == 404 else log.warning
+        level("receiver request refused", receiver=key or None, code=status, why=why, remote=request.remote)
+        return self._answer(rtype, status, HTTPStatus(status).phrase)
 
     def _answer(self, rtype: str, status: int, text: str) -> web.Response:
         metrics.notification_receiver_requests.labels(type=rtype, code=str(status)).inc()
