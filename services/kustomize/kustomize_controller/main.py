@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -29,6 +30,7 @@ from gitops_mesh.process import (
 from gitops_mesh.runner import retry_interval_of
 from gitops_mesh.settings import tool_path
 from gitops_mesh.watches import applied_revision, artifact_revision, new_revision
+from kustomize_controller.build.workdir import UnsafeDirectory, private_directory
 from kustomize_controller.kustomization import API_VERSION, KIND, KustomizationReconciler
 from kustomize_controller.references import (
     DEPENDENCY_INDEX,
@@ -52,10 +54,25 @@ async def setup(ctx: ProcessContext[KustomizeSettings]) -> AsyncIterator[None]:
     kustomize = tool_path(s.kustomize_path, "KUSTOMIZE", "kustomize")
     if kustomize is None:
         raise SystemExit("kustomize-controller: no kustomize binary (--kustomize-path, $KUSTOMIZE or PATH)")
-    cache_root = Path(tempfile.mkdtemp(prefix="trees-", dir=_ensure(s.tree_cache_dir)))
+    try:
+        cache_dir = private_directory(s.tree_cache_dir, prefix="kustomize-controller-")
+    except (UnsafeDirectory, OSError) as e:
+        raise SystemExit(f"kustomize-controller: --tree-cache-dir: {e}") from None
+    cache_root = Path(tempfile.mkdtemp(prefix="trees-", dir=cache_dir))
+    try:
+        async with _serving(ctx, Path(kustomize), cache_root):
+            yield
+    finally:
+        # Ours alone: the per-process directory, or our trees-* inside the operator's.
+        shutil.rmtree(cache_root if s.tree_cache_dir else cache_dir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def _serving(ctx: ProcessContext[KustomizeSettings], kustomize: Path, cache_root: Path) -> AsyncIterator[None]:
+    s = ctx.settings
     async with platform(ctx) as p, aiohttp.ClientSession() as http:
         tools = Toolchain(
-            kustomize=Path(kustomize),
+            kustomize=kustomize,
             sops=_path(tool_path(s.sops_path, "SOPS", "sops")),
             kube=p.kube,
             no_remote_bases=s.no_remote_bases,
@@ -111,11 +128,6 @@ async def setup(ctx: ProcessContext[KustomizeSettings]) -> AsyncIterator[None]:
         finally:
             await consumer.stop()
             stop_runners([runner])
-
-
-def _ensure(path: str) -> str:
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _path(value: str | None) -> Path | None:

@@ -15,7 +15,8 @@ class KustomizeSettings(Settings):
     sops_path: str = ""
     #: unpacked source trees kept, one per artifact digest
     tree_cache_entries: int = 32
-    tree_cache_dir: str = "/tmp/kustomize-controller"
+    #: empty: a fresh private directory per process (workdir.private_directory)
+    tree_cache_dir: str = ""
     artifact_max_size: int = 100 << 20
     #: how often a health check in progress is looked at again
     health_poll: float = 2.0
@@ -26,7 +27,10 @@ _HELP = {
     "kustomize_path": "the kustomize binary (default: $KUSTOMIZE, else `kustomize` on PATH)",
     "sops_path": "the sops binary for decryption (default: $SOPS, else `sops` on PATH)",
     "tree_cache_entries": "unpacked artifacts kept in the tree cache",
-    "tree_cache_dir": "directory of the tree cache",
+    "tree_cache_dir": (
+        "directory of the tree cache (default: a fresh private directory per process); created 0700, or an"
+        " existing directory of ours, not a symlink, without group or other access"
+    ),
     "artifact_max_size": "largest artifact fetched, in bytes",
     "health_poll": "interval between looks at a health check in progress",
 }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -45,6 +47,37 @@ def find_kustomization(directory: Path) -> Path | None:
         if candidate.is_file() and not candidate.is_symlink():
             return candidate
     return None
+
+
+class UnsafeDirectory(Exception):
+    """A directory meant for this process's private data is not private (another user could swap its trees)."""
+
+
+def private_directory(configured: str, *, prefix: str) -> Path:
+    """A directory only this user can enter, resolved: a fresh ``mkdtemp`` (0700) when ``configured`` is empty.
+
+    A configured path is created 0700, or, when it exists, must be a real directory (not a symlink)
+    owned by this process's user with no group or other access; UnsafeDirectory says why not. A fixed
+    shared path (``/tmp/kustomize-controller``) let another local user create it first and swap unpacked
+    trees after their digests were checked.
+    """
+    if not configured:
+        return Path(tempfile.mkdtemp(prefix=prefix)).resolve()
+    path = Path(configured)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # an existing one is checked below like a new one
+        path.mkdir(mode=0o700)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeDirectory(f"{configured} is a symbolic link, not a directory of our own")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeDirectory(f"{configured} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise UnsafeDirectory(f"{configured} is owned by uid {info.st_uid}, not by this process's uid {os.geteuid()}")
+    if info.st_mode & 0o077:
+        mode = stat.S_IMODE(info.st_mode)
+        raise UnsafeDirectory(f"{configured} is open to group or others (mode {mode:04o}); make it 0700")
+    return path.resolve()
 
 
 def make_workdir(parent: Path | None = None) -> Path:
