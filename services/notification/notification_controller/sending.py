@@ -119,7 +119,9 @@ class HttpSender:
             # Its message is the URL itself.
             return Attempt.rejected("InvalidAddress", f"{where}: InvalidURL: the address is not a valid URL")
         except aiohttp.TooManyRedirects as e:
-            return Attempt.rejected("InvalidAddress", f"{where}: TooManyRedirects: gave up after {len(e.history)}")
+            return Attempt.rejected(
+                "InvalidAddress", f"{where}: TooManyRedirects: gave up after {len(e.history)} redirects"
+            )
         except TimeoutError:
             return Attempt.retry("Timeout", f"{where}: no answer within {request.timeout:g}s")
         except aiohttp.ClientSSLError as e:
