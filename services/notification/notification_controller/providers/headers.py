@@ -107,8 +107,11 @@ class HeadersCache:
 
     async def warm(self, raw: bytes) -> None:
         """Parse ``raw`` in a worker thread unless its outcome is known, so :meth:`parse` finds it."""
-        if len(raw) <= MAX_HEADERS_BYTES and hashlib.sha256(raw).digest() not in self._entries:
-            self._store(hashlib.sha256(raw).digest(), await asyncio.to_thread(_outcome, raw))
+        if len(raw) > MAX_HEADERS_BYTES:
+            return  # parse refuses it before hashing or parsing
+        key = hashlib.sha256(raw).digest()
+        if key not in self._entries:
+            self._store(key, await asyncio.to_thread(_outcome, raw))
 
     def parse(self, raw: bytes) -> dict[str, str]:
         """:func:`parse_headers` of ``raw``, from the cache when this exact value was parsed before."""
