@@ -238,7 +238,6 @@ async def main() -> None:
             *common,
             f"--metrics-addr=127.0.0.1:{metrics['kustomize']}",
             f"--kustomize-path={env['KUSTOMIZE']}",
-            f"--tree-cache-dir={DEMO / 'trees'}",
             "--health-poll=500ms",
             "--requeue-dependency=5s",
         ],
