@@ -162,7 +162,9 @@ def test_a_stop_ends_the_walk_before_the_next_include(tmp_path: Path) -> None:
 
 
 def test_a_stream_pack_stops_at_its_deadline(tmp_path: Path) -> None:
-    entries = [(f"f{i}.yaml", b"x", 0o644, tarfile.REGTYPE) for i in range(50)]
+    entries: list[tuple[str, bytes | None, int, bytes]] = [
+        (f"f{i}.yaml", b"x", 0o644, tarfile.REGTYPE) for i in range(50)
+    ]
     seen: list[str] = []
 
     def slow(rel: str, _is_dir: bool) -> bool:

@@ -323,7 +323,7 @@ async def _check_tree_size(
         cwd=dest,
     )
     total = 0
-    listed = []
+    listed: list[str] = []
     for entry in done.stdout.split(b"\0"):
         meta, tab, name = entry.partition(b"\t")
         if tab and sparse:  # only then needed: a whole monorepo's names are not worth keeping
