@@ -192,10 +192,11 @@ def test_a_value_over_the_cap_is_refused_for_a_trim_but_inserted_as_is() -> None
 
 def test_nesting_over_the_cap_is_refused_not_a_recursion_error() -> None:
     deep = "${a:=" * 10_000 + "x" + "}" * 10_000
+    unset: dict[str, str] = {}
     with pytest.raises(LimitExceeded, match="nested more than 32 deep"):
-        expand(deep, {}.get)
+        expand(deep, unset.get)
     ok = "${a:=" * DEFAULT_LIMITS.max_depth + "x" + "}" * DEFAULT_LIMITS.max_depth
-    assert expand(ok, {}.get) == "x"
+    assert expand(ok, unset.get) == "x"
 
 
 def test_a_replacement_bomb_is_refused_before_it_is_built() -> None:
