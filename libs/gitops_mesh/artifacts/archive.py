@@ -32,9 +32,7 @@ ends the walk at the next path instead of after the whole tree.
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import hashlib
 import os
 import queue
@@ -42,7 +40,6 @@ import stat
 import struct
 import sys
 import threading
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,8 +47,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from gitops_mesh import stoppable
 from gitops_mesh.artifacts.errors import StorageError, UnsafeArchive
 from gitops_mesh.artifacts.untar import ExtractLimits, TarReader
+from gitops_mesh.stoppable import Stopped
 
 #: Modes written for every entry, whatever the file system says (Flux's defaults).
 DIR_MODE = 0o750
@@ -81,37 +80,22 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _STREAM_LIMITS = ExtractLimits(max_total_bytes=sys.maxsize, max_entries=sys.maxsize, skip_symlinks=True)
 
 
-class PackStopped(StorageError):
+class PackStopped(StorageError, Stopped):
     """A pack gave up between two entries: its deadline passed (``timed_out``) or its caller was cancelled."""
 
     def __init__(self, message: str, *, timed_out: bool) -> None:
-        super().__init__(message)
+        StorageError.__init__(self, message)
         self.timed_out = timed_out
 
 
-class Stop:
-    """When a pack running in a worker thread must give up: a deadline, and a flag its awaiting task sets.
-
-    Checked before each entry (and so before each ``include`` call): a cancelled reconcile or an expired
-    timeout stops the thread at the next path, instead of leaving it to walk the rest of the tree.
+class Stop(stoppable.Stop):
+    """A :class:`gitops_mesh.stoppable.Stop` for packs, checked before each entry (and so before each
+    ``include`` call): a cancelled reconcile or an expired timeout stops the thread at the next path,
+    instead of leaving it to walk the rest of the tree. Its check raises PackStopped.
     """
 
     def __init__(self, timeout: float | None = None, *, cancelled: threading.Event | None = None) -> None:
-        self.timeout = timeout
-        self._deadline = None if timeout is None else time.monotonic() + timeout
-        #: set by whoever may cancel the pack (a caller can pass its own, shared with other work)
-        self._cancelled = cancelled if cancelled is not None else threading.Event()
-
-    def cancel(self) -> None:
-        """Ask the pack to stop at its next entry (thread-safe)."""
-        self._cancelled.set()
-
-    def check(self) -> None:
-        """Raise PackStopped when the pack must stop."""
-        if self._cancelled.is_set():
-            raise PackStopped("archiving was cancelled", timed_out=False)
-        if self._deadline is not None and time.monotonic() >= self._deadline:
-            raise PackStopped(f"archiving timed out after {self.timeout:g}s", timed_out=True)
+        super().__init__(timeout, cancelled=cancelled, what="archiving", error=PackStopped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,15 +386,7 @@ async def pack_async(
     removed); ``timeout`` bounds the walk the same way (PackStopped).
     """
     stop = Stop(timeout)
-    work = asyncio.ensure_future(asyncio.to_thread(pack, src_dir, dest_file, include=include, level=level, stop=stop))
-    try:
-        return await asyncio.shield(work)
-    except asyncio.CancelledError:
-        stop.cancel()
-        # No thread outlives the call: it stops at its next entry, and its PackStopped is the expected end.
-        with contextlib.suppress(PackStopped):
-            await work
-        raise
+    return await stoppable.in_thread(lambda: pack(src_dir, dest_file, include=include, level=level, stop=stop), stop)
 
 
 def _produce(root: bytes, include: Include | None, out: _TarOut, stop: Stop | None) -> tuple[int, int]:

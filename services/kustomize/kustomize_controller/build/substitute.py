@@ -24,16 +24,13 @@ stops at its next step instead of running on unkillable.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
 
-from gitops_mesh import tenant_yaml
+from gitops_mesh import stoppable, tenant_yaml
 from gitops_mesh.errors import InvalidSpec, NotFound
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.secrets import configmap_data, secret_data
@@ -142,10 +139,6 @@ def substitute_objects(
     return out
 
 
-class _Stopped(Exception):
-    """Raised in the worker thread at its next checkpoint once the awaiting task is cancelled."""
-
-
 async def substitute_in_thread(
     objects: Sequence[dict[str, Any]], variables: Mapping[str, str], *, strict: bool = False
 ) -> list[dict[str, Any]]:
@@ -154,22 +147,10 @@ async def substitute_in_thread(
 
     On cancellation the thread is told to stop and waited for, which is short: one step, linear in capped input.
     """
-    stop = threading.Event()
-
-    def checkpoint() -> None:
-        if stop.is_set():
-            raise _Stopped
-
-    work = asyncio.ensure_future(
-        asyncio.to_thread(substitute_objects, objects, variables, strict=strict, checkpoint=checkpoint)
+    stop = stoppable.Stop(what="substitution")
+    return await stoppable.in_thread(
+        lambda: substitute_objects(objects, variables, strict=strict, checkpoint=stop.check), stop
     )
-    try:
-        return await asyncio.shield(work)
-    except asyncio.CancelledError:
-        stop.set()
-        with contextlib.suppress(BaseException):
-            await work
-        raise
 
 
 async def load_variables(kube: KubeClient | None, namespace: str, post_build: Mapping[str, Any]) -> dict[str, str]:
