@@ -31,6 +31,7 @@ from kustomize_controller.history import record, snapshot_digest
 from kustomize_controller.references import check_cross_namespace, check_dependencies, source_artifact, source_key
 from kustomize_controller.settings import KustomizeSettings
 from kustomize_controller.toolchain import Toolchain, health_targets, owner_of, timeout_of
+from kustomize_controller.unsupported import KUSTOMIZATION, refuse_unsupported
 
 API_VERSION = "kustomize.toolkit.fluxcd.io/v1"
 KIND = "Kustomization"
@@ -79,6 +80,8 @@ class KustomizationReconciler:
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
         status: dict[str, Any] = obj.setdefault("status", {})
+        # Before anything is fetched or applied: an ignored field would change what lands where.
+        refuse_unsupported(obj["spec"], KUSTOMIZATION)
         check_cross_namespace(obj, allowed=not self.settings.no_cross_namespace_refs)
         kind, src_ns, src_name = source_key(obj)
         informer = self.sources.get(kind)
