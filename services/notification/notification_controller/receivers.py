@@ -65,6 +65,7 @@ from gitops_mesh.runner import interval_of
 from gitops_mesh.watches import ref_key
 from notification_controller.replay import TIMESTAMP_HEADER, SeenSignatures, signed_payload, timestamp_problem
 from notification_controller.resolver import SecretCache
+from notification_controller.unsupported import RECEIVER, refuse_unsupported
 
 log = get_logger(__name__)
 
@@ -336,6 +337,7 @@ class ReceiverReconciler:
 
     async def reconcile(self, obj: KubeObject) -> Outcome:
         meta, spec = obj["metadata"], obj.get("spec") or {}
+        refuse_unsupported(spec, RECEIVER)
         secret = (spec.get("secretRef") or {}).get("name") or ""
         if not secret:
             # The only spec problem here: no Secret can fix an empty name, only an edit.

@@ -33,6 +33,7 @@ from notification_controller.providers import (
 from notification_controller.providers.headers import HeadersCache
 from notification_controller.records import Delivery
 from notification_controller.sending import Attempt
+from notification_controller.unsupported import PROVIDER, UNSUPPORTED_FIELD, unsupported_fields
 
 log = get_logger(__name__)
 
@@ -90,6 +91,10 @@ class KubeResolver:
         spec = provider_from_object(provider_obj)
         if spec.suspend:
             return Attempt.skipped(f"Provider {d.provider} is suspended")
+        # The Provider is Stalled for it too; its deliveries must not go out as if the field were not there.
+        unsupported = unsupported_fields(provider_obj.get("spec") or {}, PROVIDER)
+        if unsupported:
+            return Attempt.rejected(UNSUPPORTED_FIELD, "; ".join(unsupported))
         try:
             creds = await self._credentials(
                 spec.namespace, spec.secret_ref, spec.cert_secret_ref, spec.proxy_secret_ref

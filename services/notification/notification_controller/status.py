@@ -30,6 +30,7 @@ from notification_controller.matching import ALERT_API_VERSION, ALERT_KIND, aler
 from notification_controller.providers import BUILDERS, PROVIDER_API_VERSION, PROVIDER_KIND, provider_from_object
 from notification_controller.providers.base import ProviderConfigError, check_url
 from notification_controller.providers.headers import HeadersCache, InvalidHeaders
+from notification_controller.unsupported import PROVIDER, refuse_unsupported
 
 #: The Alert cache's index of the Provider each Alert names: ``Provider/<namespace>/<name>``.
 PROVIDER_REF_INDEX = "provider-ref"
@@ -130,6 +131,7 @@ class ProviderReconciler:
         self.headers = headers or HeadersCache()
 
     async def reconcile(self, obj: KubeObject) -> Outcome:
+        refuse_unsupported(obj.get("spec") or {}, PROVIDER)
         problem = provider_problem(obj)
         if problem is not None:
             return verdict(obj, problem)
