@@ -39,7 +39,8 @@ from typing import Any
 import aiofiles
 import aiofiles.os
 
-from gitops_mesh.artifacts.archive import DEFAULT_LEVEL, Include, PackResult, pack
+from gitops_mesh import stoppable
+from gitops_mesh.artifacts.archive import DEFAULT_LEVEL, Include, PackResult, Stop, pack
 from gitops_mesh.artifacts.digests import file_digest, new_hasher, parse_digest
 from gitops_mesh.artifacts.errors import DigestMismatch, InvalidArtifactPath, StorageError
 from gitops_mesh.artifacts.hashed_writes import copy_hashed, write_hashed
@@ -174,23 +175,47 @@ class Storage:
         include: Include | None = None,
         level: int = DEFAULT_LEVEL,
     ) -> StoredArtifact:
-        """Pack ``src_dir`` (see :mod:`.archive`) into the object's ``filename``, atomically."""
+        """Pack ``src_dir`` (see :mod:`.archive`) into the object's ``filename``, atomically.
+
+        Cancelling the call stops the packing thread at its next entry (``include`` runs tenant patterns).
+        """
+        stop = Stop()
         return await self.store_with(
-            kind, namespace, name, filename, lambda tmp: pack(src_dir, tmp, include=include, level=level)
+            kind,
+            namespace,
+            name,
+            filename,
+            lambda tmp: pack(src_dir, tmp, include=include, level=level, stop=stop),
+            stop=stop,
         )
 
     async def store_with(
-        self, kind: str, namespace: str, name: str, filename: str, write: Callable[[Path], PackResult]
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        filename: str,
+        write: Callable[[Path], PackResult],
+        *,
+        stop: stoppable.Stop | None = None,
     ) -> StoredArtifact:
-        """Store what ``write(tmp_path)`` produces (blocking, run in a thread) as the object's ``filename``."""
+        """Store what ``write(tmp_path)`` produces (blocking, run in a thread) as the object's ``filename``.
+
+        With ``stop`` (which ``write`` checks), cancelling the call stops the thread before it returns.
+        """
         path = self.artifact_path(kind, namespace, name, filename)
 
         def produce(tmp: Path) -> tuple[str, int]:
             result = write(tmp)
             return result.digest, result.size
 
+        async def in_thread(tmp: Path) -> tuple[str, int]:
+            if stop is None:
+                return await asyncio.to_thread(produce, tmp)
+            return await stoppable.in_thread(lambda: produce(tmp), stop)
+
         started = time.perf_counter()
-        stored = await self._store(kind, namespace, name, path, lambda tmp: asyncio.to_thread(produce, tmp))
+        stored = await self._store(kind, namespace, name, path, in_thread)
         metrics.artifact_pack_duration.labels(kind=kind.lower()).observe(time.perf_counter() - started)
         return stored
 

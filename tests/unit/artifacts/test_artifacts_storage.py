@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -70,6 +71,35 @@ async def test_a_failed_archive_keeps_the_previous_file_and_leaves_no_temp(stora
     first = await storage.write_bytes(KIND, NS, NAME, "same.tar.gz", b"previous")
     with pytest.raises(StorageError):
         await storage.archive(KIND, NS, NAME, "same.tar.gz", tmp_path / "missing-src")
+    assert storage.local_path(first.path).read_bytes() == b"previous"
+    assert os.listdir(storage.root / "gitrepository/flux-system/podinfo") == ["same.tar.gz"]
+
+
+async def test_a_cancelled_archive_stops_its_thread_and_keeps_the_previous_file(
+    storage: Storage, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"f{i:03}").write_text("x")
+    first = await storage.write_bytes(KIND, NS, NAME, "same.tar.gz", b"previous")
+    started, seen = threading.Event(), []
+
+    def slow_include(path: str, is_dir: bool) -> bool:  # a tenant's pattern that takes its time on every path
+        seen.append(path)
+        started.set()
+        time.sleep(0.02)
+        return True
+
+    task = asyncio.ensure_future(storage.archive(KIND, NS, NAME, "same.tar.gz", src, include=slow_include))
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    walked = len(seen)
+    await asyncio.sleep(0.1)
+    assert len(seen) == walked, "the packing thread kept walking after the cancelled call returned"
+    assert walked < 200
     assert storage.local_path(first.path).read_bytes() == b"previous"
     assert os.listdir(storage.root / "gitrepository/flux-system/podinfo") == ["same.tar.gz"]
 
