@@ -43,6 +43,7 @@ from source_controller.gitrepository_plan import (
     verified,
 )
 from source_controller.status_edits import Done, storage_failed
+from source_controller.unsupported import GIT_REPOSITORY, refuse_unsupported
 
 API_VERSION = "source.toolkit.fluxcd.io/v1"
 KIND = "GitRepository"
@@ -86,6 +87,7 @@ class GitRepositoryReconciler:
 
     async def reconcile(self, obj: KubeObject) -> Outcome:
         ns, spec = obj["metadata"]["namespace"], obj["spec"]
+        refuse_unsupported(spec, GIT_REPOSITORY)
         auth = await self._auth(ns, spec)
         ref = GitRef.from_spec(spec.get("ref"))
         includes = included_artifacts(ns, spec, self.repositories.get)

@@ -72,6 +72,7 @@ from source_controller.helmchart_plan import (
 )
 from source_controller.helmrepository import DEFAULT_TIMEOUT, repository_auth
 from source_controller.status_edits import Done, Failure, storage_failed
+from source_controller.unsupported import HELM_CHART, refuse_unsupported
 
 API_VERSION = "source.toolkit.fluxcd.io/v1"
 KIND = "HelmChart"
@@ -137,6 +138,7 @@ class HelmChartReconciler:
     kind: str = KIND
 
     async def reconcile(self, obj: KubeObject) -> Outcome:
+        refuse_unsupported(obj["spec"], HELM_CHART)
         step = plan(obj, self._observe(obj))
         if isinstance(step, Failure):
             raise step.apply(obj, now=self.clock())

@@ -39,6 +39,7 @@ from source_controller.helmrepository_plan import (
     plan,
 )
 from source_controller.status_edits import Done, storage_failed
+from source_controller.unsupported import HELM_REPOSITORY, refuse_unsupported
 
 API_VERSION = "source.toolkit.fluxcd.io/v1"
 KIND = "HelmRepository"
@@ -85,6 +86,7 @@ class HelmRepositoryReconciler:
     kind: str = KIND
 
     async def reconcile(self, obj: KubeObject) -> Outcome:
+        refuse_unsupported(obj["spec"], HELM_REPOSITORY)
         if is_oci(obj["spec"]):
             return await self._static(obj)
         index = await self._fetch(obj)

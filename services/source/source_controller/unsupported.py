@@ -1,0 +1,48 @@
+"""The source kinds' spec fields this controller does not implement, refused when set (see gitops_mesh.reconcile.unsupported).
+
+The audit behind these tables, field by field, is in the README's "what is supported".
+"""
+
+from __future__ import annotations
+
+from gitops_mesh.reconcile.unsupported import Unsupported, refuse_unsupported
+
+_SECRET_AUTH = "use spec.secretRef credentials instead"
+
+GIT_REPOSITORY: tuple[Unsupported, ...] = (
+    Unsupported(
+        "provider",
+        f"Azure and GitHub App authentication are not implemented; {_SECRET_AUTH}",
+        allowed=frozenset({"generic"}),
+    ),
+    Unsupported(
+        "serviceAccountName",
+        f"workload identity (a ServiceAccount's cloud credentials) is not implemented; {_SECRET_AUTH}",
+    ),
+    Unsupported(
+        "proxySecretRef",
+        "git through a proxy is not implemented; ignoring it would connect to the repository directly",
+    ),
+)
+
+HELM_REPOSITORY: tuple[Unsupported, ...] = (
+    Unsupported(
+        "provider",
+        f"cloud registry authentication (aws, azure, gcp) is not implemented; {_SECRET_AUTH}",
+        allowed=frozenset({"generic"}),
+    ),
+    Unsupported(
+        "accessFrom",
+        "cross-namespace access lists are not implemented (nor by Flux): other namespaces' access would not be restricted",
+    ),
+)
+
+HELM_CHART: tuple[Unsupported, ...] = (
+    Unsupported(
+        "verify",
+        "chart signatures are only verified for charts from OCI registries, which this controller does not pull; "
+        "ignoring it would store the chart unverified",
+    ),
+)
+
+__all__ = ["GIT_REPOSITORY", "HELM_CHART", "HELM_REPOSITORY", "refuse_unsupported"]
