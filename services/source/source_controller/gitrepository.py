@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gitops_mesh import stoppable
 from gitops_mesh.artifacts.errors import StorageError
 from gitops_mesh.artifacts.extract import safe_extract
 from gitops_mesh.artifacts.storage import Storage, StoredArtifact
@@ -180,8 +182,15 @@ class GitRepositoryReconciler:
         try:
             if fetch.streamed:
                 keep = await asyncio.to_thread(sourceignore_filter, work, commit.hash, spec.get("ignore"))
+                # A cancelled reconcile (shutdown, deletion) stops the packing thread at its next path.
+                cancelled = threading.Event()
                 artifact = await self.storage.store_with(
-                    KIND, ns, name, filename, lambda tmp_file: pack_commit(work, commit.hash, tmp_file, keep)
+                    KIND,
+                    ns,
+                    name,
+                    filename,
+                    lambda tmp_file: pack_commit(work, commit.hash, tmp_file, keep, cancelled=cancelled),
+                    stop=stoppable.Stop(cancelled=cancelled),
                 )
             else:
                 for inc, included in zip(spec.get("include") or [], includes, strict=True):
