@@ -153,6 +153,33 @@ def manifests(git_url: str, sink_url: str) -> list[dict[str, Any]]:
     ]
 
 
+async def show_refusal(kube: KubeClient) -> None:
+    """A tenant's Kustomization meant for another cluster: refused, not applied here (docs/security.md)."""
+    remote = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "remote-cluster", "namespace": NS},
+        "spec": {
+            "interval": "10m",
+            "path": "./apps",
+            "prune": True,
+            "sourceRef": {"kind": "GitRepository", "name": "podinfo"},
+            "kubeConfig": {"secretRef": {"name": "other-cluster-kubeconfig"}},
+        },
+    }
+    say("applying Kustomization remote-cluster with spec.kubeConfig (a manifest meant for another cluster)")
+    await kube.apply(remote, field_manager="gitops-mesh-demo", force=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        obj = await kube.get("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "remote-cluster", namespace=NS)
+        ready = next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), None)
+        if ready and ready["status"] == "False":
+            say(f"  refused, nothing applied: Ready=False {ready['reason']}: {ready['message']}")
+            return
+        await asyncio.sleep(0.2)
+    raise SystemExit("[demo] Kustomization remote-cluster was not refused; see .stack/logs/kustomize-controller.log")
+
+
 async def wait_applied(kube: KubeClient, name: str, commit: str, started: float, timeout: float = 180) -> float:
     last = ""
     while time.monotonic() - started < timeout:
@@ -300,6 +327,7 @@ async def main() -> None:
         )
         await asyncio.sleep(1.0)
         show_notifications(wall)
+        await show_refusal(kube)
     finally:
         await kube.close()
     extra = (
