@@ -54,6 +54,21 @@ class UnsafeYaml(ValueError, yaml.YAMLError):
         self.problem = problem or what
 
 
+def problem(e: yaml.YAMLError) -> str:
+    """One line describing a YAML error: the problem and its line and column, never the document's text.
+
+    PyYAML's own message prints the offending line, which may be a Secret's token or a tenant's manifest.
+    """
+    if isinstance(e, UnsafeYaml):
+        return e.problem  # the caller's message names the document
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        return f"{e.problem or e.context or 'invalid YAML'}{where}"
+    text = str(e)  # unmarked errors (the reader's "unacceptable character #x…") describe, not quote
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 @dataclass(frozen=True)
 class YamlLimits:
     """What one tenant document (or stream) may be."""

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gitops_mesh import tenant_yaml
 from gitops_mesh.tenant_yaml import DEFAULT_LIMITS, AliasBudget, UnsafeYaml, YamlLimits, load, load_all
 from tests.support.yaml_bombs import alias_bomb
 
@@ -162,3 +163,14 @@ def test_alias_budget_counts_each_target_once_and_refuses_past_the_caps() -> Non
     budget.alias([shared] * 5, written=602)  # 2505 more: 602 + 3505 is within 10 x 602
     with pytest.raises(UnsafeYaml, match=r"^index\.yaml: YAML aliases expand 603 nodes to 6112, more than 10 times"):
         budget.alias([shared] * 4, written=603)  # 2004 more
+
+
+def test_problem_names_the_place_and_never_quotes_the_text() -> None:
+    secret = "token-ABC123-secret"
+    with pytest.raises(yaml.YAMLError) as caught:
+        # The pure-Python loader (custom constructors use it) quotes the offending line in its marks.
+        tenant_yaml.load(f"a: b\n  c: {secret}: d\n", what="headers", loader=yaml.SafeLoader)
+    described = tenant_yaml.problem(caught.value)
+    assert "line 2" in described
+    assert secret not in described
+    assert secret in str(caught.value), "PyYAML's own message quotes the line: the reason problem() exists"

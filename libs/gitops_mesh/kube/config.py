@@ -228,16 +228,12 @@ def read_documents(paths: Sequence[Path]) -> list[tuple[Path, Any]]:
         except tenant_yaml.UnsafeYaml as e:
             raise KubeConfigError(str(e)) from None
         except yaml.YAMLError as e:
-            raise KubeConfigError(f"{path}: {_yaml_problem(e)}") from None  # the error quotes the line: a token
+            raise KubeConfigError(
+                f"{path}: invalid YAML: {tenant_yaml.problem(e)}"
+            ) from None  # the error quotes the line: a token
     if not documents:
         raise KubeConfigError(f"no kubeconfig file exists at {', '.join(map(str, paths)) or '(empty list)'}")
     return documents
-
-
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    mark = getattr(e, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"invalid YAML{where}: {getattr(e, 'problem', None) or type(e).__name__}"
 
 
 async def load_config(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None) -> KubeConfig:

@@ -386,7 +386,7 @@ async def test_bad_base64_is_an_error_without_the_value(field: str, tmp_path: Pa
 async def test_yaml_errors_do_not_quote_the_file(tmp_path: Path) -> None:
     path = tmp_path / "config"
     path.write_text("users:\n- name: u\n  user: {token: SUPERSECRET\n")
-    with pytest.raises(KubeConfigError, match="invalid YAML at line") as e:
+    with pytest.raises(KubeConfigError, match=r"invalid YAML: .* at line") as e:
         await load_config(path)
     assert "SUPERSECRET" not in str(e.value)
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from gitops_mesh import tenant_yaml
 from kustomize_controller.build import manifests
 from kustomize_controller.build.errors import BuildFailed, InvalidManifest, UnsafeReference
 from kustomize_controller.build.graph import load_kustomization, local_path, looks_remote
@@ -76,7 +77,7 @@ def check_manifest(data: bytes, name: str) -> None:
         documents = list(manifests.load_all(data))
     except yaml.YAMLError as e:
         raise InvalidManifest(
-            f"failed to decode Kubernetes YAML from '{name}': {manifests.yaml_problem(e)}", path=name
+            f"failed to decode Kubernetes YAML from '{name}': {tenant_yaml.problem(e)}", path=name
         ) from e
     for index, doc in enumerate(documents, start=1):
         if doc is None:

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import yaml
 
+from gitops_mesh import tenant_yaml
 from kustomize_controller.build import manifests
 from kustomize_controller.build.errors import BuildFailed, RemoteBaseRefused, UnsafeReference
 from kustomize_controller.build.workdir import find_kustomization, relative
@@ -333,7 +334,7 @@ def _plugin_configs(root: Path, directory: Path, entry: str, name: str, load: Lo
     except yaml.YAMLError as e:
         if source == name:
             return  # not YAML, so not an inline configuration: kustomize takes it as a path (checked above)
-        raise BuildFailed(f"failed to read plugin configuration '{source}': {manifests.yaml_problem(e)}") from e
+        raise BuildFailed(f"failed to read plugin configuration '{source}': {tenant_yaml.problem(e)}") from e
     pending = list(documents)
     while pending:
         doc = pending.pop(0)
@@ -372,7 +373,7 @@ def load_kustomization(file: Path, name: str) -> dict[str, Any]:
     try:
         loaded = manifests.load_kustomization(file.read_bytes())
     except yaml.YAMLError as e:
-        raise BuildFailed(f"failed to read kustomization '{name}': {manifests.yaml_problem(e)}") from e
+        raise BuildFailed(f"failed to read kustomization '{name}': {tenant_yaml.problem(e)}") from e
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import yaml
 
-from gitops_mesh import commands
+from gitops_mesh import commands, tenant_yaml
 from kustomize_controller.build import manifests
 from kustomize_controller.build.errors import KustomizeFailed
 from kustomize_controller.build.workdir import relative
@@ -114,7 +114,7 @@ def parse_objects(output: bytes | str) -> list[dict[str, Any]]:
     try:
         documents = list(manifests.load_all(output))
     except yaml.YAMLError as e:
-        raise KustomizeFailed(f"kustomize output is not YAML: {manifests.yaml_problem(e)}") from e
+        raise KustomizeFailed(f"kustomize output is not YAML: {tenant_yaml.problem(e)}") from e
     objects: list[dict[str, Any]] = []
     for doc in documents:
         if doc is None:

@@ -110,18 +110,6 @@ def dump(obj: Any) -> str:
     return text
 
 
-def yaml_problem(e: yaml.YAMLError) -> str:
-    """A one-line description of a YAML error with its line and column, if known."""
-    if isinstance(e, tenant_yaml.UnsafeYaml):
-        return e.problem  # the caller's message names the document
-    if isinstance(e, yaml.MarkedYAMLError):
-        mark = e.problem_mark or e.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = e.problem or e.context or "invalid YAML"
-        return f"{problem}{where}"
-    return str(e).replace("\n", " ")
-
-
 def describe(obj: dict[str, Any]) -> str:
     """``Kind/namespace/name`` (or ``Kind/name``) for messages."""
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}

@@ -101,7 +101,7 @@ def substitute_object(
     except yaml.YAMLError as e:
         raise SubstitutionFailed(
             f"post build substitution failed for '{manifests.describe(obj)}': "
-            f"the substituted YAML does not parse: {manifests.yaml_problem(e)}"
+            f"the substituted YAML does not parse: {tenant_yaml.problem(e)}"
         ) from e
     if not isinstance(result, dict):
         raise SubstitutionFailed(

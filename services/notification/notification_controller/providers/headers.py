@@ -25,6 +25,7 @@ from typing import Final
 
 import yaml
 
+from gitops_mesh import tenant_yaml
 from gitops_mesh.http_headers import header_problem
 from gitops_mesh.tenant_yaml import YamlLimits, load
 
@@ -53,7 +54,7 @@ def parse_headers(raw: bytes) -> dict[str, str]:
         raise InvalidHeaders(f"failed to read {WHAT}: not UTF-8 text") from None
     except yaml.YAMLError as e:
         # UnsafeYaml (a refusal) is a YAMLError too; neither message quotes the text.
-        raise InvalidHeaders(f"failed to read {WHAT}: {_first_line(e)}") from None
+        raise InvalidHeaders(f"failed to read {WHAT}: {tenant_yaml.problem(e)}") from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -85,15 +86,6 @@ def request_headers_problem(headers: Mapping[str, str]) -> str | None:
         if problem is not None:
             return problem
     return None
-
-
-def _first_line(e: yaml.YAMLError) -> str:
-    # PyYAML's marks quote the offending line of the document: keep only the problem and its position.
-    problem = getattr(e, "problem", None)
-    mark = getattr(e, "problem_mark", None)
-    if isinstance(problem, str):
-        return problem + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "")
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 class HeadersCache:

@@ -34,14 +34,8 @@ def parse_values(data: bytes | str, *, source: str) -> Values:
     """One values document as a map (empty or null is ``{}``); anything but a map is an error."""
     try:
         loaded = tenant_yaml.load(data, what=source, loader=_ValuesLoader)
-    except tenant_yaml.UnsafeYaml as e:
-        raise ValuesFilesError(f"unmarshaling values from '{source}' failed: {e.problem}") from None
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ValuesFilesError(f"unmarshaling values from '{source}' failed{where}: {e.problem}") from e
     except yaml.YAMLError as e:
-        raise ValuesFilesError(f"unmarshaling values from '{source}' failed: {e}") from e
+        raise ValuesFilesError(f"unmarshaling values from '{source}' failed: {tenant_yaml.problem(e)}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
