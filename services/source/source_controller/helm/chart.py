@@ -23,6 +23,7 @@ from gitops_mesh.artifacts.errors import ArtifactError, CorruptArchive, UnsafeAr
 from gitops_mesh.artifacts.extract import safe_extract
 from gitops_mesh.artifacts.untar import ArchiveEntry, ExtractLimits, read_members
 from gitops_mesh.errors import TransientError
+from gitops_mesh.helmcli import DEFAULT_HELM_TIMEOUT, run_helm
 from source_controller.helm.errors import (
     ChartDigestMismatch,
     ChartPackageError,
@@ -34,7 +35,6 @@ from source_controller.helm.errors import (
     RepositoryFetchFailed,
     ValuesFilesError,
 )
-from source_controller.helm.helmcli import DEFAULT_HELM_TIMEOUT, run_helm
 from source_controller.helm.index import ChartVersion
 from source_controller.helm.transport import (
     DEFAULT_TIMEOUT,

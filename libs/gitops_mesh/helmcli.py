@@ -1,4 +1,4 @@
-"""Running the real helm binary on :mod:`gitops_mesh.commands`: a private HOME per call, a deadline."""
+"""Adapters layer, beside kube: running the real helm binary on gitops_mesh.commands, a private HOME, a deadline."""
 
 from __future__ import annotations
 
