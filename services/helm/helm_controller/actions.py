@@ -1,0 +1,389 @@
+"""Helm actions, one ``helm`` (v4) subprocess each: install, upgrade, rollback, uninstall, test.
+
+Where it sits: the reconciler decides which action to run; this module maps a HelmRelease's flags onto
+Helm 4's command line as Flux's helm-controller sets them on Helm's SDK, runs helm with a deadline
+(:mod:`gitops_mesh.helmcli`), and reads the release back from Helm's storage (:mod:`.releases`).
+
+Decisions:
+- ``--wait=hookOnly`` always: helm waits for its hooks (and tests), never for the release's resources to
+  become ready; the reconciler polls their health, so a slow rollout never holds a worker or a process.
+- Server-side apply as Flux: install with ``--server-side=true``; upgrade and rollback follow the method
+  the release last used ("auto", resolved here from storage because ``--force-conflicts`` — which Flux
+  always sets with server-side apply — is an error without it). ``--take-ownership`` unless disabled.
+- Nothing secret on argv: values in a 0600 file in a private 0700 directory removed after the call,
+  the cluster through a kubeconfig file the caller wrote (0600).
+- Helm's CLI keeps a release's records in the namespace it installs into, so a storage namespace other
+  than the target namespace cannot be honoured on this path: such a request is refused (InvalidSpec).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from gitops_mesh import commands
+from gitops_mesh.errors import GitopsMeshError, InvalidSpec, TransientError
+from gitops_mesh.helmcli import HelmResult, run_helm
+from gitops_mesh.kube.client import KubeClient
+from helm_controller.releases import Release, release_history
+
+#: Past helm's own --timeout, how long helm may take to report it before the whole process group is killed.
+DEADLINE_GRACE: Final = 30.0
+#: How much of helm's complaint an error carries.
+MESSAGE_CHARS: Final = 600
+#: Helm's rollback/uninstall description limit (pkg/action MaxDescriptionLength).
+MAX_DESCRIPTION: Final = 256
+_SERVICE_ACCOUNT_USER: Final = "system:serviceaccount:"
+
+
+class Action(StrEnum):
+    """Flux's ReleaseAction names, and the reason each one's failure is reported with."""
+
+    INSTALL = "install"
+    UPGRADE = "upgrade"
+    ROLLBACK = "rollback"
+    UNINSTALL = "uninstall"
+    TEST = "test"
+
+    @property
+    def failed_reason(self) -> str:
+        return f"{self.value.capitalize()}Failed"
+
+
+class CRDsPolicy(StrEnum):
+    SKIP = "Skip"
+    CREATE = "Create"
+    CREATE_REPLACE = "CreateReplace"
+
+
+class HelmActionFailed(TransientError):
+    """helm refused or failed; ``message`` is helm's own line, bounded and redacted; ``reason`` Flux's."""
+
+    def __init__(self, action: Action, message: str, *, release: Release | None = None) -> None:
+        super().__init__(message, reason=action.failed_reason)
+        self.action = action
+        self.message = message
+        #: the release as helm left it in storage (failed, pending after a kill), when there is one
+        self.release = release
+
+
+@dataclass(frozen=True, slots=True)
+class KubeAccess:
+    """How helm reaches the cluster: a kubeconfig file and, for serviceAccountName, the user it acts as."""
+
+    kubeconfig: Path
+    #: ``system:serviceaccount:<ns>:<sa>``, passed as --kube-as-user
+    as_user: str | None = None
+    #: reads Helm's storage for the same cluster and identity; without one a client is opened per action
+    client: KubeClient | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRequest:
+    """One release action's inputs, in the HelmRelease's terms (the action picks the flags it uses)."""
+
+    release_name: str
+    target_namespace: str
+    storage_namespace: str
+    #: a local chart archive (.tgz)
+    chart_path: Path
+    values: Mapping[str, Any]
+    #: seconds helm may spend (hooks, tests, deletions)
+    timeout: float
+    max_history: int
+    kube: KubeAccess
+    create_namespace: bool = False
+    #: None: Flux's default for the action (install Create, upgrade Skip)
+    crds: CRDsPolicy | None = None
+    force: bool = False
+    #: the reconciler's health poll reads these; helm never waits for resources
+    disable_wait: bool = False
+    disable_wait_for_jobs: bool = False
+    disable_hooks: bool = False
+    disable_openapi_validation: bool = False
+    disable_schema_validation: bool = False
+    cleanup_on_fail: bool = False
+    wait_strategy: str = "poller"
+    description: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: Flux's install/upgrade/rollback serverSideApply: None = Flux's default (install on, else as last time)
+    server_side: bool | None = None
+    #: Flux's disableTakeOwnership, inverted
+    take_ownership: bool = True
+    #: install.replace: reuse the name of a release uninstalled with its history kept
+    replace: bool = False
+    #: test.filters: (name, exclude)
+    test_filters: tuple[tuple[str, bool], ...] = ()
+    #: strings never to appear in a message (values that came from Secrets)
+    secrets: frozenset[str] = frozenset()
+
+
+# --- argv, pure -------------------------------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(1, math.ceil(seconds))}s"
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    """pflag's StringToString reads one CSV record of k=v fields."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(f"{k}={v}" for k, v in sorted(labels.items()))
+    return out.getvalue()
+
+
+def _cluster(req: ActionRequest) -> list[str]:
+    args = ["--kubeconfig", str(req.kube.kubeconfig), "--namespace", req.target_namespace]
+    if req.kube.as_user:
+        args += ["--kube-as-user", req.kube.as_user]
+    return args
+
+
+def _common(req: ActionRequest, action: Action) -> list[str]:
+    args = [*_cluster(req), "--timeout", _duration(req.timeout)]
+    if action is not Action.TEST:
+        args.append("--wait=hookOnly")
+    if req.disable_hooks and action is not Action.TEST:
+        args.append("--no-hooks")
+    return args
+
+
+def _apply_method(server_side: bool, force: bool) -> list[str]:
+    # Flux always forces conflicts under server-side apply; Helm's replace-on-conflict is client-side only.
+    if server_side:
+        return ["--server-side=true", "--force-conflicts"]
+    return ["--server-side=false", *(["--force-replace"] if force else [])]
+
+
+def _render_flags(req: ActionRequest) -> list[str]:
+    args: list[str] = []
+    if req.disable_openapi_validation:
+        args.append("--disable-openapi-validation")
+    if req.disable_schema_validation:
+        args.append("--skip-schema-validation")
+    if req.take_ownership:
+        args.append("--take-ownership")
+    if req.description:
+        args += ["--description", req.description[:MAX_DESCRIPTION]]
+    if req.labels:
+        args += ["--labels", _labels(req.labels)]
+    return args
+
+
+def install_args(req: ActionRequest, values_file: Path) -> list[str]:
+    """``helm install`` as Flux's Install action sets it up."""
+    args = ["install", req.release_name, str(req.chart_path), *_common(req, Action.INSTALL)]
+    args += ["--values", str(values_file)]
+    args += _apply_method(True if req.server_side is None else req.server_side, False)
+    args += _render_flags(req)
+    if req.create_namespace:
+        args.append("--create-namespace")
+    if (req.crds or CRDsPolicy.CREATE) is CRDsPolicy.SKIP:
+        args.append("--skip-crds")
+    if req.replace:
+        args.append("--replace")
+    return args
+
+
+def upgrade_args(req: ActionRequest, values_file: Path, *, last_apply_method: str) -> list[str]:
+    """``helm upgrade``: values reset to the chart's and ours (Flux's default), history capped."""
+    server_side = last_apply_method == "ssa" if req.server_side is None else req.server_side
+    args = ["upgrade", req.release_name, str(req.chart_path), *_common(req, Action.UPGRADE)]
+    args += ["--values", str(values_file), "--reset-values", "--history-max", str(req.max_history)]
+    args += _apply_method(server_side, req.force)
+    args += _render_flags(req)
+    if req.cleanup_on_fail:
+        args.append("--cleanup-on-fail")
+    return args
+
+
+def rollback_args(req: ActionRequest, to_version: int | None, *, target_apply_method: str) -> list[str]:
+    """``helm rollback`` to ``to_version`` (None: the previous version, helm's 0)."""
+    server_side = target_apply_method == "ssa" if req.server_side is None else req.server_side
+    args = ["rollback", req.release_name, str(to_version or 0), *_common(req, Action.ROLLBACK)]
+    args += ["--history-max", str(req.max_history), *_apply_method(server_side, req.force)]
+    if req.cleanup_on_fail:
+        args.append("--cleanup-on-fail")
+    if req.description:
+        args += ["--description", req.description[:MAX_DESCRIPTION]]
+    return args
+
+
+def uninstall_args(req: ActionRequest, *, keep_history: bool, deletion_propagation: str) -> list[str]:
+    """``helm uninstall``; ``deletion_propagation`` is Flux's background|foreground|orphan."""
+    cascade = deletion_propagation.lower() or "background"
+    if cascade not in ("background", "foreground", "orphan"):
+        raise InvalidSpec(f"uninstall.deletionPropagation {deletion_propagation!r} is not background|foreground|orphan")
+    args = ["uninstall", req.release_name, *_common(req, Action.UNINSTALL), "--cascade", cascade]
+    if keep_history:
+        args.append("--keep-history")
+    if req.description:
+        args += ["--description", req.description[:MAX_DESCRIPTION]]
+    return args
+
+
+def test_args(req: ActionRequest) -> list[str]:
+    """``helm test`` with Flux's test.filters (``name=`` to include, ``!name=`` to exclude)."""
+    args = ["test", req.release_name, *_common(req, Action.TEST)]
+    if req.test_filters:
+        args += ["--filter", ",".join(f"{'!' if exclude else ''}name={name}" for name, exclude in req.test_filters)]
+    return args
+
+
+def redact(message: str, secrets: Iterable[str]) -> str:
+    """``message`` with every secret string replaced (longest first, so no fragment of one survives)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
+
+
+def helm_message(result: HelmResult, secrets: Iterable[str]) -> str:
+    """helm's complaint on one bounded line, without secrets or URL credentials, "Error: " dropped."""
+    text = redact(result.stderr or result.stdout, secrets)
+    line = commands.one_line(text, MESSAGE_CHARS) or f"exit status {result.returncode}"
+    return line.removeprefix("Error: ")
+
+
+def check_storage(req: ActionRequest) -> None:
+    """The CLI stores a release where it installs it; a different storage namespace is not possible here."""
+    if req.storage_namespace and req.storage_namespace != req.target_namespace:
+        raise InvalidSpec(
+            f"storageNamespace {req.storage_namespace!r} differs from the target namespace "
+            f"{req.target_namespace!r}: not supported",
+            reason="UnsupportedField",
+        )
+
+
+# --- running ----------------------------------------------------------------------------------------------------
+
+
+def _as_service_account(user: str) -> tuple[str, str] | None:
+    """(namespace, name) of ``system:serviceaccount:<ns>:<sa>``."""
+    if not user.startswith(_SERVICE_ACCOUNT_USER):
+        return None
+    namespace, _, name = user.removeprefix(_SERVICE_ACCOUNT_USER).partition(":")
+    return (namespace, name) if namespace and name else None
+
+
+class HelmActions:
+    """Runs helm actions; one private work directory per call under ``tmp_root``."""
+
+    def __init__(self, helm: Path | str, tmp_root: Path) -> None:
+        self._helm = helm
+        self._tmp_root = tmp_root
+
+    @contextlib.asynccontextmanager
+    async def _workdir(self) -> AsyncIterator[Path]:
+        self._tmp_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="helm-action-", dir=self._tmp_root))  # 0700
+        try:
+            yield work
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    @staticmethod
+    def _write_values(work: Path, values: Mapping[str, Any]) -> Path:
+        path = work / "values.yaml"
+        # JSON is YAML; written 0600 from the first byte, never readable by anyone else.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(dict(values)))
+        return path
+
+    @contextlib.asynccontextmanager
+    async def _client(self, req: ActionRequest) -> AsyncIterator[KubeClient]:
+        if req.kube.client is not None:
+            yield req.kube.client
+            return
+        async with await KubeClient.connect(str(req.kube.kubeconfig)) as root:
+            sa = _as_service_account(req.kube.as_user or "")
+            yield root.impersonate(sa[1], sa[0]) if sa else root
+
+    async def history(self, req: ActionRequest) -> list[Release]:
+        """The release's stored versions, newest first."""
+        async with self._client(req) as kube:
+            return await release_history(kube, req.target_namespace, req.release_name)
+
+    async def _run(self, action: Action, req: ActionRequest, args: list[str], work: Path) -> None:
+        def stopped(message: str) -> TransientError:
+            return HelmActionFailed(action, redact(message, req.secrets))
+
+        home = work / "home"
+        home.mkdir(mode=0o700)
+        result = await run_helm(
+            self._helm, args, home=home, timeout=req.timeout + DEADLINE_GRACE, cwd=work, on_stopped=stopped
+        )
+        if result.returncode != 0:
+            raise HelmActionFailed(action, helm_message(result, req.secrets))
+
+    async def _latest(self, req: ActionRequest) -> Release | None:
+        history = await self.history(req)
+        return history[0] if history else None
+
+    async def _act(self, action: Action, req: ActionRequest, args: list[str], work: Path) -> Release:
+        try:
+            await self._run(action, req, args, work)
+        except HelmActionFailed as e:
+            with contextlib.suppress(GitopsMeshError):  # the failure is the news; a failed read-back must not hide it
+                e.release = await self._latest(req)
+            raise
+        latest = await self._latest(req)
+        if latest is None:
+            raise HelmActionFailed(action, f"helm {action.value} left no release {req.release_name!r} in storage")
+        return latest
+
+    async def install(self, req: ActionRequest) -> Release:
+        check_storage(req)
+        async with self._workdir() as work:
+            args = install_args(req, self._write_values(work, req.values))
+            return await self._act(Action.INSTALL, req, args, work)
+
+    async def upgrade(self, req: ActionRequest) -> Release:
+        check_storage(req)
+        last = await self._latest(req)
+        if last is None:
+            raise HelmActionFailed(Action.UPGRADE, f'"{req.release_name}" has no deployed releases')
+        async with self._workdir() as work:
+            args = upgrade_args(req, self._write_values(work, req.values), last_apply_method=last.apply_method)
+            return await self._act(Action.UPGRADE, req, args, work)
+
+    async def rollback(self, req: ActionRequest, to_version: int | None) -> Release:
+        check_storage(req)
+        history = await self.history(req)
+        if not history:
+            raise HelmActionFailed(Action.ROLLBACK, f"release: not found: {req.release_name}")
+        target_version = to_version or history[0].version - 1
+        target = next((r for r in history if r.version == target_version), None)
+        if target is None:
+            raise HelmActionFailed(Action.ROLLBACK, f"release has no {target_version} version")
+        async with self._workdir() as work:
+            args = rollback_args(req, to_version, target_apply_method=target.apply_method)
+            return await self._act(Action.ROLLBACK, req, args, work)
+
+    async def uninstall(self, req: ActionRequest, keep_history: bool, deletion_propagation: str) -> None:
+        check_storage(req)
+        args = uninstall_args(req, keep_history=keep_history, deletion_propagation=deletion_propagation)
+        async with self._workdir() as work:
+            try:
+                await self._run(Action.UNINSTALL, req, args, work)
+            except HelmActionFailed as e:
+                with contextlib.suppress(GitopsMeshError):
+                    e.release = await self._latest(req)
+                raise
+
+    async def test(self, req: ActionRequest) -> Release:
+        check_storage(req)
+        async with self._workdir() as work:
+            return await self._act(Action.TEST, req, test_args(req), work)
