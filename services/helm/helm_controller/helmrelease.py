@@ -1,0 +1,480 @@
+"""HelmRelease: refuse → dependsOn → HelmChart template → chart artifact → values → plan → Helm actions → status.
+
+The decisions are :mod:`helm_controller.helmrelease_plan`'s (Flux's atomic release, pure); this module only
+does the I/O around them: it writes the HelmChart, fetches the chart (digest verified), composes the
+values, reads Helm's storage, runs each action the plan picks through the real helm binary, and records
+what Helm stored in ``status.history``. As Flux, one reconcile runs each action type at most once and
+stops after a remediation; what is left is the next reconcile's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gitops_mesh.artifacts.fetch import fetch
+from gitops_mesh.bus.envelope import EventKind, Severity
+from gitops_mesh.errors import NotFound, TerminalError, TransientError
+from gitops_mesh.kube.client import KubeClient
+from gitops_mesh.kube.informer import Informer
+from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.reconcile import conditions as c
+from gitops_mesh.reconcile.result import Announcement, Outcome
+from gitops_mesh.runner import interval_of
+from helm_controller import helmrelease_plan as plan
+from helm_controller import status as st
+from helm_controller.action_requests import action_request, uninstall_options
+from helm_controller.actions import HelmActionFailed, HelmActions, KubeAccess
+from helm_controller.chart_meta import chart_metadata
+from helm_controller.chart_template import desired_helmchart, stale_helmchart
+from helm_controller.references import (
+    API_VERSION,
+    KIND,
+    SOURCE_API,
+    chart_artifact,
+    chart_key,
+    check_cross_namespace,
+    check_dependencies,
+)
+from helm_controller.releases import (
+    Release,
+    history_entry,
+    release_history,
+    release_name,
+    storage_namespace,
+    target_namespace,
+)
+from helm_controller.releases import unlock as unlock_release
+from helm_controller.settings import HelmSettings
+from helm_controller.unsupported import HELMRELEASE, refuse_unsupported
+from helm_controller.values import compose_values, config_digest
+
+FIELD_MANAGER = "helm-controller"
+log = get_logger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def released_revision(obj: KubeObject | None) -> str | None:
+    """A HelmRelease's released chart version (its `applied` events' revision): the latest snapshot's."""
+    snaps = st.history((obj or {}).get("status") or {})
+    version = snaps[0].get("chartVersion") if snaps else None
+    return version if isinstance(version, str) and version else None
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """The chart this reconcile releases: its file and what its Chart.yaml says."""
+
+    path: Path
+    name: str
+    version: str
+    app_version: str
+
+
+@dataclass
+class HelmReleaseReconciler:
+    """HelmRelease's inner work; ``releases`` and ``charts`` are the process's caches (dependsOn and the
+    chart's artifact are read there, never with GETs)."""
+
+    kube: KubeClient
+    http: aiohttp.ClientSession
+    helm: HelmActions
+    settings: HelmSettings
+    releases: Informer
+    charts: Informer
+    workdir: Path
+    #: the kubeconfig file helm reads (the controller's own identity; impersonation is per action)
+    kubeconfig: Path
+
+    api_version: str = API_VERSION
+    kind: str = KIND
+
+    async def reconcile(self, obj: KubeObject) -> Outcome:
+        spec = obj["spec"]
+        obj.setdefault("status", {})
+        # Before a HelmChart is written or helm runs: an ignored field would change what is released where.
+        refuse_unsupported(spec, HELMRELEASE)
+        check_cross_namespace(obj, allowed=not self.settings.no_cross_namespace_refs)
+        check_dependencies(obj, self.releases.get)
+        await self._chart_template(obj)
+        artifact = chart_artifact(obj, self.charts.get(*chart_key(obj)))
+        async with self._chart(obj, artifact) as chart:
+            values = await compose_values(self.kube, obj["metadata"]["namespace"], spec)
+            digest = config_digest(values)
+            desired = plan.Desired(chart.name, chart.version, digest)
+            changed = await self._target_changed(obj)
+            if changed:
+                return changed
+            status = obj["status"]
+            status["storageNamespace"] = storage_namespace(obj)
+            reset = plan.apply_reset(obj, desired)
+            if reset:
+                log.debug("failure counters reset", reason=reset)
+            st.stamp_attempt(status, generation=c.generation_of(obj), chart_version=chart.version, config_digest=digest)
+            return await self._release(obj, desired, chart, values)
+
+    # --- the chart ---------------------------------------------------------------------------------------
+
+    async def _chart_template(self, obj: KubeObject) -> None:
+        """Server-side apply the HelmChart of ``spec.chart`` and delete the one an edit left behind."""
+        status = obj["status"]
+        desired = desired_helmchart(obj)
+        stale = stale_helmchart(obj, status.get("helmChart") or "")
+        if stale is not None:
+            with contextlib.suppress(NotFound):
+                await self.kube.delete(SOURCE_API, stale.kind, stale.name, namespace=stale.namespace)
+        if desired is None:
+            status.pop("helmChart", None)
+            return
+        applied = await self.kube.apply(desired, field_manager=FIELD_MANAGER, force=True)
+        await self.charts.observe(applied)
+        status["helmChart"] = f"{applied['metadata']['namespace']}/{applied['metadata']['name']}"
+
+    @contextlib.asynccontextmanager
+    async def _chart(self, obj: KubeObject, artifact: Mapping[str, Any]) -> AsyncIterator[Chart]:
+        """The chart artifact fetched into a private directory (digest and size checked), read, then removed."""
+        where = Path(tempfile.mkdtemp(prefix="chart-", dir=self.workdir))
+        try:
+            path = await fetch(
+                self.http,
+                str(artifact["url"]),
+                where / "chart.tgz",
+                digest=str(artifact["digest"]),
+                max_size=self.settings.artifact_max_size,
+            )
+            name, version, app_version = await chart_metadata(path)
+            yield Chart(path, name, version, app_version)
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+
+    # --- the release -------------------------------------------------------------------------------------
+
+    async def _storage(self, obj: KubeObject) -> tuple[list[Release], list[st.Snapshot]]:
+        """Helm's records of this release, newest first, and their snapshots (each with its own config digest)."""
+        records = await release_history(self.kube, storage_namespace(obj), release_name(obj))
+        return records, [history_snapshot(r) for r in records]
+
+    async def _target_changed(self, obj: KubeObject) -> Outcome | None:
+        """Flux's ReleaseTargetChanged: a new release name, target or storage namespace uninstalls the old
+        release first (an install beside it would fail on its objects); the next reconcile installs."""
+        status = obj["status"]
+        cur = st.latest(status)
+        if not status.get("storageNamespace") or cur is None:
+            return None
+        if (
+            status["storageNamespace"] == storage_namespace(obj)
+            and cur.get("namespace") == target_namespace(obj)
+            and cur.get("name") == release_name(obj)
+        ):
+            return None
+        previous = {
+            **obj,
+            "spec": {
+                **obj["spec"],
+                "releaseName": cur["name"],
+                "targetNamespace": cur["namespace"],
+                "storageNamespace": status["storageNamespace"],
+            },
+        }
+        keep, propagation = uninstall_options(obj["spec"])
+        with contextlib.suppress(HelmActionFailed):
+            await self.helm.uninstall(action_request(previous, "uninstall", kube=self._access(obj)), keep, propagation)
+        status.pop("history", None)
+        st.clear_failures(status)
+        status.pop("storageNamespace", None)
+        return Outcome.progressing("release target changed: previous release uninstalled", requeue_after=0.5)
+
+    async def _release(self, obj: KubeObject, desired: plan.Desired, chart: Chart, values: dict[str, Any]) -> Outcome:
+        status = obj["status"]
+        done: list[plan.ActionType] = []
+        announce: list[Announcement] = []
+        while True:
+            records, storage = await self._storage(obj)
+            state = plan.release_state(obj, desired, storage)
+            decision = plan.decide(obj, state, storage)
+            status["history"] = list(decision.history)
+            if decision.forced:
+                status["lastHandledForceAt"] = plan.force_request(obj)
+            if decision.verdict is plan.Verdict.DONE:
+                return self._in_sync(obj, chart, desired, announce)
+            if decision.verdict is plan.Verdict.STALLED:
+                raise self._stalled(obj, decision)
+            action = decision.action
+            assert action is not None  # ACT always names one
+            step = plan.before_action(obj, action, done)
+            if step is not plan.Next.CONTINUE:
+                return self._stop(obj, step, announce)
+            log.info("running helm action", action=action.value, reason=decision.reason)
+            stored = await self._act(obj, action, decision, records, chart, values)
+            if not stored:
+                # Nothing reached Helm's storage (a chart that fails to render): nothing to remediate.
+                raise self._failed(obj, plan.after_failure(obj))
+            if action in (plan.Action.INSTALL, plan.Action.UPGRADE) and c.is_true(obj, st.Condition.RELEASED):
+                announce.append(self._applied(obj, chart, desired))
+            step = plan.after_action(obj, action)
+            if step is not plan.Next.CONTINUE:
+                return self._stop(obj, step, announce)
+            done.append(plan.TYPE_OF[action])
+
+    async def _act(
+        self,
+        obj: KubeObject,
+        action: plan.Action,
+        decision: plan.Decision,
+        records: list[Release],
+        chart: Chart,
+        values: dict[str, Any],
+        secrets: frozenset[str] = frozenset(),
+    ) -> bool:
+        """Run one action and record its result; False when it failed without writing Helm's storage."""
+        status, now = obj["status"], _now()
+        enabled, _ = plan.test_spec(obj["spec"])
+        cur = st.latest(status) or (history_snapshot(records[0]) if records else {})
+        if action is plan.Action.UNLOCK:
+            return await self._unlock(obj, records[0])
+        if action in (plan.Action.INSTALL, plan.Action.UPGRADE):
+            status["lastAttemptedReleaseAction"] = action.value
+            if action is plan.Action.INSTALL:
+                status.pop("history", None)  # an install starts the history again (never roll back past it)
+            c.delete(obj, st.Condition.TEST_SUCCESS)
+            c.delete(obj, st.Condition.REMEDIATED)
+            request = action_request(
+                obj, action.value, kube=self._access(obj), chart_path=chart.path, values=values, secrets=secrets
+            )
+            try:
+                released = await (self.helm.install if action is plan.Action.INSTALL else self.helm.upgrade)(request)
+            except HelmActionFailed as e:
+                return await self._release_failed(obj, action, chart, e, records[0].version if records else 0)
+            snap = history_snapshot(released, action=action.value)
+            st.record(status, snap)
+            success = st.install_success if action is plan.Action.INSTALL else st.upgrade_success
+            reason = st.Reason.INSTALL_SUCCEEDED if action is plan.Action.INSTALL else st.Reason.UPGRADE_SUCCEEDED
+            c.mark_true(obj, st.Condition.RELEASED, reason, success(snap), now=now)
+            if enabled and not st.has_been_tested(snap):
+                c.mark_unknown(obj, st.Condition.TEST_SUCCESS, st.Reason.AWAITING_TESTS, st.test_pending(snap), now=now)
+            if plan.retry_interval(obj["spec"], st.ReleaseAction(action.value)) is not None:
+                st.clear_failures(status)  # under RetryOnFailure failures only count while failed
+            self._summarize(obj)
+            return True
+        if action is plan.Action.TEST:
+            return await self._test(obj, cur)
+        if action is plan.Action.ROLLBACK:
+            return await self._rollback(obj, decision.target or {})
+        return await self._uninstall_remediation(obj, cur)
+
+    async def _release_failed(
+        self, obj: KubeObject, action: plan.Action, chart: Chart, error: HelmActionFailed, before_version: int
+    ) -> bool:
+        status, now = obj["status"], _now()
+        message = (st.install_failure if action is plan.Action.INSTALL else st.upgrade_failure)(
+            target_namespace(obj), release_name(obj), chart.name, chart.version, error.message
+        )
+        st.increment(status, "failures")
+        reason = st.Reason.INSTALL_FAILED if action is plan.Action.INSTALL else st.Reason.UPGRADE_FAILED
+        c.mark_false(obj, st.Condition.RELEASED, reason, message, now=now)
+        self._summarize(obj)
+        newest = error.release
+        if newest is None or newest.version <= before_version:
+            return False
+        # The failed record Helm wrote joins the history and counts against the remediation's retries.
+        st.record(status, history_snapshot(newest, action=action.value))
+        st.increment(status, plan.remediation_of(obj["spec"], st.ReleaseAction(action.value)).counter())
+        return True
+
+    async def _test(self, obj: KubeObject, cur: st.Snapshot) -> bool:
+        status, now = obj["status"], _now()
+        request = action_request(obj, "test", kube=self._access(obj))
+        tested: Release | None
+        try:
+            tested = await self.helm.test(request)
+            error = ""
+        except HelmActionFailed as e:
+            error, tested = e.message, e.release
+        if tested is not None and tested.version == cur.get("version"):
+            snap = {**cur, "testHooks": {name: dict(h) for name, h in tested.test_hooks.items()}}
+            st.record(status, snap)
+            cur = snap
+        if not error:
+            c.mark_true(obj, st.Condition.TEST_SUCCESS, st.Reason.TEST_SUCCEEDED, st.test_success(cur), now=now)
+            self._summarize(obj)
+            return True
+        st.increment(status, "failures")
+        c.mark_false(obj, st.Condition.TEST_SUCCESS, st.Reason.TEST_FAILED, st.test_failure(cur, error), now=now)
+        self._summarize(obj)
+        if not st.has_been_tested(cur):
+            return False
+        remediation = plan.active_remediation(obj)
+        _, ignore = plan.test_spec(obj["spec"])
+        if remediation is not None and not remediation.must_ignore_test_failures(ignore):
+            st.increment(status, remediation.counter())
+        return True
+
+    async def _rollback(self, obj: KubeObject, target: st.Snapshot) -> bool:
+        status, now = obj["status"], _now()
+        request = action_request(obj, "rollback", kube=self._access(obj))
+        try:
+            rolled = await self.helm.rollback(request, int(target.get("version") or 0) or None)
+        except HelmActionFailed as e:
+            st.increment(status, "failures")
+            c.mark_false(
+                obj, st.Condition.REMEDIATED, st.Reason.ROLLBACK_FAILED, st.rollback_failure(target, e.message), now=now
+            )
+            self._summarize(obj)
+            return True
+        st.record(status, history_snapshot(rolled, action="rollback"))
+        c.mark_true(obj, st.Condition.REMEDIATED, st.Reason.ROLLBACK_SUCCEEDED, st.rollback_success(target), now=now)
+        self._summarize(obj)
+        return True
+
+    async def _uninstall_remediation(self, obj: KubeObject, cur: st.Snapshot) -> bool:
+        status, now = obj["status"], _now()
+        request = action_request(obj, "uninstall", kube=self._access(obj))
+        keep, propagation = uninstall_options(obj["spec"])
+        try:
+            await self.helm.uninstall(request, keep, propagation)
+        except HelmActionFailed as e:
+            st.increment(status, "failures")
+            message = st.uninstall_remediation_failure(cur, e.message)
+            c.mark_false(obj, st.Condition.REMEDIATED, st.Reason.UNINSTALL_FAILED, message, now=now)
+            self._summarize(obj)
+            return True
+        records, _ = await self._storage(obj)
+        if records:
+            st.record(status, history_snapshot(records[0]))
+        message = st.uninstall_remediation_success(cur)
+        c.mark_true(obj, st.Condition.REMEDIATED, st.Reason.UNINSTALL_SUCCEEDED, message, now=now)
+        self._summarize(obj)
+        return True
+
+    async def _unlock(self, obj: KubeObject, record: Release) -> bool:
+        status, now = obj["status"], _now()
+        snap = history_snapshot(record)
+        try:
+            await unlock_release(self.kube, record)
+        except TransientError as e:
+            st.increment(status, "failures")
+            message = st.unlock_failure(snap, record.status, str(e))
+            c.mark_false(obj, st.Condition.RELEASED, st.Reason.PENDING_RELEASE, message, now=now)
+            raise
+        c.mark_false(
+            obj, st.Condition.RELEASED, st.Reason.PENDING_RELEASE, st.unlock_success(snap, record.status), now=now
+        )
+        records, _ = await self._storage(obj)
+        if records and st.latest(status) and records[0].version == st.latest(status).get("version"):  # type: ignore[union-attr]
+            st.record(status, history_snapshot(records[0]))
+        return True
+
+    def _access(self, obj: KubeObject) -> KubeAccess:
+        """helm's way into the cluster: our kubeconfig, as spec.serviceAccountName or --default-service-account."""
+        sa = obj["spec"].get("serviceAccountName") or self.settings.default_service_account
+        ns = obj["metadata"]["namespace"]
+        if not sa:
+            return KubeAccess(self.kubeconfig, client=self.kube)
+        return KubeAccess(
+            self.kubeconfig, as_user=f"system:serviceaccount:{ns}:{sa}", client=self.kube.impersonate(sa, ns)
+        )
+
+    # --- endings -----------------------------------------------------------------------------------------
+
+    def _summarize(self, obj: KubeObject) -> None:
+        enabled, _ = plan.test_spec(obj["spec"])
+        st.summarize(obj, test_enabled=enabled, ignore_test_failures=plan.ignore_test_failures(obj), now=_now())
+
+    def _in_sync(self, obj: KubeObject, chart: Chart, desired: plan.Desired, announce: list[Announcement]) -> Outcome:
+        """Nothing left to do: restore Released/Ready a failure left False (Flux's in-sync branch)."""
+        now, cur = _now(), st.latest(obj["status"]) or {}
+        if c.is_true(obj, st.Condition.REMEDIATED):
+            c.delete(obj, st.Condition.REMEDIATED)
+            c.mark_true(obj, st.Condition.RELEASED, st.Reason.UPGRADE_SUCCEEDED, st.upgrade_success(cur), now=now)
+        reason = c.get_reason(obj, st.Condition.RELEASED)
+        if reason == st.Reason.INSTALL_FAILED:
+            c.mark_true(obj, st.Condition.RELEASED, st.Reason.INSTALL_SUCCEEDED, st.install_success(cur), now=now)
+        elif reason == st.Reason.UPGRADE_FAILED or not c.has(obj, st.Condition.RELEASED):
+            c.mark_true(obj, st.Condition.RELEASED, st.Reason.UPGRADE_SUCCEEDED, st.upgrade_success(cur), now=now)
+        was_ready = c.is_ready(obj)
+        self._summarize(obj)
+        if c.is_false(obj, c.ConditionType.READY):
+            raise TransientError(c.get_message(obj, c.ConditionType.READY), reason=c.get_reason(obj, "Ready"))
+        if not announce and not was_ready:
+            announce.append(self._applied(obj, chart, desired))
+        ready = c.get(obj, c.ConditionType.READY)
+        return Outcome.succeeded(
+            requeue_after=interval_of(obj),
+            message=ready["message"] if ready else None,
+            reason=ready["reason"] if ready else c.Reason.RECONCILIATION_SUCCEEDED,
+            announce=announce,
+        )
+
+    def _applied(self, obj: KubeObject, chart: Chart, desired: plan.Desired) -> Announcement:
+        """`applied` as Flux's event: the chart version as revision, the config digest as token."""
+        reason = c.get_reason(obj, st.Condition.RELEASED) or st.Reason.UPGRADE_SUCCEEDED
+        metadata = {"token": desired.config_digest}
+        if chart.app_version:
+            metadata["app-version"] = chart.app_version
+        return Announcement(
+            EventKind.APPLIED,
+            reason,
+            c.get_message(obj, st.Condition.RELEASED),
+            revision=chart.version,
+            severity=Severity.INFO,
+            metadata=metadata,
+        )
+
+    def _stop(self, obj: KubeObject, step: plan.Next, announce: list[Announcement]) -> Outcome:
+        """The reconcile ends before its work is done: retry, requeue, or stall (Flux's strategy exits)."""
+        if step is plan.Next.STALL:
+            raise TerminalError(plan.stall_message(obj), reason=st.Reason.RETRIES_EXCEEDED)
+        if step is plan.Next.STOP and not c.is_false(obj, c.ConditionType.READY):
+            return Outcome.succeeded(requeue_after=interval_of(obj), announce=announce)
+        raise self._failed(obj, step)
+
+    def _failed(self, obj: KubeObject, step: plan.Next) -> TransientError:
+        message = c.get_message(obj, c.ConditionType.READY) or "release failed"
+        reason = c.get_reason(obj, c.ConditionType.READY) or c.Reason.FAILED
+        if step is plan.Next.RETRY_AFTER_INTERVAL:
+            return TransientError(message, reason=reason, retry_after=plan.active_retry(obj))
+        # Flux's ErrMustRequeue: back soon, the remediation's next step is waiting.
+        return TransientError(message, reason=reason, retry_after=1.0 if step is plan.Next.REQUEUE else None)
+
+    def _stalled(self, obj: KubeObject, decision: plan.Decision) -> TerminalError:
+        if decision.stall_reason == st.Reason.MISSING_ROLLBACK_TARGET:
+            return TerminalError(f"Failed to perform remediation: {decision.reason}", reason=decision.stall_reason)
+        return TerminalError(plan.stall_message(obj), reason=decision.stall_reason)
+
+    # --- deletion ----------------------------------------------------------------------------------------
+
+    async def finalize(self, obj: KubeObject) -> None:
+        """Uninstall the release (uninstall.keepHistory, deletionPropagation), then delete our HelmChart.
+
+        A suspended HelmRelease keeps both, as in Flux: deleting it then only lets go of the release.
+        """
+        status = obj.get("status") or {}
+        if (obj.get("spec") or {}).get("suspend"):
+            return
+        if status.get("storageNamespace"):
+            records = await release_history(self.kube, str(status["storageNamespace"]), release_name(obj))
+            if records and records[0].status != "uninstalled":
+                keep, propagation = uninstall_options(obj["spec"])
+                await self.helm.uninstall(action_request(obj, "uninstall", kube=self._access(obj)), keep, propagation)
+        chart = status.get("helmChart")
+        if isinstance(chart, str) and "/" in chart and (obj.get("spec") or {}).get("chart"):
+            ns, name = chart.split("/", 1)
+            with contextlib.suppress(NotFound):
+                await self.kube.delete(SOURCE_API, "HelmChart", name, namespace=ns)
+
+
+def history_snapshot(r: Release, *, action: str = "") -> st.Snapshot:
+    """Flux's snapshot of a stored release, its config digest computed from the values it was made with."""
+    return dict(history_entry(r, config_digest(dict(r.config)), action=action))

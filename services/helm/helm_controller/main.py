@@ -1,0 +1,167 @@
+"""The `helm-controller` console script: HelmChart and HelmRelease caches, the HelmRelease runner, bus triggers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from gitops_mesh.bus.consumer import Consumer
+from gitops_mesh.bus.envelope import EventKind
+from gitops_mesh.bus.topics import Topic, Topics
+from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.process import (
+    ProcessContext,
+    follow_labelled_references,
+    kind_runner,
+    on_bus_watches,
+    own_cache,
+    platform,
+    run,
+    run_runners,
+    stop_runners,
+)
+from gitops_mesh.runner import retry_interval_of
+from gitops_mesh.settings import tool_path
+from gitops_mesh.watches import artifact_revision, new_revision
+from helm_controller.actions import HelmActions
+from helm_controller.helmrelease import HelmReleaseReconciler, released_revision
+from helm_controller.references import (
+    API_VERSION,
+    CHART_INDEX,
+    DEPENDENCY_INDEX,
+    KIND,
+    SOURCE_API,
+    chart_refs,
+    dependency_refs,
+    values_refs,
+)
+from helm_controller.settings import HelmSettings, parse
+
+CONTROLLER = "helm-controller"
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+log = get_logger(__name__)
+
+
+def in_cluster_kubeconfig(environ: Mapping[str, str], service_account_dir: Path) -> dict[str, object]:
+    """A kubeconfig for helm that points at the pod's own token and CA files (paths, never their contents)."""
+    host, port = environ.get("KUBERNETES_SERVICE_HOST", ""), environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host:
+        raise SystemExit("helm-controller: no kubeconfig (--kubeconfig, $KUBECONFIG) and not in a cluster")
+    server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "in-cluster",
+                "cluster": {"server": server, "certificate-authority": str(service_account_dir / "ca.crt")},
+            }
+        ],
+        "users": [{"name": "helm-controller", "user": {"tokenFile": str(service_account_dir / "token")}}],
+        "contexts": [{"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "helm-controller"}}],
+        "current-context": "in-cluster",
+    }
+
+
+def helm_kubeconfig(settings: HelmSettings, workdir: Path, environ: Mapping[str, str]) -> Path:
+    """The kubeconfig helm runs with: ours when we have a file, else one for the pod, written 0600."""
+    configured = settings.kubeconfig or environ.get("KUBECONFIG", "")
+    if configured and os.pathsep not in configured:
+        return Path(configured)
+    if configured:
+        raise SystemExit("helm-controller: helm needs one kubeconfig file, not a $KUBECONFIG list")
+    path = workdir / "kubeconfig"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps(in_cluster_kubeconfig(environ, SERVICE_ACCOUNT_DIR)))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def setup(ctx: ProcessContext[HelmSettings]) -> AsyncIterator[None]:
+    s = ctx.settings
+    helm = tool_path(s.helm_path, "HELM", "helm")
+    if helm is None:
+        raise SystemExit("helm-controller: no helm binary (--helm-path, $HELM or PATH)")
+    if s.temp_dir:
+        os.makedirs(s.temp_dir, mode=0o700, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="helm-controller-", dir=s.temp_dir or None))  # 0700, ours alone
+    try:
+        async with _serving(ctx, Path(helm), workdir):
+            yield
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def _serving(ctx: ProcessContext[HelmSettings], helm: Path, workdir: Path) -> AsyncIterator[None]:
+    s = ctx.settings
+    kubeconfig = helm_kubeconfig(s, workdir, os.environ)
+    async with platform(ctx) as p, aiohttp.ClientSession() as http:
+        charts = p.caches.informer(SOURCE_API, "HelmChart")
+        releases = own_cache(ctx, p, API_VERSION, KIND)
+        reconciler = HelmReleaseReconciler(
+            kube=p.kube,
+            http=http,
+            helm=HelmActions(helm, workdir / "actions"),
+            settings=s,
+            releases=releases,
+            charts=charts,
+            workdir=workdir,
+            kubeconfig=kubeconfig,
+        )
+        runner = kind_runner(ctx, p, reconciler, retry_interval=retry_interval_of)
+        # The chart's new artifact and a dependency's new release wake a HelmRelease at once: through the
+        # bus across processes, through the caches when Kafka is away.
+        runner.watches.follow(
+            charts,
+            index=CHART_INDEX,
+            refs=chart_refs,
+            when=new_revision(artifact_revision),
+            revision_of=artifact_revision,
+            events=[EventKind.ARTIFACT_READY],
+        )
+        runner.watches.follow(
+            releases,
+            index=DEPENDENCY_INDEX,
+            refs=dependency_refs,
+            when=new_revision(released_revision),
+            revision_of=released_revision,
+            events=[EventKind.APPLIED],
+        )
+        follow_labelled_references(p, runner, values_refs)
+        topics = Topics(s.topic_prefix)
+        consumer = Consumer(
+            bootstrap=s.kafka_bootstrap,
+            group_id=CONTROLLER,
+            topics=[Topic.ARTIFACT_READY, Topic.APPLIED],
+            names=topics,
+            dlq_topic=topics.name(Topic.DLQ),
+            handler=on_bus_watches([runner]),
+            producer=p.producer,
+            client_id=CONTROLLER,
+        )
+        await consumer.start()
+        ctx.checks.ready["bus-consumer"] = consumer.ready
+        run_runners(ctx, p, [runner])
+        try:
+            yield
+        finally:
+            await consumer.stop()
+            stop_runners([runner])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(CONTROLLER, parse(argv), setup)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

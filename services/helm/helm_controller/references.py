@@ -1,0 +1,126 @@
+"""What a HelmRelease points at — its chart, its values, its dependencies — and whether they let it proceed (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gitops_mesh.errors import DependencyNotReady, InvalidSpec
+from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh.watches import is_ready_at_generation, ref_key
+
+API_VERSION = "helm.toolkit.fluxcd.io/v2"
+KIND = "HelmRelease"
+SOURCE_API = "source.toolkit.fluxcd.io/v1"
+
+#: The HelmRelease cache's indexes: by the HelmChart followed, by the HelmReleases depended on.
+CHART_INDEX = "chart"
+DEPENDENCY_INDEX = "dependsOn"
+
+Key = tuple[str, str]
+Lookup = Callable[[str, str], KubeObject | None]
+
+
+def chart_key(obj: KubeObject) -> Key:
+    """(namespace, name) of the HelmChart a HelmRelease releases: the one made from ``spec.chart`` (named
+    ``<namespace>-<name>`` in the source's namespace) or the one ``spec.chartRef`` names."""
+    spec = obj.get("spec") or {}
+    ns = obj["metadata"]["namespace"]
+    ref = spec.get("chartRef")
+    if isinstance(ref, dict) and ref.get("name"):
+        return str(ref.get("namespace") or ns), str(ref["name"])
+    source = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or {}
+    return str(source.get("namespace") or ns), f"{ns}-{obj['metadata']['name']}"
+
+
+def chart_refs(obj: KubeObject) -> list[str]:
+    """Index value: the HelmChart whose new artifact wakes this HelmRelease."""
+    return [ref_key("HelmChart", *chart_key(obj))]
+
+
+def values_refs(obj: KubeObject) -> list[str]:
+    """Index values: the Secrets and ConfigMaps of ``spec.valuesFrom`` (labelled ones wake the release)."""
+    ns = obj["metadata"]["namespace"]
+    refs = []
+    for source in (obj.get("spec") or {}).get("valuesFrom") or []:
+        if isinstance(source, dict) and source.get("kind") in ("Secret", "ConfigMap") and source.get("name"):
+            refs.append(ref_key(source["kind"], ns, source["name"]))
+    return refs
+
+
+def dependency_keys(obj: KubeObject) -> list[Key]:
+    ns = obj["metadata"]["namespace"]
+    return [(d.get("namespace") or ns, d["name"]) for d in (obj.get("spec") or {}).get("dependsOn") or []]
+
+
+def dependency_refs(obj: KubeObject) -> list[str]:
+    """Index values: the HelmReleases this one waits for, so their `applied` wakes it."""
+    return [ref_key(KIND, ns, name) for ns, name in dependency_keys(obj)]
+
+
+def check_cross_namespace(obj: KubeObject, *, allowed: bool) -> None:
+    """--no-cross-namespace-refs: a chart source, chartRef or dependsOn in another namespace is refused."""
+    if allowed:
+        return
+    ns = obj["metadata"]["namespace"]
+    spec = obj.get("spec") or {}
+    source = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or {}
+    ref = spec.get("chartRef") or {}
+    for what, other in (("chart source", source.get("namespace")), ("chartRef", ref.get("namespace"))):
+        if other and other != ns:
+            raise InvalidSpec(
+                f"cannot access {what} in namespace '{other}': cross-namespace references are not allowed"
+            )
+    for dep_ns, dep_name in dependency_keys(obj):
+        if dep_ns != ns:
+            raise InvalidSpec(f"cannot depend on '{dep_ns}/{dep_name}': cross-namespace references are not allowed")
+
+
+def find_cycle(start: Key, lookup: Lookup) -> list[Key] | None:
+    """A dependsOn cycle through ``start`` (as a path returning to it), or None."""
+    path: list[Key] = []
+    seen: set[Key] = set()
+
+    def visit(key: Key) -> list[Key] | None:
+        if key in path:
+            return [*path[path.index(key) :], key]
+        if key in seen:
+            return None
+        seen.add(key)
+        obj = lookup(*key)
+        if obj is None:
+            return None
+        path.append(key)
+        for dep in dependency_keys(obj):
+            found = visit(dep)
+            if found:
+                return found
+        path.pop()
+        return None
+
+    return visit(start)
+
+
+def check_dependencies(obj: KubeObject, lookup: Lookup) -> None:
+    """Flux's rule: each dependency exists and is Ready at its current generation; a cycle is terminal."""
+    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+    cycle = find_cycle(key, lookup)
+    if cycle:
+        raise InvalidSpec("circular dependency: " + " -> ".join(f"{ns}/{name}" for ns, name in cycle))
+    for dep_ns, dep_name in dependency_keys(obj):
+        dep = lookup(dep_ns, dep_name)
+        if dep is None:
+            raise DependencyNotReady(f"dependency '{dep_ns}/{dep_name}' not found")
+        if not is_ready_at_generation(dep):
+            raise DependencyNotReady(f"dependency '{dep_ns}/{dep_name}' is not ready")
+
+
+def chart_artifact(obj: KubeObject, chart: KubeObject | None) -> dict[str, Any]:
+    """The HelmChart's artifact, or DependencyNotReady with Flux's wording when there is none yet."""
+    ns, name = chart_key(obj)
+    if chart is None:
+        raise DependencyNotReady(f"HelmChart '{ns}/{name}' is not ready: not found")
+    artifact = (chart.get("status") or {}).get("artifact")
+    if not artifact:
+        raise DependencyNotReady(f"HelmChart '{ns}/{name}' is not ready: chart artifact not found")
+    return dict(artifact)

@@ -1,0 +1,33 @@
+"""helm-controller's flags: the shared ones plus Flux's helm-controller flags and where helm runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gitops_mesh.settings import Settings, parse_as
+
+
+@dataclass(frozen=True, slots=True)
+class HelmSettings(Settings):
+    helm_path: str = ""
+    #: empty: a fresh private directory per process for helm's homes and chart files
+    temp_dir: str = ""
+    artifact_max_size: int = 50 << 20
+    #: how often the readiness of a release's objects is looked at while it rolls out
+    health_poll: float = 2.0
+    #: Flux's --default-to-retry-on-failure: RetryOnFailure when a HelmRelease names no strategy
+    default_to_retry_on_failure: bool = False
+
+
+_HELP = {
+    "helm_path": "the helm binary (default: $HELM, else `helm` on PATH)",
+    "temp_dir": "directory for helm's homes and chart files (default: a fresh private directory per process)",
+    "artifact_max_size": "largest chart artifact fetched, in bytes",
+    "health_poll": "interval between looks at a release's objects while they roll out",
+    "default_to_retry_on_failure": "use the RetryOnFailure strategy when a HelmRelease names none",
+}
+
+
+def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> HelmSettings:
+    return parse_as(HelmSettings(), argv, prog="helm-controller", help=_HELP, env=env)

@@ -1,0 +1,58 @@
+"""HelmRelease spec fields this controller does not implement, refused when set (see gitops_mesh.reconcile.unsupported).
+
+Refused before a HelmChart is written or helm runs: each of these, ignored, would change what is released
+where (another cluster's release made on this one, manifests unpatched, drift left uncorrected while the
+spec says it is corrected).
+"""
+
+from __future__ import annotations
+
+from gitops_mesh.reconcile.unsupported import Unsupported, refuse_unsupported
+
+HELMRELEASE: tuple[Unsupported, ...] = (
+    Unsupported(
+        "kubeConfig",
+        "releasing to a remote cluster is not implemented; ignoring it would install the release on this cluster",
+    ),
+    Unsupported(
+        "postRenderers",
+        "post-renderers are not implemented; ignoring them would release the chart's manifests unpatched",
+    ),
+    Unsupported("postRenderStrategy", "post-renderers are not implemented"),
+    Unsupported(
+        "commonMetadata",
+        "common labels and annotations are not implemented; ignoring them would release objects without them",
+    ),
+    Unsupported(
+        "driftDetection.mode",
+        "drift detection is not implemented; ignoring it would leave drift uncorrected and unreported",
+        allowed=frozenset({"disabled"}),
+    ),
+    Unsupported("driftDetection.ignore", "drift detection is not implemented"),
+    Unsupported(
+        "healthCheckExprs",
+        "CEL health checks are not implemented; ignoring them would report custom resources ready unchecked",
+    ),
+    Unsupported(
+        "dependsOn[].readyExpr",
+        "CEL readiness expressions are not implemented; ignoring one would proceed on a dependency's Ready alone",
+    ),
+    Unsupported(
+        "chart.spec.verify",
+        "chart verification is not implemented; ignoring it would release an unverified chart",
+    ),
+    Unsupported(
+        "chartRef.kind",
+        "charts from an OCIRepository are not implemented; refer to a HelmChart or use spec.chart",
+        allowed=frozenset({"HelmChart"}),
+    ),
+    Unsupported("waitStrategy.name", "only the poller wait strategy is implemented", allowed=frozenset({"poller"})),
+    Unsupported(
+        "upgrade.chartNameChangeStrategy",
+        "reinstalling on a chart name change is not implemented",
+        allowed=frozenset({"InPlaceUpdate"}),
+    ),
+    Unsupported("upgrade.preserveValues", "reusing the last release's values is not implemented"),
+)
+
+__all__ = ["HELMRELEASE", "refuse_unsupported"]
