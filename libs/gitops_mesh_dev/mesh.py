@@ -124,17 +124,19 @@ class Controller:
 
 @dataclass
 class Mesh:
-    """source-, kustomize- and notification-controller for one namespace and one topic prefix."""
+    """source-, kustomize- and notification-controller (and helm-controller when asked) for one namespace and
+    one topic prefix."""
 
     source: Controller
     kustomize: Controller
     notification: Controller
     storage_port: int
     receiver_port: int
+    helm: Controller | None = None
 
     @property
     def controllers(self) -> list[Controller]:
-        return [self.source, self.kustomize, self.notification]
+        return [self.source, self.kustomize, self.notification, *([self.helm] if self.helm else [])]
 
     def receiver_url(self, webhook_path: str) -> str:
         return f"http://127.0.0.1:{self.receiver_port}{webhook_path}"
@@ -150,8 +152,10 @@ class Mesh:
             await ctl.stop()
 
 
-def mesh_for(stack_env: dict[str, str], topics: Topics, namespace: str, workdir: Path, group: str) -> Mesh:
-    """The three controllers' flags, with the tight health/dependency timings tests want."""
+def mesh_for(
+    stack_env: dict[str, str], topics: Topics, namespace: str, workdir: Path, group: str, *, helm: bool = False
+) -> Mesh:
+    """The controllers' flags, with the tight health/dependency timings tests want; ``helm`` adds helm-controller."""
     common = common_args(stack_env, topics, namespace)
     storage_port, receiver_port = free_port(), free_port()
     source = [*common, f"--storage-path={workdir / 'storage'}", f"--storage-addr=127.0.0.1:{storage_port}"]
@@ -168,10 +172,15 @@ def mesh_for(stack_env: dict[str, str], topics: Topics, namespace: str, workdir:
         f"--consumer-group={group}",
         "--offset-reset=earliest",
     ]
+    helm_controller = None
+    if helm:
+        helm_args = [*common, f"--helm-path={stack_env['HELM']}", "--health-poll=500ms", "--requeue-dependency=2s"]
+        helm_controller = Controller("helm-controller", helm_args, workdir / "helm-controller.log")
     return Mesh(
         Controller("source-controller", source, workdir / "source-controller.log"),
         Controller("kustomize-controller", kustomize, workdir / "kustomize-controller.log"),
         Controller("notification-controller", notification, workdir / "notification-controller.log"),
         storage_port,
         receiver_port,
+        helm_controller,
     )
