@@ -442,8 +442,8 @@ def after_action(obj: Mapping[str, Any], action: Action) -> Next:
 
 def after_failure(obj: Mapping[str, Any]) -> Next:
     """An action that failed without a storage record to remediate: retry after the interval under
-    RetryOnFailure, else the error goes back to the runner's retry."""
-    return Next.RETRY_AFTER_INTERVAL if active_retry(obj) is not None else Next.REQUEUE
+    RetryOnFailure, else stop and let the error take the runner's retry (retryInterval, else interval)."""
+    return Next.RETRY_AFTER_INTERVAL if active_retry(obj) is not None else Next.STOP
 
 
 def stall_message(obj: Mapping[str, Any]) -> str:

@@ -184,6 +184,9 @@ def test_retry_on_failure_upgrades_a_failed_release_instead_of_remediating() -> 
     assert decision.action is plan.Action.UPGRADE
     assert plan.active_retry(obj) == 120.0
     assert plan.after_failure(obj) is plan.Next.RETRY_AFTER_INTERVAL
+    remediating, _ = failed_upgrade({"upgrade": {"remediation": {"retries": 2}}}, 1)
+    # A render failure stores nothing: no quick requeue, the runner's retry interval applies.
+    assert plan.after_failure(remediating) is plan.Next.STOP
     assert plan.retry_interval({"install": {"strategy": {"name": "RetryOnFailure"}}}, st.ReleaseAction.INSTALL) == 300
 
 
