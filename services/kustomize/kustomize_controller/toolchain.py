@@ -74,5 +74,5 @@ class Toolchain:
         """Delete what the previous inventory had and this one does not (after a successful apply only)."""
         return await prune(client, diff(old, new), owner=owner_of(obj))
 
-    async def health(self, client: KubeClient, refs: list[ObjectId]) -> HealthReport:
+    async def health(self, client: KubeClient, refs: list[ObjectId]) -> HealthReport[ObjectId]:
         return await check(client, refs)

@@ -1,5 +1,6 @@
 """Apply: the manifests of a build onto the cluster, as Flux's ssa ResourceManager does, and their health."""
 
+from gitops_mesh.kube.health import Health, HealthReport, Status, Verdict, check, compute, wait
 from kustomize_controller.apply.applier import apply_all
 from kustomize_controller.apply.changeset import (
     Action,
@@ -10,7 +11,6 @@ from kustomize_controller.apply.changeset import (
     ChangeSetRejected,
     ObjectFailure,
 )
-from kustomize_controller.apply.health import Health, HealthReport, Status, Verdict, check, compute, wait
 from kustomize_controller.apply.inventory import InventoryEntry, ObjectId, deletion_order, diff, parse_entry
 from kustomize_controller.apply.objects import Owner, SSAPolicy, Stage
 from kustomize_controller.apply.prune import DeletionPolicy, deletion_policy, finalize, prune, remaining

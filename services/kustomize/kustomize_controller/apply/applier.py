@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitops_mesh.errors import Conflict, GitopsMeshError, Invalid, NotFound, TransientError
+from gitops_mesh.kube import health
 from gitops_mesh.kube.client import KubeClient, PatchType
 from gitops_mesh.kube.objects import KubeObject, metadata, uid
-from kustomize_controller.apply import health
 from kustomize_controller.apply.changeset import Action, ChangeSet, ChangeSetEntry, ObjectFailure, failed
 from kustomize_controller.apply.inventory import ObjectId
 from kustomize_controller.apply.objects import (

@@ -1,4 +1,4 @@
-"""kstatus-like health per kind on sample status documents, and the report's verdict and wording."""
+"""Runtime health (kube/health.py): kstatus-like health per kind on status documents, the verdict and wording."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
+from gitops_mesh.kube.health import Health, HealthReport, ObjectRef, Status, Verdict, compute, is_job
 from gitops_mesh.kube.objects import KubeObject
-from kustomize_controller.apply.health import Health, HealthReport, Status, Verdict, compute
-from kustomize_controller.apply.inventory import ObjectId
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -200,8 +199,8 @@ def test_custom_resources() -> None:
 # --- report --------------------------------------------------------------------------------------------------------
 
 
-def ref(name: str) -> ObjectId:
-    return ObjectId("apps", "Deployment", "ns", name, "v1")
+def ref(name: str) -> ObjectRef:
+    return ObjectRef("apps/v1", "Deployment", "ns", name)
 
 
 def test_report_verdicts_and_messages() -> None:
@@ -230,3 +229,13 @@ def test_missing_or_terminating_is_pending(status: Status) -> None:
     report = HealthReport({ref("a"): Health(status, "m")})
     assert report.verdict(elapsed=0, timeout=5) is Verdict.PROGRESSING
     assert report.pending
+
+
+def test_object_ref_names_and_jobs() -> None:
+    assert ref("web").subject == "Deployment/ns/web"
+    assert ref("web").group == "apps"
+    assert ObjectRef("v1", "Namespace", "", "team").subject == "Namespace/team"
+    assert ObjectRef("v1", "Namespace", "", "team").group == ""
+    assert is_job(ObjectRef("batch/v1", "Job", "ns", "migrate"))
+    assert not is_job(ObjectRef("example.com/v1", "Job", "ns", "other"))
+    assert not is_job(ref("web"))

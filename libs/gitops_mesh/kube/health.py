@@ -1,18 +1,65 @@
-"""Apply, health: kstatus-like Current/InProgress/Failed per object (pure) and a one-shot check a requeue repeats."""
+"""Kube, health: kstatus-like Current/InProgress/Failed per object (pure) and a one-shot check a requeue repeats.
+
+Shared by the kustomize-controller (spec.wait, healthChecks, the waits inside an apply) and the
+helm-controller (a release's objects after install/upgrade/rollback): :func:`compute` is kstatus' rules,
+:func:`check` one look at a set of objects, :class:`HealthReport` the verdict and Flux's wording. The
+objects are named by anything with ``api_version``, ``kind``, ``namespace``, ``name`` and ``subject``
+(:class:`Target`): kustomize's inventory ids, or :class:`ObjectRef`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from gitops_mesh.errors import NotFound
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject, metadata
-from kustomize_controller.apply.inventory import ObjectId
+
+
+class Target(Hashable, Protocol):
+    """An object to look at: ``apiVersion`` (``apps/v1``), kind, namespace (empty: cluster-scoped), name."""
+
+    @property
+    def api_version(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def subject(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """A plain :class:`Target`: one object by apiVersion, kind, namespace and name."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def subject(self) -> str:
+        """``Deployment/default/web`` (``Namespace/web`` when cluster-scoped), as Flux names objects."""
+        return "/".join(p for p in (self.kind, self.namespace, self.name) if p)
+
+
+R = TypeVar("R", bound=Target)
 
 # kstatus: a Pending pod is only called unschedulable after this long.
 SCHEDULE_WINDOW = timedelta(seconds=15)
@@ -351,24 +398,24 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True)
-class HealthReport:
+class HealthReport(Generic[R]):
     """The health of each checked object, in the order asked."""
 
-    results: dict[ObjectId, Health] = field(default_factory=dict)
+    results: dict[R, Health] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
         return all(h.current for h in self.results.values())
 
-    def with_status(self, *statuses: Status) -> list[tuple[ObjectId, Health]]:
+    def with_status(self, *statuses: Status) -> list[tuple[R, Health]]:
         return [(ref, h) for ref, h in self.results.items() if h.status in statuses]
 
     @property
-    def failed(self) -> list[tuple[ObjectId, Health]]:
+    def failed(self) -> list[tuple[R, Health]]:
         return self.with_status(Status.FAILED)
 
     @property
-    def pending(self) -> list[tuple[ObjectId, Health]]:
+    def pending(self) -> list[tuple[R, Health]]:
         return [(ref, h) for ref, h in self.results.items() if h.status not in (Status.CURRENT, Status.FAILED)]
 
     def verdict(self, *, elapsed: float = 0.0, timeout: float | None = None, fail_fast: bool = True) -> Verdict:
@@ -396,21 +443,29 @@ class HealthReport:
         return f"{prefix}: [{items}]"
 
 
+def is_job(ref: Target) -> bool:
+    """A batch Job (helm's ``--wait-for-jobs`` decides whether those are waited for)."""
+    return ref.kind == "Job" and ref.api_version.rpartition("/")[0] == "batch"
+
+
 async def check(
-    client: KubeClient, refs: Iterable[ObjectId], *, concurrency: int = 16, now: datetime | None = None
-) -> HealthReport:
+    client: KubeClient, refs: Iterable[R], *, concurrency: int = 16, now: datetime | None = None
+) -> HealthReport[R]:
     """One look at each object (a GET each, ``concurrency`` at a time); a missing object is NotFound.
 
     Never waits: a controller calls it again on requeue until :meth:`HealthReport.verdict` says it is done, so
-    a slow rollout holds no worker. Apiserver errors other than 404 are raised.
+    a slow rollout holds no worker. Apiserver errors other than 404 are raised. A namespace given for a
+    cluster-scoped kind is ignored (a rendered manifest may carry one), as the apiserver would on apply.
     """
     targets = list(dict.fromkeys(refs))
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(ref: ObjectId) -> Health:
+    async def one(ref: R) -> Health:
         async with gate:
             try:
-                obj = await client.get(ref.api_version, ref.kind, ref.name, namespace=ref.namespace or None)
+                info = await client.resource(ref.api_version, ref.kind)
+                namespace = (ref.namespace or None) if info.namespaced else None
+                obj = await client.get(ref.api_version, ref.kind, ref.name, namespace=namespace)
             except NotFound:
                 return Health(Status.NOT_FOUND, "Resource not found")
         return compute(obj, now=now)
@@ -421,12 +476,12 @@ async def check(
 
 async def wait(
     client: KubeClient,
-    refs: Sequence[ObjectId],
+    refs: Sequence[R],
     *,
     timeout: float,
     poll: float = 0.5,
     fail_fast: bool = True,
-) -> tuple[Verdict, HealthReport]:
+) -> tuple[Verdict, HealthReport[R]]:
     """Poll :func:`check` every ``poll`` seconds until healthy, failed (with ``fail_fast``) or ``timeout``.
 
     For tests and for the short waits inside an apply (CRDs, Namespaces); controllers requeue instead.
