@@ -5,13 +5,22 @@ does the I/O around them: it writes the HelmChart, fetches the chart (digest ver
 values, reads Helm's storage, runs each action the plan picks through the real helm binary, and records
 what Helm stored in ``status.history``. As Flux, one reconcile runs each action type at most once and
 stops after a remediation; what is left is the next reconcile's.
+
+Helm never waits for the release's objects here (``--wait=hookOnly``): after an install, upgrade or
+rollback the reconcile looks at their health once and, while they roll out, returns a short requeue
+(``Outcome.progressing``), so no worker is held. The wait lives in the status (see
+:func:`helmrelease_plan.pending_wait`), so a restarted controller resumes it; it ends as Helm's would:
+healthy (Released/Remediated True) or, past the action's timeout or on a failed object, a failed release
+in Helm's storage that the plan then remediates.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +31,8 @@ import aiohttp
 
 from gitops_mesh.artifacts.fetch import fetch
 from gitops_mesh.bus.envelope import EventKind, Severity
-from gitops_mesh.errors import NotFound, TerminalError, TransientError
+from gitops_mesh.errors import ApiError, NotFound, TerminalError, TransientError
+from gitops_mesh.kube import health
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.informer import Informer
 from gitops_mesh.kube.objects import KubeObject
@@ -47,7 +57,9 @@ from helm_controller.references import (
 )
 from helm_controller.releases import (
     Release,
+    UnreadableManifest,
     history_entry,
+    mark_failed,
     release_history,
     release_name,
     storage_namespace,
@@ -59,6 +71,8 @@ from helm_controller.unsupported import HELMRELEASE, refuse_unsupported
 from helm_controller.values import compose_values, config_digest
 
 FIELD_MANAGER = "helm-controller"
+#: Helm's description of a rollback record (pkg/action rollback.go), naming the version rolled back to.
+_ROLLBACK_DESCRIPTION = re.compile(r"^Rollback to (\d+)$")
 log = get_logger(__name__)
 
 
@@ -203,6 +217,19 @@ class HelmReleaseReconciler:
         while True:
             records, storage = await self._storage(obj)
             state = plan.release_state(obj, desired, storage)
+            wait = plan.pending_wait(obj, state, storage)
+            if wait is not None:
+                waiting = await self._wait(obj, wait, records[0], announce)
+                if waiting is not None:
+                    return waiting
+                # The action ended with its wait: on to what follows it, as after Helm's own wait.
+                step = plan.after_action(obj, wait.action)
+                if step is not plan.Next.CONTINUE:
+                    return self._stop(obj, step, announce)
+                if plan.TYPE_OF[wait.action] not in done:
+                    done.append(plan.TYPE_OF[wait.action])
+                continue
+            plan.end_abandoned_wait(status, _now())
             decision = plan.decide(obj, state, storage)
             status["history"] = list(decision.history)
             if decision.forced:
@@ -221,8 +248,8 @@ class HelmReleaseReconciler:
             if not stored:
                 # Nothing reached Helm's storage (a chart that fails to render): nothing to remediate.
                 raise self._failed(obj, plan.after_failure(obj))
-            if action in (plan.Action.INSTALL, plan.Action.UPGRADE) and c.is_true(obj, st.Condition.RELEASED):
-                announce.append(self._applied(obj, chart, desired))
+            if action.value in plan.WAITED and not status.get(plan.ACTION_DURATION):
+                continue  # helm is done; its objects are looked at, at the top of the loop, before anything else
             step = plan.after_action(obj, action)
             if step is not plan.Next.CONTINUE:
                 return self._stop(obj, step, announce)
@@ -239,13 +266,14 @@ class HelmReleaseReconciler:
         secrets: frozenset[str] = frozenset(),
     ) -> bool:
         """Run one action and record its result; False when it failed without writing Helm's storage."""
-        status, now = obj["status"], _now()
-        enabled, _ = plan.test_spec(obj["spec"])
+        status = obj["status"]
         cur = st.latest(status) or (history_snapshot(records[0]) if records else {})
         if action is plan.Action.UNLOCK:
             return await self._unlock(obj, records[0])
         if action in (plan.Action.INSTALL, plan.Action.UPGRADE):
             status["lastAttemptedReleaseAction"] = action.value
+            plan.begin_action(status)
+            began = time.monotonic()
             if action is plan.Action.INSTALL:
                 status.pop("history", None)  # an install starts the history again (never roll back past it)
             c.delete(obj, st.Condition.TEST_SUCCESS)
@@ -256,17 +284,11 @@ class HelmReleaseReconciler:
             try:
                 released = await (self.helm.install if action is plan.Action.INSTALL else self.helm.upgrade)(request)
             except HelmActionFailed as e:
+                plan.end_action(status, time.monotonic() - began)
                 return await self._release_failed(obj, action, chart, e, records[0].version if records else 0)
-            snap = history_snapshot(released, action=action.value)
-            st.record(status, snap)
-            success = st.install_success if action is plan.Action.INSTALL else st.upgrade_success
-            reason = st.Reason.INSTALL_SUCCEEDED if action is plan.Action.INSTALL else st.Reason.UPGRADE_SUCCEEDED
-            c.mark_true(obj, st.Condition.RELEASED, reason, success(snap), now=now)
-            if enabled and not st.has_been_tested(snap):
-                c.mark_unknown(obj, st.Condition.TEST_SUCCESS, st.Reason.AWAITING_TESTS, st.test_pending(snap), now=now)
-            if plan.retry_interval(obj["spec"], st.ReleaseAction(action.value)) is not None:
-                st.clear_failures(status)  # under RetryOnFailure failures only count while failed
-            self._summarize(obj)
+            # Released is written once the objects were waited for (:meth:`_wait`), as Flux writes it after
+            # Helm's wait: until then the action is under way.
+            st.record(status, history_snapshot(released, action=action.value))
             return True
         if action is plan.Action.TEST:
             return await self._test(obj, cur)
@@ -324,18 +346,20 @@ class HelmReleaseReconciler:
     async def _rollback(self, obj: KubeObject, target: st.Snapshot) -> bool:
         status, now = obj["status"], _now()
         request = action_request(obj, "rollback", kube=self._access(obj))
+        plan.begin_action(status)
+        began = time.monotonic()
         try:
             rolled = await self.helm.rollback(request, int(target.get("version") or 0) or None)
         except HelmActionFailed as e:
+            plan.end_action(status, time.monotonic() - began)
             st.increment(status, "failures")
             c.mark_false(
                 obj, st.Condition.REMEDIATED, st.Reason.ROLLBACK_FAILED, st.rollback_failure(target, e.message), now=now
             )
             self._summarize(obj)
             return True
+        # Remediated is written once the objects were waited for (:meth:`_wait`).
         st.record(status, history_snapshot(rolled, action="rollback"))
-        c.mark_true(obj, st.Condition.REMEDIATED, st.Reason.ROLLBACK_SUCCEEDED, st.rollback_success(target), now=now)
-        self._summarize(obj)
         return True
 
     async def _uninstall_remediation(self, obj: KubeObject, cur: st.Snapshot) -> bool:
@@ -375,6 +399,95 @@ class HelmReleaseReconciler:
         if records and st.latest(status) and records[0].version == st.latest(status).get("version"):  # type: ignore[union-attr]
             st.record(status, history_snapshot(records[0]))
         return True
+
+    # --- waiting for the release's objects ----------------------------------------------------------
+
+    async def _wait(
+        self, obj: KubeObject, wait: plan.Wait, record: Release, announce: list[Announcement]
+    ) -> Outcome | None:
+        """One look at the release's objects: a requeue while they roll out, else None once the action
+        ended (healthy, or failed as Helm's wait would have: past the timeout, or an object Failed)."""
+        now = _now()
+        elapsed = wait.elapsed(now)
+        try:
+            refs = record.objects() if wait.enabled else []
+            if not wait.jobs:
+                refs = [r for r in refs if not health.is_job(r)]
+            client = self._access(obj).client or self.kube
+            report = await health.check(client, refs, now=now)
+        except UnreadableManifest as e:
+            error = str(e)
+        except ApiError as e:
+            if elapsed < wait.timeout:
+                raise  # retried; the wait's timeout still runs from the action's start
+            error = str(e)
+        else:
+            verdict = report.verdict(elapsed=elapsed, timeout=wait.timeout)
+            if verdict is health.Verdict.PROGRESSING:
+                message = f"{st.running(wait.action.value, wait.timeout)}: {report.message(verdict)}"
+                return Outcome.progressing(message, requeue_after=wait.poll_after(now, self.settings.health_poll))
+            error = "" if verdict is health.Verdict.HEALTHY else report.message(verdict)
+        plan.end_action(obj["status"], elapsed)
+        if error:
+            await self._wait_failed(obj, wait, record, error)
+        else:
+            self._wait_succeeded(obj, wait, record, announce)
+        return None
+
+    def _wait_succeeded(self, obj: KubeObject, wait: plan.Wait, record: Release, announce: list[Announcement]) -> None:
+        """The action succeeded, its objects ready: what Flux writes after Helm's wait returned."""
+        status, now, snap = obj["status"], _now(), wait.snapshot
+        if wait.action is plan.Action.ROLLBACK:
+            target = self._rollback_target(obj, record) or snap
+            c.mark_true(
+                obj, st.Condition.REMEDIATED, st.Reason.ROLLBACK_SUCCEEDED, st.rollback_success(target), now=now
+            )
+            self._summarize(obj)
+            return
+        install = wait.action is plan.Action.INSTALL
+        success = st.install_success if install else st.upgrade_success
+        reason = st.Reason.INSTALL_SUCCEEDED if install else st.Reason.UPGRADE_SUCCEEDED
+        c.mark_true(obj, st.Condition.RELEASED, reason, success(snap), now=now)
+        enabled, _ = plan.test_spec(obj["spec"])
+        if enabled and not st.has_been_tested(snap):
+            c.mark_unknown(obj, st.Condition.TEST_SUCCESS, st.Reason.AWAITING_TESTS, st.test_pending(snap), now=now)
+        if plan.retry_interval(obj["spec"], st.ReleaseAction(wait.action.value)) is not None:
+            st.clear_failures(status)  # under RetryOnFailure failures only count while failed
+        self._summarize(obj)
+        announce.append(self._announce_released(obj, snap))
+
+    async def _wait_failed(self, obj: KubeObject, wait: plan.Wait, record: Release, error: str) -> None:
+        """Helm's wait failure, written as Helm and Flux write it: the release record failed (so ``helm
+        history`` and the plan see it), Released or Remediated False, the failure counted."""
+        status, now, snap = obj["status"], _now(), wait.snapshot
+        failed = await mark_failed(self.kube, record, st.helm_wait_failure(wait.action.value, record.name, error))
+        if failed is not None:
+            st.record(status, history_snapshot(failed, action=str(snap.get("action") or "")))
+        st.increment(status, "failures")
+        if wait.action is plan.Action.ROLLBACK:
+            target = self._rollback_target(obj, record) or snap
+            message = st.rollback_failure(target, f"release {record.name} failed: {error}")
+            c.mark_false(obj, st.Condition.REMEDIATED, st.Reason.ROLLBACK_FAILED, message, now=now)
+            self._summarize(obj)
+            return
+        install = wait.action is plan.Action.INSTALL
+        failure = st.install_failure if install else st.upgrade_failure
+        message = failure(
+            record.namespace, record.name, str(snap.get("chartName") or ""), str(snap.get("chartVersion") or ""), error
+        )
+        reason = st.Reason.INSTALL_FAILED if install else st.Reason.UPGRADE_FAILED
+        c.mark_false(obj, st.Condition.RELEASED, reason, message, now=now)
+        if failed is not None:
+            # A failed record in storage: it counts against the remediation's retries, as a failed action does.
+            st.increment(status, plan.remediation_of(obj["spec"], st.ReleaseAction(wait.action.value)).counter())
+        self._summarize(obj)
+        log.info("release objects not ready", action=wait.action.value, release=record.full_name, error=error)
+
+    def _rollback_target(self, obj: KubeObject, record: Release) -> st.Snapshot | None:
+        """The release a rollback returned to: Helm's description names its version."""
+        found = _ROLLBACK_DESCRIPTION.match(record.description)
+        version = int(found.group(1)) if found else None
+        return next((s for s in st.history(obj["status"]) if s.get("version") == version), None)
 
     def _access(self, obj: KubeObject) -> KubeAccess:
         """helm's way into the cluster: our kubeconfig, as spec.serviceAccountName or --default-service-account."""
@@ -419,17 +532,15 @@ class HelmReleaseReconciler:
 
     def _applied(self, obj: KubeObject, chart: Chart, desired: plan.Desired) -> Announcement:
         """`applied` as Flux's event: the chart version as revision, the config digest as token."""
-        reason = c.get_reason(obj, st.Condition.RELEASED) or st.Reason.UPGRADE_SUCCEEDED
-        metadata = {"token": desired.config_digest}
-        if chart.app_version:
-            metadata["app-version"] = chart.app_version
-        return Announcement(
-            EventKind.APPLIED,
-            reason,
-            c.get_message(obj, st.Condition.RELEASED),
-            revision=chart.version,
-            severity=Severity.INFO,
-            metadata=metadata,
+        return _released_event(obj, chart.version, desired.config_digest, chart.app_version)
+
+    def _announce_released(self, obj: KubeObject, snap: st.Snapshot) -> Announcement:
+        """`applied` for the release a wait ended healthy for, from its snapshot (same fields as above)."""
+        return _released_event(
+            obj,
+            str(snap.get("chartVersion") or ""),
+            str(snap.get("configDigest") or ""),
+            str(snap.get("appVersion") or ""),
         )
 
     def _stop(self, obj: KubeObject, step: plan.Next, announce: list[Announcement]) -> Outcome:
@@ -473,6 +584,21 @@ class HelmReleaseReconciler:
             ns, name = chart.split("/", 1)
             with contextlib.suppress(NotFound):
                 await self.kube.delete(SOURCE_API, "HelmChart", name, namespace=ns)
+
+
+def _released_event(obj: KubeObject, revision: str, token: str, app_version: str) -> Announcement:
+    reason = c.get_reason(obj, st.Condition.RELEASED) or st.Reason.UPGRADE_SUCCEEDED
+    metadata = {"token": token}
+    if app_version:
+        metadata["app-version"] = app_version
+    return Announcement(
+        EventKind.APPLIED,
+        reason,
+        c.get_message(obj, st.Condition.RELEASED),
+        revision=revision,
+        severity=Severity.INFO,
+        metadata=metadata,
+    )
 
 
 def history_snapshot(r: Release, *, action: str = "") -> st.Snapshot:

@@ -7,19 +7,27 @@ says where the release stands (Flux internal/reconcile/state.go) and :func:`deci
 unlock a release a killed process left pending, or nothing. :func:`after_action` is Flux's
 ``cleanReleaseStrategy``: one action of each type per reconcile, and a stop after a remediation.
 
+Helm is run with ``--wait=hookOnly``: it never waits for the release's objects. :func:`pending_wait` says
+when the latest release still has to be waited for (after install, upgrade or rollback, unless
+disableWait), from what status and storage hold, so a restart resumes the wait; the reconciler polls the
+objects' health with a requeue and ends the wait healthy or failed as Helm's own wait would have.
+
 Drift detection is not part of the table yet (``driftDetection`` other than ``disabled`` is refused as
 an unsupported field), so there is no Drifted state.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from gitops_mesh.settings import parse_duration
 from helm_controller import status as st
+from helm_controller.action_requests import timeout_of
 
 FORCE_AT = "reconcile.fluxcd.io/forceAt"
 RESET_AT = "reconcile.fluxcd.io/resetAt"
@@ -464,3 +472,98 @@ def apply_reset(obj: MutableMapping[str, Any], desired: Desired) -> str | None:
     if reason is not None:
         st.clear_failures(status)
     return reason
+
+
+# --- waiting for the release's objects -------------------------------------------------------------------
+
+#: Flux's field, absent while an action is under way: helm has returned but its objects are waited for.
+ACTION_DURATION = "lastAttemptedReleaseActionDuration"
+WAITED: dict[str, Action] = {"install": Action.INSTALL, "upgrade": Action.UPGRADE, "rollback": Action.ROLLBACK}
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """The latest release (``snapshot``) is waiting for its objects after ``action``."""
+
+    action: Action
+    snapshot: st.Snapshot
+    #: when Helm made the release (its lastDeployed): the action's timeout runs from there, as Helm's does
+    started: datetime | None
+    #: the action's timeout (install/upgrade/rollback.timeout, else spec.timeout, else 5m)
+    timeout: float
+    #: False under disableWait (set after the action began): the wait ends at once
+    enabled: bool
+    #: False under disableWaitForJobs: Jobs are not waited for
+    jobs: bool
+
+    def elapsed(self, now: datetime) -> float:
+        """Seconds since the action began; without a start time the wait has no time left (fail closed)."""
+        return math.inf if self.started is None else max(0.0, (now - self.started).total_seconds())
+
+    def poll_after(self, now: datetime, poll: float) -> float:
+        """The next look: after ``poll``, or just past the deadline when it comes first."""
+        left = self.timeout - self.elapsed(now)
+        return max(0.1, min(poll, left + 0.1))
+
+
+def _started(snap: Mapping[str, Any]) -> datetime | None:
+    value = snap.get("lastDeployed")
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def pending_wait(obj: Mapping[str, Any], state: ReleaseState, storage: Sequence[Mapping[str, Any]]) -> Wait | None:
+    """The wait the latest release is in, or None.
+
+    Waiting: the action that made the latest snapshot (install, upgrade, rollback) has not ended
+    (:data:`ACTION_DURATION` absent) and Helm's storage still holds that release, deployed. A new chart or
+    values since an install or upgrade ends its wait (the upgrade that follows waits for itself); a
+    rollback is waited for whatever the spec says now, as Flux's synchronous rollback would be.
+    """
+    status = obj.get("status") or {}
+    if status.get(ACTION_DURATION) or not storage:
+        return None
+    cur = st.latest(status)
+    action = WAITED.get(str((cur or {}).get("action") or ""))
+    stored = storage[0]
+    if cur is None or action is None or not _same_release(cur, stored) or stored.get("status") != "deployed":
+        return None
+    if cur.get("digest") and stored.get("digest") and cur["digest"] != stored["digest"]:
+        return None
+    if action is not Action.ROLLBACK and state.state is State.OUT_OF_SYNC:
+        return None
+    spec = obj.get("spec") or {}
+    section = _section(spec, action.value)
+    return Wait(
+        action=action,
+        snapshot=dict(cur),
+        started=_started(cur),
+        timeout=timeout_of(spec, action.value),
+        enabled=not section.get("disableWait"),
+        jobs=not section.get("disableWaitForJobs"),
+    )
+
+
+def begin_action(status: MutableMapping[str, Any]) -> None:
+    """An install, upgrade or rollback begins: its duration is written when it (and its wait) ends."""
+    status.pop(ACTION_DURATION, None)
+
+
+def end_action(status: MutableMapping[str, Any], seconds: float) -> None:
+    """The action ended (failed, or its objects were waited for): Flux's duration, as a Go duration."""
+    status[ACTION_DURATION] = st.go_duration(seconds if math.isfinite(seconds) else 0.0)
+
+
+def end_abandoned_wait(status: MutableMapping[str, Any], now: datetime) -> bool:
+    """End a wait :func:`pending_wait` no longer finds (new chart or values, or Helm's storage moved on):
+    unjudged, the action that follows writes its own outcome. True when there was one."""
+    cur = st.latest(status)
+    if status.get(ACTION_DURATION) or cur is None or str(cur.get("action") or "") not in WAITED:
+        return False
+    started = _started(cur)
+    end_action(status, (now - started).total_seconds() if started is not None else 0.0)
+    return True

@@ -25,9 +25,12 @@ from enum import StrEnum
 from typing import Any, Final
 
 import orjson
+import yaml
 
+from gitops_mesh import tenant_yaml
 from gitops_mesh.errors import NotFound, TransientError
 from gitops_mesh.kube.client import KubeClient
+from gitops_mesh.kube.health import ObjectRef
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.timestamps import rfc3339
 
@@ -46,6 +49,13 @@ MAX_ENCODED_BYTES: Final = 4 << 20
 #: plus a manifest within the kustomize-controller's 64 MiB manifest cap. A gzip bomb stops here.
 MAX_RELEASE_BYTES: Final = 64 << 20
 _GZIP_MAGIC: Final = b"\x1f\x8b\x08"
+#: A release description Helm keeps (pkg/action MaxDescriptionLength).
+MAX_DESCRIPTION: Final = 256
+#: The rendered manifest a health check reads (a chart's templates, tenant-written): Helm stores what the
+#: apiserver took, so a manifest past these is refused rather than parsed.
+MANIFEST_LIMITS: Final = tenant_yaml.YamlLimits(max_bytes=16 << 20, max_nodes=2_000_000, max_depth=256)
+#: Objects of one release looked at by a health check (Flux's inventory has no cap; a GET each is the cost).
+MAX_MANIFEST_OBJECTS: Final = 5000
 _INFLATE_STEP: Final = 1 << 20
 
 
@@ -70,6 +80,12 @@ class CorruptRelease(TransientError):
     """A release Secret that is not Helm's format or is over the caps; helm itself cannot read it either."""
 
     reason = "CorruptRelease"
+
+
+class UnreadableManifest(TransientError):
+    """A release manifest the health check cannot list objects from: not YAML, or over the caps."""
+
+    reason = "UnreadableManifest"
 
 
 # --- names --------------------------------------------------------------------------------------------------
@@ -151,6 +167,18 @@ class Release:
     apply_method: str = ""
     #: Flux's Observation encoded up to its last field, hashed: ``ociDigest`` is appended per caller
     _observed: Any = field(default=None, repr=False, compare=False)
+    #: the rendered manifest, parsed only when asked (:meth:`objects`): a reconcile reads every version
+    _manifest: str = field(default="", repr=False, compare=False)
+
+    def objects(self) -> list[ObjectRef]:
+        """The release's objects (apiVersion, kind, namespace, name), in manifest order, each once.
+
+        The manifest is a chart's rendering, so tenant YAML: parsed under :data:`MANIFEST_LIMITS`, at most
+        :data:`MAX_MANIFEST_OBJECTS` objects, else :class:`UnreadableManifest`. An object without a
+        namespace is in the release's (helm applies it there; a cluster-scoped kind's namespace is ignored
+        by the health check). Hooks are not in the manifest, so they are never listed.
+        """
+        return manifest_objects(self._manifest, self.namespace)
 
     @property
     def secret_name(self) -> str:
@@ -292,7 +320,42 @@ def _from_json(rel: dict[str, Any], *, storage_ns: str = "", labels: Mapping[str
         labels=dict(labels or {}),
         apply_method=_str(rel.get("apply_method")),
         _observed=_observation_hash(rel, info, meta, hooks or []),
+        _manifest=manifest,
     )
+
+
+def _refs_of(doc: Any, namespace: str) -> list[ObjectRef]:
+    """One document's objects: itself, or a ``kind: *List``'s items (helm's builder flattens lists)."""
+    if not isinstance(doc, dict):
+        return []
+    kind, api_version = doc.get("kind"), doc.get("apiVersion")
+    if not isinstance(kind, str) or not isinstance(api_version, str) or not kind or not api_version:
+        return []
+    if kind.endswith("List") and isinstance(doc.get("items"), list):
+        return [ref for item in doc["items"] if not isinstance(item, list) for ref in _refs_of(item, namespace)]
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name:
+        return []
+    ns = meta.get("namespace") if isinstance(meta, dict) else None
+    return [ObjectRef(api_version, kind, ns if isinstance(ns, str) and ns else namespace, name)]
+
+
+def manifest_objects(manifest: str, namespace: str) -> list[ObjectRef]:
+    """The objects of a rendered release manifest (see :meth:`Release.objects`)."""
+    try:
+        docs = tenant_yaml.load_all(manifest, what="release manifest", limits=MANIFEST_LIMITS)
+    except tenant_yaml.UnsafeYaml as e:
+        raise UnreadableManifest(str(e)) from None
+    except yaml.YAMLError as e:
+        raise UnreadableManifest(f"release manifest: {tenant_yaml.problem(e)}") from None
+    found: dict[ObjectRef, None] = {}
+    for doc in docs:
+        for ref in _refs_of(doc, namespace):
+            found[ref] = None
+            if len(found) > MAX_MANIFEST_OBJECTS:
+                raise UnreadableManifest(f"release manifest lists more than {MAX_MANIFEST_OBJECTS} objects")
+    return list(found)
 
 
 def decode_release(secret_data: bytes | str, *, storage_namespace: str = "") -> Release:
@@ -418,6 +481,36 @@ async def unlock(kube: KubeClient, r: Release) -> None:
     meta["labels"] = labels
     updated: KubeObject = {**secret, "metadata": meta, "data": {**secret["data"], "release": _encode_release(rel)}}
     await kube.replace(updated)
+
+
+async def mark_failed(kube: KubeClient, r: Release, description: str) -> Release | None:
+    """Record a deployed release as failed, as Helm does when its wait for the resources fails.
+
+    Helm (pkg/action install/upgrade/rollback) writes status "failed" with the description
+    ``Release "<name>" failed: <error>`` (upgrade: ``Upgrade "<name>" failed: <error>``) on the same
+    version; helm-controller's own wait does the same once spec.timeout passes, so ``helm history`` and
+    the remediation see what Flux's would. A PUT against the Secret's resourceVersion, as :func:`unlock`:
+    a concurrent writer gets Conflict. Returns the record as written, or None when the release is no
+    longer that deployed version (nothing is written then).
+    """
+    try:
+        secret = await kube.get("v1", "Secret", r.secret_name, namespace=r.storage_namespace)
+    except NotFound:
+        return None
+    rel = _release_json(_secret_payload(secret))
+    info = _obj(rel.get("info"))
+    if _str(info.get("status")) != Status.DEPLOYED.value or rel.get("version") != r.version:
+        return None
+    info["status"] = Status.FAILED.value
+    info["description"] = description[:MAX_DESCRIPTION]
+    rel["info"] = info
+    meta = dict(_meta(secret))
+    labels = dict(meta.get("labels") or {})
+    labels |= {"status": Status.FAILED.value, "modifiedAt": str(int(time.time()))}
+    meta["labels"] = labels
+    updated: KubeObject = {**secret, "metadata": meta, "data": {**secret["data"], "release": _encode_release(rel)}}
+    written = await kube.replace(updated)
+    return decode_secret(written)
 
 
 # --- Go's encoding/json, for Flux's digest ----------------------------------------------------------------------

@@ -114,6 +114,34 @@ def unlock_failure(snap: Mapping[str, Any], state: str, error: str) -> str:
     return f"Unlock of Helm release {full_name(snap)} with chart {chart_of(snap)} in {state} state failed: {error}"
 
 
+def running(action: str, timeout: float) -> str:
+    """Flux's progress message while an action runs; here also while its objects are waited for."""
+    return f"Running '{action}' action with timeout of {go_duration(timeout)}"
+
+
+def helm_wait_failure(action: str, name: str, error: str) -> str:
+    """The description Helm gives a release whose wait failed (pkg/action failRelease)."""
+    if action == "upgrade":
+        return f'Upgrade "{name}" failed: {error}'
+    return f'Release "{name}" failed: {error}'
+
+
+def go_duration(seconds: float) -> str:
+    """Go's ``time.Duration.String`` to the millisecond: ``5m0s``, ``1h0m0s``, ``2.5s``, ``250ms``, ``0s``."""
+    ms = round(max(seconds, 0.0) * 1000)
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, frac = divmod(rest, 1000)
+    secs = f"{whole}.{frac:03d}".rstrip("0") if frac else str(whole)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
 def full_name(snap: Mapping[str, Any]) -> str:
     """``<namespace>/<name>.v<version>`` (Flux's ``FullReleaseName``)."""
     return f"{snap.get('namespace', '')}/{snap.get('name', '')}.v{snap.get('version', 0)}"
