@@ -219,6 +219,7 @@ class HelmReleaseReconciler:
             state = plan.release_state(obj, desired, storage)
             wait = plan.pending_wait(obj, state, storage)
             if wait is not None:
+                st.follow_storage(status, storage)  # the release this one superseded: its record changed
                 waiting = await self._wait(obj, wait, records[0], announce)
                 if waiting is not None:
                     return waiting

@@ -219,6 +219,29 @@ def record(status: MutableMapping[str, Any], snap: Snapshot) -> None:
     status["history"] = [snap, *rest]
 
 
+def follow_storage(status: MutableMapping[str, Any], stored: Sequence[Snapshot]) -> None:
+    """The older snapshots follow the records an action rewrote besides its own (Flux's ``recordOnObject``).
+
+    An upgrade or rollback marks the release it replaces superseded, which changes that record's digest; a
+    snapshot still saying "deployed" would fail the rollback target's verification. ``stored`` are storage's
+    snapshots; a changed status takes the record's snapshot, keeping the test hooks already recorded.
+    """
+    snaps = history(status)
+    fresh = {(s.get("name"), s.get("namespace"), s.get("version")): s for s in stored}
+    changed = False
+    for i, snap in enumerate(snaps[1:], start=1):
+        now = fresh.get((snap.get("name"), snap.get("namespace"), snap.get("version")))
+        if now is None or now.get("status") == snap.get("status"):
+            continue
+        updated = {k: v for k, v in now.items() if k != "testHooks"}
+        if snap.get("testHooks") is not None:
+            updated["testHooks"] = snap["testHooks"]
+        snaps[i] = updated
+        changed = True
+    if changed:
+        status["history"] = snaps
+
+
 def clear_failures(status: MutableMapping[str, Any]) -> None:
     """Flux's ``ClearFailures``: the three counters go."""
     for key in ("failures", "installFailures", "upgradeFailures"):

@@ -212,3 +212,26 @@ def test_a_release_lists_the_objects_of_its_manifest() -> None:
     release = decode_release(base64.b64encode(orjson.dumps(record)))
     assert [r.subject for r in release.objects()][:2] == ["Service/apps/web", "Deployment/other/web"]
     assert "ClusterRole" not in repr(release)  # the manifest stays out of logs
+
+
+def test_older_snapshots_follow_the_records_an_action_superseded() -> None:
+    hooks = {"t": {"phase": "Succeeded"}}
+    status: dict[str, Any] = {"history": [snap(2, action="upgrade"), snap(1, testHooks=hooks, action="install")]}
+    stored = [snap(2), snap(1, "superseded", digest="sha256:new1"), snap(0, "superseded")]
+    st.follow_storage(status, stored)
+    latest, previous = status["history"]
+    assert latest == snap(2, action="upgrade")  # the action's own snapshot is left as recorded
+    assert (previous["status"], previous["digest"], previous["testHooks"]) == ("superseded", "sha256:new1", hooks)
+    # a rollback to it now verifies against storage
+    obj = hr(
+        {"upgrade": {"remediation": {"retries": 1}}},
+        history=[snap(2, "failed", action="upgrade"), previous],
+        lastAttemptedReleaseAction="upgrade",
+        upgradeFailures=1,
+    )
+    storage = [snap(2, "failed"), snap(1, "superseded", digest="sha256:new1")]
+    decision = plan.decide(obj, plan.release_state(obj, DESIRED, storage), storage)
+    assert decision.action is plan.Action.ROLLBACK
+    unchanged: dict[str, Any] = {"history": [snap(2), snap(1, "superseded")]}
+    st.follow_storage(unchanged, [snap(2), snap(1, "superseded", digest="sha256:other")])
+    assert unchanged["history"][1]["digest"] == "sha256:d1"  # same status: nothing to follow
