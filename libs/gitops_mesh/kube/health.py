@@ -61,6 +61,8 @@ class ObjectRef:
 
 R = TypeVar("R", bound=Target)
 
+#: Objects named in a report's message; the rest are counted.
+MESSAGE_OBJECTS = 50
 # kstatus: a Pending pod is only called unschedulable after this long.
 SCHEDULE_WINDOW = timedelta(seconds=15)
 _NO_DEADLINE = 2**31 - 1  # the Deployment controller's "no progressDeadlineSeconds"
@@ -434,7 +436,10 @@ class HealthReport(Generic[R]):
         if verdict is Verdict.HEALTHY:
             return f"{len(self.results)} object(s) healthy"
         listed = self.failed if verdict is Verdict.FAILED else self.failed + self.pending
-        items = ", ".join(f"{ref.subject} status: '{h.status}': {h.message}" for ref, h in listed)
+        items = ", ".join(f"{ref.subject} status: '{h.status}': {h.message}" for ref, h in listed[:MESSAGE_OBJECTS])
+        if len(listed) > MESSAGE_OBJECTS:
+            # A condition message is bounded (and a status patch too): thousands of objects are summed up.
+            items += f", and {len(listed) - MESSAGE_OBJECTS} more"
         prefix = {
             Verdict.FAILED: "failed early due to stalled resources",
             Verdict.TIMED_OUT: "timeout waiting for",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gitops_mesh.kube.health import Health, HealthReport, ObjectRef, Status, Verdict, compute, is_job
+from gitops_mesh.kube.health import MESSAGE_OBJECTS, Health, HealthReport, ObjectRef, Status, Verdict, compute, is_job
 from gitops_mesh.kube.objects import KubeObject
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -239,3 +239,11 @@ def test_object_ref_names_and_jobs() -> None:
     assert is_job(ObjectRef("batch/v1", "Job", "ns", "migrate"))
     assert not is_job(ObjectRef("example.com/v1", "Job", "ns", "other"))
     assert not is_job(ref("web"))
+
+
+def test_a_message_names_a_bounded_number_of_objects() -> None:
+    slow = Health(Status.IN_PROGRESS, "Ready: 0/1")
+    report = HealthReport({ref(f"d{i}"): slow for i in range(MESSAGE_OBJECTS + 7)})
+    message = report.message(Verdict.TIMED_OUT)
+    assert message.count("status: 'InProgress'") == MESSAGE_OBJECTS
+    assert message.endswith(", and 7 more]")
