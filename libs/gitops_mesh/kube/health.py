@@ -453,14 +453,30 @@ def is_job(ref: Target) -> bool:
     return ref.kind == "Job" and ref.api_version.rpartition("/")[0] == "batch"
 
 
+def _paused(obj: KubeObject) -> bool:
+    spec = obj.get("spec")
+    return (
+        obj.get("apiVersion") == "apps/v1"
+        and obj.get("kind") == "Deployment"
+        and bool(isinstance(spec, Mapping) and spec.get("paused") is True)
+    )
+
+
 async def check(
-    client: KubeClient, refs: Iterable[R], *, concurrency: int = 16, now: datetime | None = None
+    client: KubeClient,
+    refs: Iterable[R],
+    *,
+    concurrency: int = 16,
+    now: datetime | None = None,
+    skip_paused: bool = False,
 ) -> HealthReport[R]:
     """One look at each object (a GET each, ``concurrency`` at a time); a missing object is NotFound.
 
     Never waits: a controller calls it again on requeue until :meth:`HealthReport.verdict` says it is done, so
     a slow rollout holds no worker. Apiserver errors other than 404 are raised. A namespace given for a
     cluster-scoped kind is ignored (a rendered manifest may carry one), as the apiserver would on apply.
+    ``skip_paused``: a paused apps/v1 Deployment counts as Current (Helm's wait, and Flux's for releases, skip
+    them: a paused rollout never completes).
     """
     targets = list(dict.fromkeys(refs))
     gate = asyncio.Semaphore(max(1, concurrency))
@@ -473,6 +489,8 @@ async def check(
                 obj = await client.get(ref.api_version, ref.kind, ref.name, namespace=namespace)
             except NotFound:
                 return Health(Status.NOT_FOUND, "Resource not found")
+        if skip_paused and _paused(obj):
+            return Health(Status.CURRENT, "Deployment is paused")
         return compute(obj, now=now)
 
     found = await asyncio.gather(*(one(ref) for ref in targets))

@@ -415,7 +415,7 @@ class HelmReleaseReconciler:
             if not wait.jobs:
                 refs = [r for r in refs if not health.is_job(r)]
             client = self._access(obj).client or self.kube
-            report = await health.check(client, refs, now=now)
+            report = await health.check(client, refs, now=now, skip_paused=True)  # as Helm's wait
         except UnreadableManifest as e:
             error = str(e)
         except ApiError as e:

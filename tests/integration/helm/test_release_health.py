@@ -244,3 +244,30 @@ async def test_ready_only_once_the_deployment_is_available_then_a_stuck_upgrade_
     history = await release_history(kube, namespace, "web")
     rollback = next(r for r in history if r.version == 3)
     assert (rollback.status, rollback.chart_version) == ("deployed", "1.0.0")
+
+
+async def test_a_paused_deployment_is_not_waited_for_by_a_release(kube: KubeClient, namespace: str) -> None:
+    """Helm's wait (and Flux's for releases) skips a paused Deployment: its rollout would never complete."""
+    labels = {"app": "paused"}
+    await kube.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "paused", "namespace": namespace},
+            "spec": {
+                "paused": True,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "1000"}}}]
+                    },
+                },
+            },
+        }
+    )
+    ref = health.ObjectRef("apps/v1", "Deployment", namespace, "paused")
+    released = await health.check(kube, [ref], skip_paused=True)
+    assert released.results[ref] == health.Health(health.Status.CURRENT, "Deployment is paused")
+    kustomized = await health.check(kube, [ref])  # kustomize's health checks look at it as kstatus does
+    assert not kustomized.healthy
