@@ -12,6 +12,8 @@ export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 K8S_DIR=$CACHE/kubernetes-$K8S_VERSION
 ETCD_DIR=$CACHE/etcd-$ETCD_VERSION
 KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
+# The rendered stages file is named for the content of our own stages, so editing them renders it anew.
+KWOK_STAGES_FILE=$KWOK_DIR/stages-$(sha256sum "$here/kwok-stages.yaml" | cut -c1-12).yaml
 HELM_DIR=$CACHE/helm-$HELM_VERSION
 KUSTOMIZE_DIR=$CACHE/kustomize-$KUSTOMIZE_VERSION
 SOPS_DIR=$CACHE/sops-$SOPS_VERSION
@@ -26,7 +28,7 @@ KUBE_CONTROLLER_MANAGER=$K8S_DIR/kube-controller-manager
 KUBE_SCHEDULER=$K8S_DIR/kube-scheduler
 KUBECTL=$K8S_DIR/kubectl
 KWOK=$KWOK_DIR/kwok
-KWOK_STAGES=$KWOK_DIR/stages.yaml
+KWOK_STAGES=$KWOK_STAGES_FILE
 HELM=$HELM_DIR/helm
 KUSTOMIZE=$KUSTOMIZE_DIR/kustomize
 SOPS=$SOPS_DIR/sops
@@ -129,19 +131,22 @@ POM
   touch "$stamp"
 }
 
-# kwok ships its node and pod life-cycle Stages as kustomize bases in its module; render the "fast" set once.
+# kwok ships its node and pod life-cycle Stages as kustomize bases in its module: render the "fast" set once and
+# add ours (kwok-stages.yaml: Pods that succeed or fail by annotation, for Helm hooks, tests and Jobs).
 build_kwok_stages() {
-  [[ -s $KWOK_DIR/stages.yaml ]] && return 0
+  [[ -s $KWOK_STAGES_FILE ]] && return 0
   local dir
   dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  "$KUSTOMIZE_DIR/kustomize" build "$dir/kustomize/stage/fast" >"$KWOK_DIR/stages.yaml.tmp" \
-    && mv "$KWOK_DIR/stages.yaml.tmp" "$KWOK_DIR/stages.yaml"
+  { "$KUSTOMIZE_DIR/kustomize" build "$dir/kustomize/stage/fast" && echo "---" && cat "$here/kwok-stages.yaml"; } \
+    >"$KWOK_STAGES_FILE.tmp" && mv "$KWOK_STAGES_FILE.tmp" "$KWOK_STAGES_FILE"
 }
 
 build_kafka
 build_etcd
-go_install "$HELM_DIR" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm \
-  "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+# Helm's Makefile stamps the version into helm.sh/helm/v4/internal/version (a tagged build: no metadata, a clean
+# tree); the commit is not in the module, so `helm version` shows an empty GitCommit.
+go_install "$HELM_DIR" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" helm \
+  "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
 go_install "$KUSTOMIZE_DIR" "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" kustomize "-s -w"
 go_install "$SOPS_DIR" "github.com/getsops/sops/v3/cmd/sops@$SOPS_VERSION" sops \
   "-s -w"
