@@ -17,7 +17,7 @@ import io
 import math
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
@@ -159,6 +159,15 @@ class _GoYamlV2Loader(yaml.CSafeLoader):
         "<": [("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"))],
         None: [(_PLAIN_TAG, re.compile(""))],
     }
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        """Keys as strings while building: Go's ``1`` and ``true`` are two keys ("1", "true"), Python's one."""
+        self.flatten_mapping(node)
+        out: dict[Hashable, Any] = {}
+        for key_node, value_node in node.value:
+            key = _key_string(self.construct_object(key_node, deep=deep))
+            out[key] = self.construct_object(value_node, deep=deep)
+        return out
 
 
 def _construct_plain(loader: Any, node: yaml.ScalarNode) -> Any:
