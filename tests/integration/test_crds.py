@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from gitops_mesh_dev.stack import ROOT, STACK_DIR, StackNotUp, read_stack_env
+from tests.unit.test_crd_files import BY_KIND, DEPRECATED
 
 pytestmark = pytest.mark.stack
 
@@ -331,3 +332,114 @@ def test_flux_category_lists_every_kind(kubectl: Kubectl, namespace: str) -> Non
     listed = kubectl.ok("get", "flux", "-n", namespace, "-o", "name").split()
     kinds = {line.split("/")[0].split(".")[0] for line in listed}
     assert kinds == {s.kind.lower() for s in SHOWN}
+
+
+# Deprecated versions (conversion None): the apiserver serves an object at every version, rewriting only
+# apiVersion, and warns whoever uses an old one with Flux's text.
+DEPRECATED_EXAMPLE = SAMPLES.parent / "deprecated" / "podinfo-v2beta1.yaml"
+STABLE = {"HelmRepository": "source.toolkit.fluxcd.io/v1", "HelmRelease": "helm.toolkit.fluxcd.io/v2"}
+# What the apiserver adds to the example when it stores it: schema defaults, no more.
+EXAMPLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "HelmRepository": {"provider": "generic", "timeout": "60s"},
+    "HelmRelease": {"chart": {"spec": {"reconcileStrategy": "ChartVersion"}}},
+}
+# Read back at the old version, fields that version has no schema for are pruned (v1beta1 has no provider).
+EXAMPLE_DEFAULTS_OLD: dict[str, dict[str, Any]] = {
+    "HelmRepository": {"timeout": "60s"},
+    "HelmRelease": {"chart": {"spec": {"reconcileStrategy": "ChartVersion"}}},
+}
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def resource_at(kind: str, api_version: str) -> str:
+    """``plural.version.group``: what makes kubectl read an object at one version rather than the preferred."""
+    group, version = api_version.split("/")
+    return f"{BY_KIND[kind].plural}.{version}.{group}"
+
+
+def test_mission_example_round_trips_through_the_deprecated_versions(kubectl: Kubectl, namespace: str) -> None:
+    docs = list(yaml.safe_load_all(DEPRECATED_EXAMPLE.read_text()))
+    assert [(d["apiVersion"], d["kind"]) for d in docs] == [
+        ("source.toolkit.fluxcd.io/v1beta1", "HelmRepository"),
+        ("helm.toolkit.fluxcd.io/v2beta1", "HelmRelease"),
+    ]
+    assert docs[1]["spec"]["install"]["remediation"]["retries"] == 3
+    written = []
+    for doc in docs:
+        doc["spec"]["suspend"] = True  # no controller on the stack acts on it
+        proc = kubectl.apply(namespace, manifest=doc)
+        assert proc.returncode == 0, proc.stderr
+        version = doc["apiVersion"].split("/")[1]
+        assert f"{version} {doc['kind']} is deprecated, upgrade to {STABLE[doc['kind']].split('/')[1]}" in proc.stderr
+        written.append(doc)
+
+    for doc in written:
+        kind, expected = doc["kind"], merged(doc["spec"], EXAMPLE_DEFAULTS[doc["kind"]])
+        name = doc["metadata"]["name"]
+        stable = json.loads(kubectl.ok("get", resource_at(kind, STABLE[kind]), name, "-n", namespace, "-o", "json"))
+        assert stable["apiVersion"] == STABLE[kind]
+        assert stable["spec"] == expected
+        old = json.loads(kubectl.ok("get", resource_at(kind, doc["apiVersion"]), name, "-n", namespace, "-o", "json"))
+        assert old["apiVersion"] == doc["apiVersion"]
+        assert old["spec"] == merged(doc["spec"], EXAMPLE_DEFAULTS_OLD[kind])
+        # The stable version is what a plain `kubectl get` (and our controllers) read.
+        preferred = json.loads(kubectl.ok("get", BY_KIND[kind].plural, name, "-n", namespace, "-o", "json"))
+        assert preferred["apiVersion"] == STABLE[kind]
+
+
+@pytest.mark.parametrize(
+    ("kind", "version"), [(k, v) for k, versions in DEPRECATED.items() for v in versions], ids=lambda x: str(x)
+)
+def test_an_object_is_served_at_each_deprecated_version(
+    kubectl: Kubectl, namespace: str, kind: str, version: str
+) -> None:
+    shown = next(s for s in SHOWN if s.kind == kind)
+    manifest = create_suspended(kubectl, namespace, shown.sample)
+    group = manifest["apiVersion"].split("/")[0]
+    proc = kubectl.run(
+        "get", resource_at(kind, f"{group}/{version}"), manifest["metadata"]["name"], "-n", namespace, "-o", "json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["apiVersion"] == f"{group}/{version}"
+    assert f"{version} {kind} is deprecated, upgrade to {manifest['apiVersion'].split('/')[1]}" in proc.stderr
+
+
+def test_fields_flux_removed_are_dropped_when_an_old_object_is_stored(kubectl: Kubectl, namespace: str) -> None:
+    """As with Flux's own CRDs: what v2 has no field for is pruned on the way to storage, silently."""
+    manifest = {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2beta1",
+        "kind": "HelmRelease",
+        "metadata": {"name": "old-fields"},
+        "spec": {
+            "interval": "5m",
+            "suspend": True,
+            "chart": {
+                "spec": {
+                    "chart": "podinfo",
+                    "valuesFile": "values-prod.yaml",
+                    "sourceRef": {"kind": "HelmRepository", "name": "podinfo"},
+                }
+            },
+            "postRenderers": [
+                {
+                    "kustomize": {
+                        "images": [{"name": "podinfo", "newTag": "6.0.1"}],
+                        "patchesStrategicMerge": [{"kind": "Deployment", "metadata": {"name": "podinfo"}}],
+                    }
+                }
+            ],
+        },
+    }
+    proc = kubectl.apply(namespace, manifest=manifest)
+    assert proc.returncode == 0, proc.stderr
+    stored = json.loads(
+        kubectl.ok("get", "helmreleases.v2.helm.toolkit.fluxcd.io", "old-fields", "-n", namespace, "-o", "json")
+    )
+    assert "valuesFile" not in stored["spec"]["chart"]["spec"]
+    assert stored["spec"]["postRenderers"] == [{"kustomize": {"images": [{"name": "podinfo", "newTag": "6.0.1"}]}}]

@@ -93,13 +93,19 @@ def load_crd(kind: str) -> dict[str, Any]:
     return crd
 
 
-def version_of(crd: dict[str, Any]) -> dict[str, Any]:
+def versions_of(crd: dict[str, Any]) -> dict[str, dict[str, Any]]:
     versions = crd["spec"]["versions"]
     assert isinstance(versions, list)
-    assert len(versions) == 1, "one version per CRD"
-    version = versions[0]
-    assert isinstance(version, dict)
-    return version
+    by_name = {v["name"]: v for v in versions}
+    assert len(by_name) == len(versions), "a version listed twice"
+    return by_name
+
+
+def version_of(crd: dict[str, Any]) -> dict[str, Any]:
+    """The storage version: the one our controllers read and write (any other is a deprecated old one)."""
+    stored = [v for v in versions_of(crd).values() if v.get("storage") is True]
+    assert len(stored) == 1, "exactly one storage version per CRD"
+    return stored[0]
 
 
 def root_schema(kind: str) -> Schema:
@@ -254,6 +260,84 @@ def test_one_served_storage_version_with_status_subresource(kind: str) -> None:
     assert version["served"] is True
     assert version["storage"] is True
     assert version["subresources"] == {"status": {}}
+
+
+# The versions Flux served as deprecated before removing them, still served here so old manifests keep working
+# (schemas from Flux's config/crd/bases at the last release that had each). Conversion is None: the apiserver
+# only rewrites apiVersion, so an old version must not hold what the storage version cannot.
+DEPRECATED: dict[str, tuple[str, ...]] = {
+    "GitRepository": ("v1beta1", "v1beta2"),
+    "HelmRepository": ("v1beta1", "v1beta2"),
+    "HelmChart": ("v1beta1", "v1beta2"),
+    "Bucket": ("v1beta1", "v1beta2"),
+    "OCIRepository": ("v1beta2",),
+    "HelmRelease": ("v2beta1", "v2beta2"),
+}
+# What an object written at an old version loses when stored: exactly the fields Flux removed in the stable
+# version (Flux's own CRDs dropped them the same way, conversion None). Anything else would be a silent loss.
+LOST_ON_STORAGE: dict[str, list[str]] = {
+    "GitRepository": [".spec.accessFrom", ".spec.gitImplementation"],
+    "HelmChart": [".spec.accessFrom", ".spec.valuesFile"],
+    "Bucket": [".spec.accessFrom"],
+    "HelmRelease": [
+        ".spec.chart.spec.valuesFile",
+        ".spec.postRenderers[].kustomize.patchesJson6902",
+        ".spec.postRenderers[].kustomize.patchesStrategicMerge",
+    ],
+}
+deprecated_versions = pytest.mark.parametrize(
+    ("kind", "name"), [(k, v) for k, names in DEPRECATED.items() for v in names], ids=lambda x: str(x)
+)
+
+
+def unheld_fields(old: Schema, stored: Schema, path: str = "") -> list[str]:
+    """Fields ``old`` accepts that ``stored`` would prune: the outermost such path of each."""
+    if stored.get("x-kubernetes-preserve-unknown-fields") is True:
+        return []
+    lost: list[str] = []
+    for name, sub in old.get("properties", {}).items():
+        if name in stored.get("properties", {}):
+            lost += unheld_fields(sub, stored["properties"][name], f"{path}.{name}")
+        elif not isinstance(stored.get("additionalProperties"), dict):
+            lost.append(f"{path}.{name}")
+    for key, step in (("items", "[]"), ("additionalProperties", ".*")):
+        if isinstance(old.get(key), dict) and isinstance(stored.get(key), dict):
+            lost += unheld_fields(old[key], stored[key], path + step)
+    return lost
+
+
+@kinds
+def test_served_versions_are_the_storage_one_and_flux_deprecated_ones(kind: str) -> None:
+    crd = load_crd(kind)
+    assert set(versions_of(crd)) == {BY_KIND[kind].version, *DEPRECATED.get(kind, ())}
+    assert crd["spec"].get("conversion", {"strategy": "None"}) == {"strategy": "None"}
+
+
+@deprecated_versions
+def test_deprecated_version_is_served_with_flux_warning(kind: str, name: str) -> None:
+    version = versions_of(load_crd(kind))[name]
+    assert version["served"] is True
+    assert version["storage"] is False
+    assert version["deprecated"] is True
+    assert version["deprecationWarning"] == f"{name} {kind} is deprecated, upgrade to {BY_KIND[kind].version}"
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
+
+
+@deprecated_versions
+def test_deprecated_version_schema_is_structural(kind: str, name: str) -> None:
+    schema = versions_of(load_crd(kind))[name]["schema"]["openAPIV3Schema"]
+    assert structural_problems(schema) == []
+    assert {"apiVersion", "kind", "metadata", "spec"} <= set(schema["properties"])
+
+
+@deprecated_versions
+def test_deprecated_version_loses_only_what_flux_removed(kind: str, name: str) -> None:
+    versions = versions_of(load_crd(kind))
+    old = versions[name]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    stored = version_of(load_crd(kind))["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert unheld_fields(old, stored, ".spec") == LOST_ON_STORAGE.get(kind, [])
 
 
 @kinds
