@@ -15,6 +15,7 @@ KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
 # The rendered stages file is named for the content of our own stages, so editing them renders it anew.
 KWOK_STAGES_FILE=$KWOK_DIR/stages-$(sha256sum "$here/kwok-stages.yaml" | cut -c1-12).yaml
 HELM_DIR=$CACHE/helm-$HELM_VERSION
+REGISTRY_DIR=$CACHE/distribution-$DISTRIBUTION_VERSION
 KUSTOMIZE_DIR=$CACHE/kustomize-$KUSTOMIZE_VERSION
 SOPS_DIR=$CACHE/sops-$SOPS_VERSION
 AGE_DIR=$CACHE/age-$AGE_VERSION
@@ -30,6 +31,7 @@ KUBECTL=$K8S_DIR/kubectl
 KWOK=$KWOK_DIR/kwok
 KWOK_STAGES=$KWOK_STAGES_FILE
 HELM=$HELM_DIR/helm
+OCI_REGISTRY_BIN=$REGISTRY_DIR/registry
 KUSTOMIZE=$KUSTOMIZE_DIR/kustomize
 SOPS=$SOPS_DIR/sops
 AGE_KEYGEN=$AGE_DIR/age-keygen
@@ -147,6 +149,9 @@ build_etcd
 # tree); the commit is not in the module, so `helm version` shows an empty GitCommit.
 go_install "$HELM_DIR" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" helm \
   "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+# distribution's registry: the OCI registry Helm charts are pushed to in tests (gitops_mesh_dev.ociregistry).
+go_install "$REGISTRY_DIR" "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION" registry \
+  "-s -w -X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION -X github.com/distribution/distribution/v3/version.mainpkg=github.com/distribution/distribution/v3"
 go_install "$KUSTOMIZE_DIR" "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" kustomize "-s -w"
 go_install "$SOPS_DIR" "github.com/getsops/sops/v3/cmd/sops@$SOPS_VERSION" sops \
   "-s -w"
