@@ -273,8 +273,18 @@ class KindRunner:
         record = self.recorder.warning if failed else self.recorder.normal
         await record(obj, ready["reason"], ready["message"])
         if failed:
+            # The revision that failed, as Flux's events carry it (a Kustomization's source revision, a
+            # HelmRelease's chart version): notifications dedupe and route on it.
+            attempted = (obj.get("status") or {}).get("lastAttemptedRevision") or ""
             self._publish(
-                obj, Announcement(EventKind.FAILED, ready["reason"], ready["message"], severity=Severity.ERROR)
+                obj,
+                Announcement(
+                    EventKind.FAILED,
+                    ready["reason"],
+                    ready["message"],
+                    revision=attempted if isinstance(attempted, str) else "",
+                    severity=Severity.ERROR,
+                ),
             )
 
     def _publish(self, obj: KubeObject, announcement: Announcement) -> None:

@@ -155,6 +155,9 @@ async def test_bad_commit_fails_clearly_keeps_objects_then_recovers(
 
     await eventually(reported)
     assert all(e.severity == "error" for e in mesh.bus.of("failed", "app"))
+    bad = obj["status"]["lastAttemptedRevision"]
+    assert bad != f"main@sha1:{good}"
+    assert any(e.revision == bad for e in mesh.bus.of("failed", "app")), "the failed event names the revision tried"
 
     fixed = repo.commit({"deploy/broken.yaml": configmap("x", "ok")})
     repo.push()
