@@ -56,6 +56,8 @@ async def chart(stack_env: dict[str, str], tmp_path: Path) -> Path:
         elif p.exists():
             p.unlink()
     (templates / "hook.yaml").write_text("{{- if .Values.stuckHook }}\n" + HOOK_POD + "{{- end }}\n")
+    # A chart that refuses to render when asked, quoting the value it refuses (a secret, in the test below).
+    (templates / "refuse.yaml").write_text('{{- with .Values.refuse }}{{ fail (printf "refused: %v" .) }}{{- end }}\n')
     out = await helm(stack_env, home, "package", str(tmp_path / "tiny"), "-d", str(tmp_path))
     return Path(out.strip().rsplit(": ", 1)[1])
 
@@ -150,8 +152,9 @@ async def test_actions_with_helm4(
     assert tested.version == 3
     # A failing action: helm's message, Flux's reason, no secret in it.
     with pytest.raises(HelmActionFailed) as failed:
-        await run.upgrade(request(image={"tag": {"bad": "hunter2-secret"}}))
+        await run.upgrade(request(refuse="hunter2-secret"))
     assert failed.value.reason == "UpgradeFailed"
+    assert "refused: " in str(failed.value)  # helm's own message, the secret redacted out of it
     assert "hunter2" not in str(failed.value)
     await run.uninstall(request(), keep_history=False, deletion_propagation="background")
     assert await release_history(kube, namespace, "tiny") == []
