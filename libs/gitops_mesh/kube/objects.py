@@ -34,3 +34,19 @@ def split_api_version(api_version: str) -> tuple[str, str]:
     """``"apps/v1"`` → ``("apps", "v1")``; ``"v1"`` → ``("", "v1")``."""
     group, _, version = api_version.rpartition("/")
     return group, version
+
+
+def has_metadata_value(obj: KubeObject | None, key: str, value: str) -> bool:
+    """Flux's AnyInMetadata for one pair: a label or annotation ``key`` equal to ``value``, ignoring case.
+
+    Flux's per-object opt-outs (kustomize's ``reconcile: disabled``, helm's ``driftDetection: disabled``)
+    may be written either way, so both maps are read.
+    """
+    if obj is None:
+        return False
+    meta = metadata(obj)
+    for field in ("labels", "annotations"):
+        found = (meta.get(field) or {}).get(key)
+        if isinstance(found, str) and found and found.lower() == value.lower():
+            return True
+    return False

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from gitops_mesh.kube.objects import KubeObject, metadata, split_api_version
+from gitops_mesh.kube.objects import KubeObject, has_metadata_value, metadata, split_api_version
 
 GROUP = "kustomize.toolkit.fluxcd.io"
 NAME_LABEL = f"{GROUP}/name"
@@ -235,18 +235,6 @@ def validate(objects: Sequence[Any]) -> list[str]:
 
 
 # --- per-object policy ----------------------------------------------------------------------------------------
-
-
-def has_metadata_value(obj: KubeObject | None, key: str, value: str) -> bool:
-    """Flux's AnyInMetadata for one pair: a label or annotation ``key`` equal to ``value``, ignoring case."""
-    if obj is None:
-        return False
-    meta = metadata(obj)
-    for field in ("labels", "annotations"):
-        found = (meta.get(field) or {}).get(key)
-        if isinstance(found, str) and found and found.lower() == value.lower():
-            return True
-    return False
 
 
 def ssa_policy(obj: KubeObject | None) -> SSAPolicy:
