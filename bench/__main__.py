@@ -15,6 +15,8 @@ SUITES = [
     "bench.source_git",
     "bench.kustomize_scale",
     "bench.notification_fanout",
+    "bench.helm_action_cost",
+    "bench.helm_scale",
     "bench.idle_rss",
 ]
 RESULTS = Path(__file__).resolve().parent / "results"
