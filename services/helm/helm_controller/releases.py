@@ -180,6 +180,10 @@ class Release:
         """
         return manifest_objects(self._manifest, self.namespace)
 
+    def manifest_documents(self) -> list[dict[str, Any]]:
+        """The manifest's objects in full (``*List`` kinds flattened), for drift detection; same caps as :meth:`objects`."""
+        return manifest_documents(self._manifest)
+
     @property
     def secret_name(self) -> str:
         return secret_name(self.name, self.version)
@@ -356,6 +360,29 @@ def manifest_objects(manifest: str, namespace: str) -> list[ObjectRef]:
             if len(found) > MAX_MANIFEST_OBJECTS:
                 raise UnreadableManifest(f"release manifest lists more than {MAX_MANIFEST_OBJECTS} objects")
     return list(found)
+
+
+def manifest_documents(manifest: str) -> list[dict[str, Any]]:
+    """The objects of a rendered release manifest in full, in order (see :meth:`Release.manifest_documents`)."""
+    try:
+        docs = tenant_yaml.load_all(manifest, what="release manifest", limits=MANIFEST_LIMITS)
+    except tenant_yaml.UnsafeYaml as e:
+        raise UnreadableManifest(str(e)) from None
+    except yaml.YAMLError as e:
+        raise UnreadableManifest(f"release manifest: {tenant_yaml.problem(e)}") from None
+    found: list[dict[str, Any]] = []
+    pending = list(reversed(docs))
+    while pending:
+        doc = pending.pop()
+        if not isinstance(doc, dict) or not _refs_of(doc, ""):
+            continue
+        if str(doc.get("kind")).endswith("List") and isinstance(doc.get("items"), list):
+            pending.extend(reversed(doc["items"]))
+            continue
+        found.append(doc)
+        if len(found) > MAX_MANIFEST_OBJECTS:
+            raise UnreadableManifest(f"release manifest lists more than {MAX_MANIFEST_OBJECTS} objects")
+    return found
 
 
 def decode_release(secret_data: bytes | str, *, storage_namespace: str = "") -> Release:
