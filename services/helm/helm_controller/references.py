@@ -7,6 +7,7 @@ from typing import Any
 
 from gitops_mesh.errors import DependencyNotReady, InvalidSpec
 from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh.reconcile import conditions as c
 from gitops_mesh.watches import is_ready_at_generation, ref_key
 
 API_VERSION = "helm.toolkit.fluxcd.io/v2"
@@ -116,11 +117,23 @@ def check_dependencies(obj: KubeObject, lookup: Lookup) -> None:
 
 
 def chart_artifact(obj: KubeObject, chart: KubeObject | None) -> dict[str, Any]:
-    """The HelmChart's artifact, or DependencyNotReady with Flux's wording when there is none yet."""
+    """The HelmChart's artifact, or DependencyNotReady with Flux's wording (its ``isReady``) when there is none yet.
+
+    As Flux, a HelmChart whose latest generation source-controller has not reconciled is not ready: its
+    artifact is still the one of the spec we just replaced (the previous chart version), and releasing it
+    with the new values would upgrade to the wrong chart and again once the new one arrives."""
     ns, name = chart_key(obj)
     if chart is None:
         raise DependencyNotReady(f"HelmChart '{ns}/{name}' is not ready: not found")
-    artifact = (chart.get("status") or {}).get("artifact")
+    status = chart.get("status") or {}
+    if status.get("observedGeneration", 0) != c.generation_of(chart):
+        why = "latest generation of object has not been reconciled"
+        if c.is_false(chart, "Ready"):
+            why = c.get_message(chart, "Ready")
+        raise DependencyNotReady(f"HelmChart '{ns}/{name}' is not ready: {why}")
+    if c.is_stalled(chart):
+        raise DependencyNotReady(f"HelmChart '{ns}/{name}' is not ready: {c.get_message(chart, 'Stalled')}")
+    artifact = status.get("artifact")
     if not artifact:
-        raise DependencyNotReady(f"HelmChart '{ns}/{name}' is not ready: chart artifact not found")
+        raise DependencyNotReady(f"HelmChart '{ns}/{name}' is not ready: does not have an artifact")
     return dict(artifact)

@@ -83,6 +83,7 @@ async def repo(stack_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Chart
     (broken / "templates" / "required.yaml").write_text(REQUIRED)
     async with ChartRepo(tmp_path / "charts", helm=stack_env["HELM"]) as r:
         await r.add(PODINFO_CHART, version="1.0.0", app_version="6.0.0")
+        await r.add(PODINFO_CHART, version="1.0.1", app_version="6.0.1")
         await r.add(broken, version="1.1.0", app_version="6.1.0")
         yield r
 
@@ -169,8 +170,10 @@ async def test_install_upgrade_fail_and_delete(
     applied = await until(run, "applied on the bus", run.events("applied"))
     assert applied[0].revision == "1.0.0"
 
-    # New values: an upgrade to revision 2 with the values helm reads back.
-    await kube.patch(HR, "HelmRelease", "web", {"spec": {"values": {"replicaCount": 2}}}, namespace=namespace)
+    # New values and chart version at once: one upgrade, to revision 2, with the new chart — never one with the
+    # HelmChart's old artifact (source-controller has not reconciled its new version yet) then another.
+    patch = {"spec": {"values": {"replicaCount": 2}, "chart": {"spec": {"version": "1.0.1"}}}}
+    await kube.patch(HR, "HelmRelease", "web", patch, namespace=namespace)
 
     def upgraded(o: KubeObject) -> bool:
         return (
@@ -181,11 +184,15 @@ async def test_install_upgrade_fail_and_delete(
 
     obj = await until(run, "upgraded", lambda: hr_when(upgraded))
     history = obj["status"]["history"]
-    assert [(h["version"], h["status"]) for h in history[:2]] == [(2, "deployed"), (1, "superseded")]
+    assert [(h["version"], h["status"]) for h in history] == [(2, "deployed"), (1, "superseded")]
+    assert (history[0]["chartVersion"], history[0]["appVersion"]) == ("1.0.1", "6.0.1")
     assert history[0]["configDigest"] != history[1]["configDigest"]
     assert await run.helm("get", "values", "web", "-n", namespace) == {"replicaCount": 2}
     entries = await run.helm("history", "web", "-n", namespace)
-    assert [(e["revision"], e["status"]) for e in entries] == [(1, "superseded"), (2, "deployed")]
+    assert [(e["revision"], e["status"], e["chart"]) for e in entries] == [
+        (1, "superseded", "podinfo-1.0.0"),
+        (2, "deployed", "podinfo-1.0.1"),
+    ]
     deployment = await kube.get("apps/v1", "Deployment", "web-podinfo", namespace=namespace)
     assert deployment["spec"]["replicas"] == 2
 
@@ -219,7 +226,7 @@ async def test_install_upgrade_fail_and_delete(
     assert on_bus[-1].reason == "UpgradeFailed"
     assert "this chart version needs ui.message" in on_bus[-1].message
     (listed,) = await run.helm("list", "-n", namespace)
-    assert (int(listed["revision"]), listed["status"], listed["chart"]) == (2, "deployed", "podinfo-1.0.0")
+    assert (int(listed["revision"]), listed["status"], listed["chart"]) == (2, "deployed", "podinfo-1.0.1")
     assert obj["status"]["history"][0]["version"] == 2  # nothing stored by a chart that did not render
 
     # Delete: the release is uninstalled and the HelmChart we created is gone.

@@ -82,6 +82,22 @@ def test_chart_artifact_missing_is_a_dependency_wait() -> None:
     assert refs.chart_artifact(hr(CHART), {"status": {"artifact": {"revision": "1.0.0"}}})["revision"] == "1.0.0"
 
 
+def test_chart_of_a_generation_not_reconciled_yet_is_not_ready() -> None:
+    """As Flux's isReady: after a version change the old artifact must not be released with the new values."""
+    artifact = {"artifact": {"revision": "1.0.0"}}
+    stale: dict[str, Any] = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2, **artifact}}
+    with pytest.raises(DependencyNotReady, match="is not ready: latest generation of object has not been reconciled"):
+        refs.chart_artifact(hr(CHART), stale)
+    ready_false = {"type": "Ready", "status": "False", "reason": "InvalidChartReference", "message": "no version 9"}
+    with pytest.raises(DependencyNotReady, match="is not ready: no version 9"):
+        refs.chart_artifact(hr(CHART), {**stale, "status": {**stale["status"], "conditions": [ready_false]}})
+    stalled = {"type": "Stalled", "status": "True", "reason": "InvalidChartReference", "message": "bad ref"}
+    current: dict[str, Any] = {"metadata": {"generation": 3}, "status": {"observedGeneration": 3, **artifact}}
+    with pytest.raises(DependencyNotReady, match="is not ready: bad ref"):
+        refs.chart_artifact(hr(CHART), {**current, "status": {**current["status"], "conditions": [stalled]}})
+    assert refs.chart_artifact(hr(CHART), current)["revision"] == "1.0.0"
+
+
 def test_action_request_takes_flux_defaults_and_the_actions_own_options() -> None:
     spec = {
         "targetNamespace": "web",
