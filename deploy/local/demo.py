@@ -4,14 +4,19 @@ Starts (in the background, pid files in .stack/run/, logs in .stack/logs/) a loc
 sink, and source-, kustomize- and notification-controller; pushes deploy/examples/podinfo to a local git
 repository; creates a GitRepository, two Kustomizations (apps dependsOn infra), a generic Provider + Alert
 and a Receiver; shows what was applied and notified; commits a change, calls the Receiver like a git host
-and shows the change applied and notified, with latencies. Leaves everything running (`make demo-down`).
+and shows the change applied and notified, with latencies. Then helm-controller: a HelmRelease of the podinfo
+chart (deploy/examples/charts/podinfo, packaged as 6.0.0 and 6.0.1 into a local Helm repository) is installed,
+upgraded to 6.0.1 with new values (revision 2), and what `helm list` and the sink saw of it is shown. Leaves
+everything running (`make demo-down`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,8 +26,11 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gitops_mesh.errors import NotFound
+from gitops_mesh.helmcli import helm_env
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.reconcile import conditions as c
+from gitops_mesh_dev.chartrepo import ChartRepo
 from gitops_mesh_dev.mesh import BIN
 from gitops_mesh_dev.stack import ROOT, StackNotUp, read_stack_env
 
@@ -31,6 +39,11 @@ DEMO = STACK / "demo"
 RUN = STACK / "run"
 LOGS = STACK / "logs"
 NS = "flux-system"
+HR = "helm.toolkit.fluxcd.io/v2"
+#: The HelmRelease's target namespace; the release is named <target>-<name> as Flux names it.
+HELM_NS = "podinfo-helm"
+CHARTS = DEMO / "charts"
+APPLY: dict[str, Any] = {"field_manager": "gitops-mesh-demo", "force": True}
 TOKEN = "demo-receiver-token"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "demo",
@@ -73,6 +86,24 @@ def spawn(name: str, argv: list[str]) -> None:
     pidfile.write_text(str(proc.pid))
 
 
+async def wait_ready(metrics: dict[str, int], timeout: float = 60) -> None:
+    """Until every controller's /readyz answers 200: the Receiver and the informers are up before the demo acts
+    (a re-run whose Kustomizations are already applied would otherwise call the Receiver before it listens)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        for name, port in metrics.items():
+            while True:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"[demo] {name}-controller is not ready; see .stack/logs/{name}-controller.log")
+                await asyncio.sleep(0.2)
+
+
 def make_repo() -> Path:
     work, bare = DEMO / "work", DEMO / "repos" / "podinfo.git"
     if not bare.exists():
@@ -87,7 +118,7 @@ def make_repo() -> Path:
     return work
 
 
-def manifests(git_url: str, sink_url: str) -> list[dict[str, Any]]:
+def manifests(git_url: str, sink_url: str, chart_url: str) -> list[dict[str, Any]]:
     ks = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization"}
     src = {"kind": "GitRepository", "name": "podinfo"}
     return [
@@ -123,6 +154,12 @@ def manifests(git_url: str, sink_url: str) -> list[dict[str, Any]]:
             },
         },
         {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmRepository",
+            "metadata": {"name": "charts", "namespace": NS},
+            "spec": {"url": chart_url, "interval": "10m"},
+        },
+        {
             "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
             "kind": "Provider",
             "metadata": {"name": "sink", "namespace": NS},
@@ -135,7 +172,11 @@ def manifests(git_url: str, sink_url: str) -> list[dict[str, Any]]:
             "spec": {
                 "providerRef": {"name": "sink"},
                 "eventSeverity": "info",
-                "eventSources": [{"kind": "GitRepository", "name": "*"}, {"kind": "Kustomization", "name": "*"}],
+                "eventSources": [
+                    {"kind": "GitRepository", "name": "*"},
+                    {"kind": "Kustomization", "name": "*"},
+                    {"kind": "HelmRelease", "name": "*"},
+                ],
             },
         },
         {
@@ -195,6 +236,120 @@ async def wait_applied(kube: KubeClient, name: str, commit: str, started: float,
     raise SystemExit(f"[demo] {name} was not applied within {timeout:.0f}s; see .stack/logs/*.log")
 
 
+async def package_charts(helm: str) -> None:
+    """The demo chart as 6.0.0 and 6.0.1 (appVersion 6.0.1) in the local Helm repository, once."""
+    CHARTS.mkdir(parents=True, exist_ok=True)
+    repo = ChartRepo(CHARTS, helm=helm)  # only packages and indexes here; demo_servers.py serves the directory
+    chart = ROOT / "deploy" / "examples" / "charts" / "podinfo"
+    for version in ("6.0.0", "6.0.1"):
+        if not (CHARTS / f"podinfo-{version}.tgz").exists():
+            await repo.add(chart, version=version, app_version=version)
+
+
+def helm_release(version: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": HR,
+        "kind": "HelmRelease",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {
+            "interval": "10m",
+            "timeout": "2m",
+            "targetNamespace": HELM_NS,
+            # Flux's default is the HelmRelease's namespace; the helm CLI we run stores a release where it
+            # installs it, so the two are set equal (services/helm/README.md, not done yet).
+            "storageNamespace": HELM_NS,
+            "install": {"createNamespace": True},
+            "chart": {
+                "spec": {
+                    "chart": "podinfo",
+                    "version": version,
+                    "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+                    "interval": "10m",
+                }
+            },
+            "values": values,
+        },
+    }
+
+
+async def wait_released(kube: KubeClient, version: int, started: float, timeout: float = 120) -> dict[str, Any]:
+    """The HelmRelease Ready with release revision ``version`` at its current generation."""
+    last = ""
+    while time.monotonic() - started < timeout:
+        obj = await kube.get(HR, "HelmRelease", "podinfo", namespace=NS)
+        status = obj.get("status") or {}
+        history = status.get("history") or [{}]
+        if (
+            c.is_ready(obj)
+            and status.get("observedGeneration") == obj["metadata"]["generation"]
+            and history[0].get("version") == version
+        ):
+            return obj
+        msg = c.get_message(obj, "Ready") or "waiting"
+        if msg != last:
+            say(f"  podinfo: {msg}")
+            last = msg
+        await asyncio.sleep(0.2)
+    raise SystemExit(
+        f"[demo] HelmRelease podinfo did not reach revision {version}; see .stack/logs/helm-controller.log"
+    )
+
+
+def show_release(obj: dict[str, Any], helm: str, kubeconfig: str, took: float) -> None:
+    latest = obj["status"]["history"][0]
+    released = next(x for x in obj["status"]["conditions"] if x["type"] == "Released")
+    say(
+        f"HelmRelease podinfo Ready in {took:.1f}s: release {latest['namespace']}/{latest['name']} revision "
+        f"{latest['version']} ({latest['status']}), chart {latest['chartName']}@{latest['chartVersion']}, "
+        f"app {latest['appVersion']}"
+    )
+    say(f"  Released={released['status']} {released['reason']}: {released['message']}")
+    home = DEMO / "helm-home"
+    listed = subprocess.run(
+        [helm, "list", "-n", HELM_NS, "--kubeconfig", kubeconfig],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=helm_env(home),
+    )
+    for line in listed.stdout.strip().splitlines():
+        say(f"  helm list: {' '.join(line.split())}")
+
+
+async def show_helm_release(kube: KubeClient, helm: str, kubeconfig: str) -> None:
+    """helm-controller: install 6.0.0 from the local Helm repository, upgrade to 6.0.1 with new values."""
+    try:  # each run starts from a fresh install, so it shows revision 1 then 2
+        await kube.delete(HR, "HelmRelease", "podinfo", namespace=NS)
+        say("deleting the HelmRelease podinfo of an earlier run (its release is uninstalled)")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            await kube.get(HR, "HelmRelease", "podinfo", namespace=NS)
+            await asyncio.sleep(0.2)
+        raise SystemExit("[demo] the earlier HelmRelease podinfo was not deleted; see .stack/logs/helm-controller.log")
+    except NotFound:
+        pass
+    started, wall = time.monotonic(), time.time()
+    say(f"applying HelmRepository charts (the local Helm repository) and HelmRelease podinfo (chart 6.0.0) in {NS}")
+    await kube.apply(helm_release("6.0.0", {"ui": {"message": "hello from make demo"}}), **APPLY)
+    obj = await wait_released(kube, 1, started)
+    show_release(obj, helm, kubeconfig, time.monotonic() - started)
+    await asyncio.sleep(1.0)
+    show_notifications(wall, kind="HelmRelease")
+
+    started, wall = time.monotonic(), time.time()
+    say("upgrading HelmRelease podinfo to chart 6.0.1 with replicaCount 2")
+    await kube.apply(helm_release("6.0.1", {"ui": {"message": "hello from make demo"}, "replicaCount": 2}), **APPLY)
+    obj = await wait_released(kube, 2, started)
+    show_release(obj, helm, kubeconfig, time.monotonic() - started)
+    dep = await kube.get("apps/v1", "Deployment", f"{HELM_NS}-podinfo", namespace=HELM_NS)
+    say(
+        f"  Deployment {HELM_NS}-podinfo has {dep['spec']['replicas']} replicas, "
+        f"{dep['status'].get('availableReplicas', 0)} available"
+    )
+    await asyncio.sleep(1.0)
+    show_notifications(wall, kind="HelmRelease")
+
+
 def notifications(since: float) -> list[dict[str, Any]]:
     path = DEMO / "notifications.jsonl"
     if not path.exists():
@@ -203,9 +358,11 @@ def notifications(since: float) -> list[dict[str, Any]]:
     return [n for n in out if n["received"] >= since]
 
 
-def show_notifications(since: float) -> None:
+def show_notifications(since: float, kind: str | None = None) -> None:
     got = notifications(since)
-    say(f"notifications received by the sink: {len(got)}")
+    if kind is not None:
+        got = [n for n in got if ((n["body"] or {}).get("involvedObject") or {}).get("kind") == kind]
+    say(f"notifications received by the sink{f' about {kind}s' if kind else ''}: {len(got)}")
     for n in got:
         b = n["body"] or {}
         o = b.get("involvedObject", {})
@@ -224,7 +381,15 @@ async def main() -> None:
         d.mkdir(parents=True, exist_ok=True)
     ports_file = DEMO / "ports"
     py = sys.executable
-    if not ports_file.exists() or not (RUN / "demo-peers.pid").exists():
+    await package_charts(env["HELM"])
+    peers_pid = RUN / "demo-peers.pid"
+    if ports_file.exists() and peers_pid.exists() and "CHART_PORT" not in ports_file.read_text():
+        # The peers of a demo from before the Helm repository: replaced by ones that serve it too.
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(peers_pid.read_text()), signal.SIGTERM)
+        peers_pid.unlink()
+        await asyncio.sleep(0.5)
+    if not ports_file.exists() or not peers_pid.exists():
         ports_file.unlink(missing_ok=True)
         spawn(
             "peers",
@@ -234,6 +399,8 @@ async def main() -> None:
                 str(DEMO / "repos"),
                 str(DEMO / "notifications.jsonl"),
                 str(ports_file),
+                str(CHARTS),
+                env["HELM"],
             ],
         )
         (DEMO / "repos").mkdir(exist_ok=True)
@@ -244,10 +411,11 @@ async def main() -> None:
     ports = dict(line.split("=") for line in ports_file.read_text().split())
     git_url = f"http://127.0.0.1:{ports['GIT_PORT']}/podinfo.git"
     sink_url = f"http://127.0.0.1:{ports['SINK_PORT']}/alerts"
+    chart_url = f"http://127.0.0.1:{ports['CHART_PORT']}"
     storage_port, receiver_port = 29090, 29292
-    metrics = {"source": 28101, "kustomize": 28102, "notification": 28103}
+    metrics = {"source": 28101, "kustomize": 28102, "notification": 28103, "helm": 28104}
     common = [f"--kubeconfig={env['KUBECONFIG']}", f"--kafka-bootstrap={env['KAFKA_BOOTSTRAP']}"]
-    say("starting source-controller, kustomize-controller, notification-controller")
+    say("starting source-controller, kustomize-controller, notification-controller, helm-controller")
     spawn(
         "source-controller",
         [
@@ -279,6 +447,18 @@ async def main() -> None:
             "--offset-reset=earliest",
         ],
     )
+    spawn(
+        "helm-controller",
+        [
+            str(BIN / "helm-controller"),
+            *common,
+            f"--metrics-addr=127.0.0.1:{metrics['helm']}",
+            f"--helm-path={env['HELM']}",
+            "--health-poll=500ms",
+            "--requeue-dependency=5s",
+        ],
+    )
+    await wait_ready(metrics)
     work = make_repo()
     commit = git("rev-parse", "HEAD", cwd=work)
     kube = await KubeClient.connect(env["KUBECONFIG"])
@@ -287,7 +467,7 @@ async def main() -> None:
         say(
             f"applying GitRepository, Kustomizations infra and apps (apps dependsOn infra), Provider, Alert, Receiver in {NS}"
         )
-        for obj in manifests(git_url, sink_url):
+        for obj in manifests(git_url, sink_url, chart_url):
             await kube.apply(obj, field_manager="gitops-mesh-demo", force=True)
         infra = await wait_applied(kube, "infra", commit, started)
         apps = await wait_applied(kube, "apps", commit, started)
@@ -328,19 +508,27 @@ async def main() -> None:
         await asyncio.sleep(1.0)
         show_notifications(wall)
         await show_refusal(kube)
+        await show_helm_release(kube, env["HELM"], env["KUBECONFIG"])
     finally:
         await kube.close()
     extra = (
         f"export RECEIVER_URL=http://127.0.0.1:{receiver_port}{hook}\n"
         f"export ARTIFACT_URL=http://127.0.0.1:{storage_port}\n"
-        f"export GIT_URL={git_url}\nexport SINK_URL={sink_url}\n"
+        f"export GIT_URL={git_url}\nexport SINK_URL={sink_url}\nexport CHART_REPO_URL={chart_url}\n"
         + "".join(f"export METRICS_URL_{k.upper()}=http://127.0.0.1:{v}/metrics\n" for k, v in metrics.items())
     )
     lines = [
         ln
         for ln in (STACK / "env").read_text().splitlines(keepends=True)
         if not ln.startswith(
-            ("export RECEIVER_URL", "export ARTIFACT_URL", "export GIT_URL", "export SINK_URL", "export METRICS_URL_")
+            (
+                "export RECEIVER_URL",
+                "export ARTIFACT_URL",
+                "export GIT_URL",
+                "export SINK_URL",
+                "export CHART_REPO_URL",
+                "export METRICS_URL_",
+            )
         )
     ]
     (STACK / "env").write_text("".join(lines) + extra)
