@@ -43,6 +43,8 @@ FIELD_MANAGER: Final = "helm-controller"
 #: Flux's DriftDetectionMetadataKey / DriftDetectionDisabledValue
 DRIFT_DETECTION_KEY: Final = "helm.toolkit.fluxcd.io/driftDetection"
 DISABLED: Final = "disabled"
+#: the Drifted condition's message when nothing drifted (Flux's word for word)
+NO_DRIFT: Final = "No drift detected against the cluster state"
 
 # Caps on what a tenant's spec may ask for: each rule is matched against every object of the release.
 MAX_RULES: Final = 256

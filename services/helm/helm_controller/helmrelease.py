@@ -17,6 +17,7 @@ in Helm's storage that the plan then remediates.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import shutil
 import tempfile
@@ -40,6 +41,7 @@ from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.reconcile import conditions as c
 from gitops_mesh.reconcile.result import Announcement, Outcome
 from gitops_mesh.runner import interval_of
+from helm_controller import drift
 from helm_controller import helmrelease_plan as plan
 from helm_controller import status as st
 from helm_controller.action_requests import action_request, uninstall_options
@@ -214,6 +216,7 @@ class HelmReleaseReconciler:
         status = obj["status"]
         done: list[plan.ActionType] = []
         announce: list[Announcement] = []
+        drifts: list[Announcement] = []  # kept apart: `announce` empty means "nothing released this time"
         while True:
             records, storage = await self._storage(obj)
             state = plan.release_state(obj, desired, storage)
@@ -236,7 +239,11 @@ class HelmReleaseReconciler:
             if decision.forced:
                 status["lastHandledForceAt"] = plan.force_request(obj)
             if decision.verdict is plan.Verdict.DONE:
-                return self._in_sync(obj, chart, desired, announce)
+                # Flux's Drifted state: corrected once, then the state is determined again.
+                if records and await self._drift(obj, records[0], drifts, correct=not drifts):
+                    continue
+                outcome = self._in_sync(obj, chart, desired, announce)
+                return dataclasses.replace(outcome, announce=(*outcome.announce, *drifts))
             if decision.verdict is plan.Verdict.STALLED:
                 raise self._stalled(obj, decision)
             action = decision.action
@@ -505,6 +512,37 @@ class HelmReleaseReconciler:
     def _summarize(self, obj: KubeObject) -> None:
         enabled, _ = plan.test_spec(obj["spec"])
         st.summarize(obj, test_enabled=enabled, ignore_test_failures=plan.ignore_test_failures(obj), now=_now())
+
+    async def _drift(self, obj: KubeObject, release: Release, events: list[Announcement], *, correct: bool) -> bool:
+        """Drift detection of an in-sync release (see :mod:`helm_controller.drift`): the Drifted condition and
+        Flux's DriftDetected event; under mode enabled the drift is corrected once (True: look again)."""
+        settings = drift.drift_detection(obj["spec"])
+        if not settings.detects:
+            return False
+        try:
+            documents = release.manifest_documents()
+        except UnreadableManifest as e:
+            raise drift.DriftDetectionFailed(f"unable to determine cluster state: {e}") from None
+        client = self._access(obj).client or self.kube
+        report = await drift.detect(
+            client, documents, release_name=release.name, release_namespace=release.namespace, settings=settings
+        )
+        now = _now()
+        if not report.drifted:
+            c.mark_false(obj, st.Condition.DRIFTED, st.Reason.NO_DRIFT_DETECTED, drift.NO_DRIFT, now=now)
+            return False
+        log.info("detected changes in cluster state", summary=drift.summarize_brief(report.diffs))
+        message = drift.drifted_message(release.full_name, report.diffs)
+        c.mark_true(obj, st.Condition.DRIFTED, st.Reason.DRIFT_DETECTED, message, now=now)
+        revision = release.chart_version
+        events.append(Announcement(EventKind.WARNING, st.Reason.DRIFT_DETECTED, message, revision, Severity.ERROR))
+        if settings.mode is not drift.Mode.ENABLED or not correct:
+            return False
+        done = await drift.correct(client, report.diffs)
+        severity, kind = (Severity.ERROR, EventKind.WARNING) if done.failures else (Severity.INFO, EventKind.INFO)
+        log.info("corrected cluster state", changes=len(done.changes), failures=len(done.failures))
+        events.append(Announcement(kind, done.reason, done.message(release.full_name), revision, severity))
+        return True
 
     def _in_sync(self, obj: KubeObject, chart: Chart, desired: plan.Desired, announce: list[Announcement]) -> Outcome:
         """Nothing left to do: restore Released/Ready a failure left False (Flux's in-sync branch)."""

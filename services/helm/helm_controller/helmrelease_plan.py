@@ -12,8 +12,8 @@ when the latest release still has to be waited for (after install, upgrade or ro
 disableWait), from what status and storage hold, so a restart resumes the wait; the reconciler polls the
 objects' health with a requeue and ends the wait healthy or failed as Helm's own wait would have.
 
-Drift detection is not part of the table yet (``driftDetection`` other than ``disabled`` is refused as
-an unsupported field), so there is no Drifted state.
+Flux's Drifted state is not in this table: drift needs the cluster, so the reconciler looks for it when
+the table says the release is in sync (:mod:`helm_controller.drift`) and corrects it once per reconcile.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ class Condition(StrEnum):
     RELEASED = "Released"
     TEST_SUCCESS = "TestSuccess"
     REMEDIATED = "Remediated"
+    DRIFTED = "Drifted"
 
 
 class Reason(StrEnum):
@@ -48,6 +49,8 @@ class Reason(StrEnum):
     RETRIES_EXCEEDED = "RetriesExceeded"
     MISSING_ROLLBACK_TARGET = "MissingRollbackTarget"
     VALUES_FAILED = "ValuesError"
+    DRIFT_DETECTED = "DriftDetected"
+    NO_DRIFT_DETECTED = "NoDriftDetected"
 
 
 class ReleaseAction(StrEnum):

@@ -1,8 +1,7 @@
 """HelmRelease spec fields this controller does not implement, refused when set (see gitops_mesh.reconcile.unsupported).
 
 Refused before a HelmChart is written or helm runs: each of these, ignored, would change what is released
-where (another cluster's release made on this one, manifests unpatched, drift left uncorrected while the
-spec says it is corrected).
+where (another cluster's release made on this one, manifests unpatched or without their common metadata).
 """
 
 from __future__ import annotations
@@ -23,12 +22,6 @@ HELMRELEASE: tuple[Unsupported, ...] = (
         "commonMetadata",
         "common labels and annotations are not implemented; ignoring them would release objects without them",
     ),
-    Unsupported(
-        "driftDetection.mode",
-        "drift detection is not implemented; ignoring it would leave drift uncorrected and unreported",
-        allowed=frozenset({"disabled"}),
-    ),
-    Unsupported("driftDetection.ignore", "drift detection is not implemented"),
     Unsupported(
         "healthCheckExprs",
         "CEL health checks are not implemented; ignoring them would report custom resources ready unchecked",

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from gitops_mesh import commands
+from gitops_mesh.bus.envelope import Event
+from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.errors import NotFound
 from gitops_mesh.helmcli import helm_env
 from gitops_mesh.kube import KubeClient
 from gitops_mesh.kube.client import PatchType
+from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh_dev.chartrepo import PODINFO_CHART, ChartRepo
+from gitops_mesh_dev.mesh import mesh_for
 from helm_controller import drift
 from helm_controller.drift import DiffType
 from helm_controller.releases import last_release
+from tests.integration.helm import test_helmrelease as hr_e2e
+from tests.support.bus import recording
 
 RELEASE = "tiny"
 
@@ -131,3 +139,103 @@ async def test_opted_out_object_is_excluded(kube: KubeClient, release: str) -> N
     report = await detect(kube, release, drift.drift_detection({"driftDetection": {"mode": "enabled"}}))
     assert by_subject(report)[f"Deployment/{release}/{RELEASE}"] is DiffType.EXCLUDE
     assert not report.drifted
+
+
+# --- the controller: mode warn, then enabled, on a HelmRelease ----------------------------------------------------
+
+
+@pytest.fixture
+async def controller(
+    stack_env: dict[str, str], namespace: str, unique: str, tmp_path: Path
+) -> AsyncIterator[hr_e2e.Running]:
+    """source- and helm-controller as processes; the bus recorded, the `events` topic (warnings) included."""
+    topics = Topics(f"{unique}.")
+    await ensure_topics(stack_env["KAFKA_BOOTSTRAP"], topics.all(), partitions=1)
+    mesh = mesh_for(stack_env, topics, namespace, tmp_path, f"{unique}-nc", helm=True)
+    which = [Topic.APPLIED, Topic.FAILED, Topic.EVENTS]
+    async with recording(stack_env["KAFKA_BOOTSTRAP"], topics, f"{unique}-observer", which) as bus:
+        await mesh.start()
+        try:
+            yield hr_e2e.Running(mesh, bus, tmp_path / "helm-home", stack_env)
+        finally:
+            await mesh.stop()
+
+
+async def test_helmrelease_warns_then_corrects(
+    kube: KubeClient, namespace: str, controller: hr_e2e.Running, tmp_path: Path
+) -> None:
+    run = controller
+    async with ChartRepo(tmp_path / "charts", helm=run.env["HELM"]) as repo:
+        await repo.add(PODINFO_CHART, version="1.0.0", app_version="6.0.0")
+        await kube.create(
+            {
+                "apiVersion": hr_e2e.SRC,
+                "kind": "HelmRepository",
+                "metadata": {"name": "charts", "namespace": namespace},
+                "spec": {"url": repo.url, "interval": "10m"},
+            }
+        )
+        chart = {
+            "spec": {"chart": "podinfo", "version": "1.0.0", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}
+        }
+        spec = {"interval": "10m", "timeout": "1m", "chart": chart, "driftDetection": {"mode": "warn"}}
+        await kube.create(
+            {
+                "apiVersion": hr_e2e.HR,
+                "kind": "HelmRelease",
+                "metadata": {"name": "web", "namespace": namespace},
+                "spec": spec,
+            }
+        )
+
+        async def hr_when(check: Callable[[KubeObject], bool]) -> KubeObject | None:
+            obj = await kube.get(hr_e2e.HR, "HelmRelease", "web", namespace=namespace)
+            return obj if check(obj) else None
+
+        def drifted(status: str) -> Callable[[KubeObject], bool]:
+            return lambda o: hr_e2e.condition(o, "Drifted").get("status") == status
+
+        obj = await hr_e2e.until(run, "installed, no drift", lambda: hr_when(drifted("False")))
+        assert hr_e2e.condition(obj, "Drifted")["reason"] == "NoDriftDetected"
+        assert hr_e2e.condition(obj, "Ready")["status"] == "True"
+
+        dep, svc = "web-podinfo", "web-podinfo"
+        await kube.patch(
+            "apps/v1", "Deployment", dep, {"spec": {"replicas": 4}}, namespace=namespace, field_manager="kubectl-edit"
+        )
+        await kube.delete("v1", "Service", svc, namespace=namespace)
+
+        async def reconcile_now(stamp: str) -> None:
+            patch = {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": stamp}}}
+            await kube.patch(hr_e2e.HR, "HelmRelease", "web", patch, namespace=namespace)
+
+        # warn: the Drifted condition and a warning event list both objects; nothing is changed.
+        await reconcile_now("1")
+        obj = await hr_e2e.until(run, "drift reported", lambda: hr_when(drifted("True")))
+        message = hr_e2e.condition(obj, "Drifted")["message"]
+        assert message.startswith(f"Cluster state of release {namespace}/web.v1 has drifted from the desired state:\n")
+        assert f"Deployment/{namespace}/{dep} changed" in message
+        assert f"Service/{namespace}/{svc} removed" in message
+        warned = await hr_e2e.until(run, "DriftDetected on the bus", lambda: _events(run, "DriftDetected"))
+        assert warned[0].message == message
+        assert (await kube.get("apps/v1", "Deployment", dep, namespace=namespace))["spec"]["replicas"] == 4
+        with pytest.raises(NotFound):
+            await kube.get("v1", "Service", svc, namespace=namespace)
+
+        # enabled: corrected in the same reconcile, Drifted back to False, DriftCorrected on the bus.
+        patch = {"spec": {"driftDetection": {"mode": "enabled"}}}
+        await kube.patch(hr_e2e.HR, "HelmRelease", "web", patch, namespace=namespace)
+        obj = await hr_e2e.until(
+            run,
+            "drift corrected",
+            lambda: hr_when(lambda o: drifted("False")(o) and o["status"].get("observedGeneration") == 2),
+        )
+        corrected = await hr_e2e.until(run, "DriftCorrected on the bus", lambda: _events(run, "DriftCorrected"))
+        assert corrected[0].message.startswith(f"Cluster state of release {namespace}/web.v1 has been corrected:\n")
+        assert (await kube.get("apps/v1", "Deployment", dep, namespace=namespace))["spec"]["replicas"] == 1
+        await kube.get("v1", "Service", svc, namespace=namespace)
+        assert [h["version"] for h in obj["status"]["history"]] == [1]  # corrected, not upgraded
+
+
+async def _events(run: hr_e2e.Running, reason: str) -> list[Event]:
+    return [e for e in run.bus.events if e.reason == reason and e.involved_object.name == "web"]
