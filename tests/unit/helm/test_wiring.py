@@ -133,10 +133,11 @@ def test_action_request_takes_flux_defaults_and_the_actions_own_options() -> Non
 def test_refused_fields_stall_with_unsupported_field() -> None:
     refuse_unsupported({"driftDetection": {"mode": "disabled"}, **CHART}, HELMRELEASE)
     with pytest.raises(InvalidSpec) as err:
-        refuse_unsupported({"postRenderers": [{"kustomize": {}}], "driftDetection": {"mode": "enabled"}}, HELMRELEASE)
+        refuse_unsupported({"postRenderers": [{"kustomize": {}}], "chartRef": {"kind": "OCIRepository"}}, HELMRELEASE)
     assert err.value.reason == UNSUPPORTED_FIELD
     assert "spec.postRenderers" in str(err.value)
-    assert "spec.driftDetection.mode 'enabled'" in str(err.value)
+    assert "spec.chartRef.kind 'OCIRepository'" in str(err.value)
+    refuse_unsupported({"driftDetection": {"mode": "enabled", "ignore": [{"paths": ["/spec/replicas"]}]}}, HELMRELEASE)
 
 
 def _chart_tgz(path: Path, files: dict[str, str]) -> Path:
