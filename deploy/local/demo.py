@@ -254,10 +254,7 @@ def helm_release(version: str, values: dict[str, Any]) -> dict[str, Any]:
         "spec": {
             "interval": "10m",
             "timeout": "2m",
-            "targetNamespace": HELM_NS,
-            # Flux's default is the HelmRelease's namespace; the helm CLI we run stores a release where it
-            # installs it, so the two are set equal (services/helm/README.md, not done yet).
-            "storageNamespace": HELM_NS,
+            "targetNamespace": HELM_NS,  # the release is stored there too (services/helm/README.md)
             "install": {"createNamespace": True},
             "chart": {
                 "spec": {

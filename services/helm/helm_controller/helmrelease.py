@@ -32,7 +32,7 @@ import aiohttp
 
 from gitops_mesh.artifacts.fetch import fetch
 from gitops_mesh.bus.envelope import EventKind, Severity
-from gitops_mesh.errors import ApiError, NotFound, TerminalError, TransientError
+from gitops_mesh.errors import ApiError, InvalidSpec, NotFound, TerminalError, TransientError
 from gitops_mesh.kube import health
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.informer import Informer
@@ -122,6 +122,7 @@ class HelmReleaseReconciler:
         obj.setdefault("status", {})
         # Before a HelmChart is written or helm runs: an ignored field would change what is released where.
         refuse_unsupported(spec, HELMRELEASE)
+        check_storage_namespace(obj)
         check_cross_namespace(obj, allowed=not self.settings.no_cross_namespace_refs)
         check_dependencies(obj, self.releases.get)
         await self._chart_template(obj)
@@ -643,3 +644,16 @@ def _released_event(obj: KubeObject, revision: str, token: str, app_version: str
 def history_snapshot(r: Release, *, action: str = "") -> st.Snapshot:
     """Flux's snapshot of a stored release, its config digest computed from the values it was made with."""
     return dict(history_entry(r, config_digest(dict(r.config)), action=action))
+
+
+def check_storage_namespace(obj: KubeObject) -> None:
+    """The helm CLI stores a release where it installs it: a storageNamespace apart from the target is refused
+    before anything is written (Stalled until the spec changes), not found failing at every action."""
+    storage, target = storage_namespace(obj), target_namespace(obj)
+    if storage != target:
+        raise InvalidSpec(
+            f"spec.storageNamespace '{storage}' differs from the target namespace '{target}': this controller runs "
+            "the helm CLI, which stores a release in the namespace it installs into; leave storageNamespace unset "
+            "or equal to the target namespace",
+            reason="UnsupportedField",
+        )

@@ -126,8 +126,13 @@ def target_namespace(hr: Mapping[str, Any]) -> str:
 
 
 def storage_namespace(hr: Mapping[str, Any]) -> str:
-    """Where Helm's release Secrets live: spec.storageNamespace, else the HelmRelease's namespace."""
-    return _spec_str(hr, "storageNamespace") or str(_meta(hr).get("namespace") or "")
+    """Where Helm's release Secrets live: spec.storageNamespace, else the target namespace.
+
+    Flux's default is the HelmRelease's own namespace, but the helm CLI (one process per action) stores a
+    release where it installs it, so a release in another target namespace is stored there; a storage
+    namespace set apart from the target is refused (actions.check_storage). `helm list -n <target>` shows it.
+    """
+    return _spec_str(hr, "storageNamespace") or target_namespace(hr)
 
 
 def secret_name(name: str, version: int) -> str:

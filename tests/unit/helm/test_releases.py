@@ -55,7 +55,8 @@ def test_release_name_rules() -> None:
 def test_namespaces() -> None:
     assert releases.target_namespace(hr()) == "apps"
     assert releases.target_namespace(hr(targetNamespace="prod")) == "prod"
-    assert releases.storage_namespace(hr(targetNamespace="prod")) == "apps"
+    # Not Flux's default (the HelmRelease's namespace): the helm CLI stores a release where it installs it.
+    assert releases.storage_namespace(hr(targetNamespace="prod")) == "prod"
     assert releases.storage_namespace(hr(storageNamespace="helm")) == "helm"
 
 

@@ -17,6 +17,7 @@ from helm_controller import references as refs
 from helm_controller.action_requests import action_request, timeout_of, uninstall_options
 from helm_controller.actions import CRDsPolicy, KubeAccess
 from helm_controller.chart_meta import ChartUnreadable, chart_metadata
+from helm_controller.helmrelease import check_storage_namespace
 from helm_controller.kubeconfig_file import helm_kubeconfig, in_cluster_kubeconfig
 from helm_controller.settings import parse
 from helm_controller.unsupported import HELMRELEASE, refuse_unsupported
@@ -138,6 +139,15 @@ def test_refused_fields_stall_with_unsupported_field() -> None:
     assert "spec.postRenderers" in str(err.value)
     assert "spec.chartRef.kind 'OCIRepository'" in str(err.value)
     refuse_unsupported({"driftDetection": {"mode": "enabled", "ignore": [{"paths": ["/spec/replicas"]}]}}, HELMRELEASE)
+
+
+def test_storage_namespace_follows_the_target_and_a_different_one_stalls() -> None:
+    check_storage_namespace(hr({**CHART, "targetNamespace": "prod"}))  # stored in prod, where helm installs it
+    check_storage_namespace(hr({**CHART, "targetNamespace": "prod", "storageNamespace": "prod"}))
+    with pytest.raises(InvalidSpec) as err:
+        check_storage_namespace(hr({**CHART, "targetNamespace": "prod", "storageNamespace": "apps"}))
+    assert err.value.reason == UNSUPPORTED_FIELD
+    assert "spec.storageNamespace 'apps' differs from the target namespace 'prod'" in str(err.value)
 
 
 def _chart_tgz(path: Path, files: dict[str, str]) -> Path:
