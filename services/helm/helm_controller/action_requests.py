@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from gitops_mesh.settings import parse_duration
 from helm_controller.actions import ActionRequest, CRDsPolicy, KubeAccess
+from helm_controller.post_renderers import post_render_of
 from helm_controller.releases import release_name, storage_namespace, target_namespace
 
 #: Flux's defaults: spec.timeout 5m, spec.maxHistory 5.
@@ -88,6 +89,8 @@ def action_request(
         if action == "test"
         else (),
         secrets=secrets,
+        # Only install and upgrade render; Flux sets its post-renderers on those two actions alone.
+        post_render=post_render_of(spec) if action in ("install", "upgrade") else None,
     )
 
 

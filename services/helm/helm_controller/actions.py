@@ -12,6 +12,9 @@ Decisions:
   always sets with server-side apply — is an error without it). ``--take-ownership`` unless disabled.
 - Nothing secret on argv: values in a 0600 file in a private 0700 directory removed after the call,
   the cluster through a kubeconfig file the caller wrote (0600).
+- Post-renderers (:mod:`.post_renderers`): our postrenderer/v1 plugin is written into the call's private
+  HELM_PLUGINS with its request beside it, and named by ``--post-renderer``; helm drops a plugin's stderr,
+  so the plugin's own complaint is read from its directory and quoted.
 - Helm's CLI keeps a release's records in the namespace it installs into, so a storage namespace other
   than the target namespace cannot be honoured on this path: such a request is refused (InvalidSpec).
 """
@@ -24,7 +27,9 @@ import io
 import math
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -37,6 +42,8 @@ from gitops_mesh import commands
 from gitops_mesh.errors import GitopsMeshError, InvalidSpec, TransientError
 from gitops_mesh.helmcli import HelmResult, run_helm
 from gitops_mesh.kube.client import KubeClient
+from helm_controller import post_renderers
+from helm_controller.post_renderers import PostRender
 from helm_controller.releases import Release, release_history
 
 #: Past helm's own --timeout, how long helm may take to report it before the whole process group is killed.
@@ -128,6 +135,8 @@ class ActionRequest:
     test_filters: tuple[tuple[str, bool], ...] = ()
     #: strings never to appear in a message (values that came from Secrets)
     secrets: frozenset[str] = frozenset()
+    #: postRenderers / commonMetadata (install and upgrade); None: helm runs no post-renderer
+    post_render: PostRender | None = None
 
 
 # --- argv, pure -------------------------------------------------------------------------------------------------
@@ -179,6 +188,8 @@ def _render_flags(req: ActionRequest) -> list[str]:
         args += ["--description", req.description[:MAX_DESCRIPTION]]
     if req.labels:
         args += ["--labels", _labels(req.labels)]
+    if req.post_render is not None:
+        args += ["--post-renderer", post_renderers.PLUGIN_NAME]
     return args
 
 
@@ -269,6 +280,11 @@ def check_storage(req: ActionRequest) -> None:
 # --- running ----------------------------------------------------------------------------------------------------
 
 
+def _plugin_dir(work: Path) -> Path:
+    """Where the post-renderer plugin lives in a call's work directory (helmcli's HELM_PLUGINS is home/plugins)."""
+    return work / "home" / "plugins" / post_renderers.PLUGIN_NAME
+
+
 def _as_service_account(user: str) -> tuple[str, str] | None:
     """(namespace, name) of ``system:serviceaccount:<ns>:<sa>``."""
     if not user.startswith(_SERVICE_ACCOUNT_USER):
@@ -280,9 +296,11 @@ def _as_service_account(user: str) -> tuple[str, str] | None:
 class HelmActions:
     """Runs helm actions; one private work directory per call under ``tmp_root``."""
 
-    def __init__(self, helm: Path | str, tmp_root: Path) -> None:
+    def __init__(self, helm: Path | str, tmp_root: Path, *, kustomize: Path | str | None = None) -> None:
         self._helm = helm
         self._tmp_root = tmp_root
+        #: the kustomize binary post-renderers run; without one a release asking for them fails
+        self._kustomize = kustomize
 
     @contextlib.asynccontextmanager
     async def _workdir(self) -> AsyncIterator[Path]:
@@ -321,12 +339,31 @@ class HelmActions:
             return HelmActionFailed(action, redact(message, req.secrets))
 
         home = work / "home"
-        home.mkdir(mode=0o700)
+        home.mkdir(mode=0o700, exist_ok=True)
         result = await run_helm(
             self._helm, args, home=home, timeout=req.timeout + DEADLINE_GRACE, cwd=work, on_stopped=stopped
         )
         if result.returncode != 0:
-            raise HelmActionFailed(action, helm_message(result, req.secrets))
+            message = helm_message(result, req.secrets)
+            plugin_error = _plugin_dir(work) / post_renderers.ERROR_FILE
+            if plugin_error.is_file():
+                detail = plugin_error.read_text(errors="replace")[:MESSAGE_CHARS]
+                message = f"{message}: {commands.one_line(redact(detail, req.secrets), MESSAGE_CHARS)}"
+            raise HelmActionFailed(action, message)
+
+    def _write_post_renderer(self, action: Action, req: ActionRequest, work: Path) -> None:
+        """Our plugin and its request in this call's HELM_PLUGINS, when the release asks for post-rendering."""
+        if req.post_render is None:
+            return
+        if self._kustomize is None:
+            raise HelmActionFailed(action, "post-renderers need kustomize: no kustomize binary (--kustomize-path)")
+        plugin = _plugin_dir(work)
+        plugin.mkdir(mode=0o700, parents=True)
+        (plugin / "plugin.yaml").write_bytes(orjson.dumps(post_renderers.plugin_manifest(sys.executable)))
+        request = post_renderers.request_document(
+            req.post_render, kustomize=str(self._kustomize), deadline=time.time() + req.timeout
+        )
+        (plugin / post_renderers.REQUEST_FILE).write_bytes(orjson.dumps(request))
 
     async def _latest(self, req: ActionRequest) -> Release | None:
         history = await self.history(req)
@@ -348,6 +385,7 @@ class HelmActions:
         check_storage(req)
         async with self._workdir() as work:
             args = install_args(req, self._write_values(work, req.values))
+            self._write_post_renderer(Action.INSTALL, req, work)
             return await self._act(Action.INSTALL, req, args, work)
 
     async def upgrade(self, req: ActionRequest) -> Release:
@@ -357,6 +395,7 @@ class HelmActions:
             raise HelmActionFailed(Action.UPGRADE, f'"{req.release_name}" has no deployed releases')
         async with self._workdir() as work:
             args = upgrade_args(req, self._write_values(work, req.values), last_apply_method=last.apply_method)
+            self._write_post_renderer(Action.UPGRADE, req, work)
             return await self._act(Action.UPGRADE, req, args, work)
 
     async def rollback(self, req: ActionRequest, to_version: int | None) -> Release:

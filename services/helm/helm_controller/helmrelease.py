@@ -41,7 +41,7 @@ from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.reconcile import conditions as c
 from gitops_mesh.reconcile.result import Announcement, Outcome
 from gitops_mesh.runner import interval_of
-from helm_controller import drift
+from helm_controller import drift, post_renderers
 from helm_controller import helmrelease_plan as plan
 from helm_controller import status as st
 from helm_controller.action_requests import action_request, uninstall_options
@@ -513,6 +513,7 @@ class HelmReleaseReconciler:
     def _summarize(self, obj: KubeObject) -> None:
         enabled, _ = plan.test_spec(obj["spec"])
         st.summarize(obj, test_enabled=enabled, ignore_test_failures=plan.ignore_test_failures(obj), now=_now())
+        post_renderers.stamp_observed(obj["status"], obj["spec"])
 
     async def _drift(self, obj: KubeObject, release: Release, events: list[Announcement], *, correct: bool) -> bool:
         """Drift detection of an in-sync release (see :mod:`helm_controller.drift`): the Drifted condition and

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from gitops_mesh.settings import parse_duration
+from helm_controller import post_renderers
 from helm_controller import status as st
 from helm_controller.action_requests import timeout_of
 
@@ -239,6 +240,24 @@ def _same_release(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in ("name", "namespace", "version"))
 
 
+def post_render_changed(obj: Mapping[str, Any]) -> str | None:
+    """Flux's reason when a new generation changed postRenderers or commonMetadata since the last release.
+
+    Only on a new generation (status.observedGeneration behind), as Flux: the observed digests follow the
+    spec after every release action, so a failed one is not retried through this check.
+    """
+    status = obj.get("status") or {}
+    meta = obj.get("metadata") or {}
+    if status.get("observedGeneration") == meta.get("generation"):
+        return None
+    spec = obj.get("spec") or {}
+    if post_renderers.post_renderers_digest(spec) != (status.get("observedPostRenderersDigest") or ""):
+        return "postrenderers digest has changed"
+    if post_renderers.common_metadata_digest(spec) != (status.get("observedCommonMetadataDigest") or ""):
+        return "common metadata digest has changed"
+    return None
+
+
 def release_state(obj: Mapping[str, Any], desired: Desired, storage: Sequence[Mapping[str, Any]]) -> ReleaseState:
     """Flux's ``DetermineReleaseState`` over Helm's storage (snapshots of its records, newest first)."""
     if not storage:
@@ -269,6 +288,9 @@ def release_state(obj: Mapping[str, Any], desired: Desired, storage: Sequence[Ma
         return ReleaseState(State.OUT_OF_SYNC, "release chart changed")
     if cur.get("configDigest") != desired.config_digest:
         return ReleaseState(State.OUT_OF_SYNC, "release config values changed")
+    changed = post_render_changed(obj)
+    if changed:
+        return ReleaseState(State.OUT_OF_SYNC, changed)
     enabled, ignore = test_spec(obj.get("spec") or {})
     if enabled:
         if not st.has_been_tested(cur):

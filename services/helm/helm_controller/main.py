@@ -59,14 +59,16 @@ async def setup(ctx: ProcessContext[HelmSettings]) -> AsyncIterator[None]:
         os.makedirs(s.temp_dir, mode=0o700, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="helm-controller-", dir=s.temp_dir or None))  # 0700, ours alone
     try:
-        async with _serving(ctx, Path(helm), workdir):
+        async with _serving(ctx, Path(helm), workdir, tool_path(s.kustomize_path, "KUSTOMIZE", "kustomize")):
             yield
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager
-async def _serving(ctx: ProcessContext[HelmSettings], helm: Path, workdir: Path) -> AsyncIterator[None]:
+async def _serving(
+    ctx: ProcessContext[HelmSettings], helm: Path, workdir: Path, kustomize: str | None
+) -> AsyncIterator[None]:
     s = ctx.settings
     kubeconfig = helm_kubeconfig(s, workdir, os.environ)
     async with platform(ctx) as p, aiohttp.ClientSession() as http:
@@ -75,7 +77,8 @@ async def _serving(ctx: ProcessContext[HelmSettings], helm: Path, workdir: Path)
         reconciler = HelmReleaseReconciler(
             kube=p.kube,
             http=http,
-            helm=HelmActions(helm, workdir / "actions"),
+            # Without kustomize only a release that asks for post-rendering fails (its message says why).
+            helm=HelmActions(helm, workdir / "actions", kustomize=kustomize),
             settings=s,
             releases=releases,
             charts=charts,

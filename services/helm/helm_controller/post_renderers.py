@@ -206,6 +206,18 @@ def common_metadata_digest(spec: Mapping[str, Any]) -> str:
     return _digest({field: dict(sorted(values.items())) for field, values in meta.items()})
 
 
+def stamp_observed(status: dict[str, Any], spec: Mapping[str, Any]) -> None:
+    """The observed digests follow the spec, as Flux's ``summarize`` writes them after every release step."""
+    for key, digest in (
+        ("observedPostRenderersDigest", post_renderers_digest(spec)),
+        ("observedCommonMetadataDigest", common_metadata_digest(spec)),
+    ):
+        if digest:
+            status[key] = digest
+        else:
+            status.pop(key, None)
+
+
 # --- the kustomizations ------------------------------------------------------------------------------------------
 
 

@@ -18,6 +18,8 @@ class HelmSettings(Settings):
     health_poll: float = 2.0
     #: Flux's --default-to-retry-on-failure: RetryOnFailure when a HelmRelease names no strategy
     default_to_retry_on_failure: bool = False
+    #: the kustomize binary post-renderers run (empty: $KUSTOMIZE, else `kustomize` on PATH)
+    kustomize_path: str = ""
 
 
 _HELP = {
@@ -26,6 +28,7 @@ _HELP = {
     "artifact_max_size": "largest chart artifact fetched, in bytes",
     "health_poll": "interval between looks at a release's objects while they roll out",
     "default_to_retry_on_failure": "use the RetryOnFailure strategy when a HelmRelease names none",
+    "kustomize_path": "the kustomize binary post-renderers run (default: $KUSTOMIZE, else `kustomize` on PATH)",
 }
 
 

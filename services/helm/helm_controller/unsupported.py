@@ -1,7 +1,7 @@
 """HelmRelease spec fields this controller does not implement, refused when set (see gitops_mesh.reconcile.unsupported).
 
 Refused before a HelmChart is written or helm runs: each of these, ignored, would change what is released
-where (another cluster's release made on this one, manifests unpatched or without their common metadata).
+where (another cluster's release made on this one, a custom resource reported ready unchecked, an unverified chart).
 """
 
 from __future__ import annotations
@@ -12,15 +12,6 @@ HELMRELEASE: tuple[Unsupported, ...] = (
     Unsupported(
         "kubeConfig",
         "releasing to a remote cluster is not implemented; ignoring it would install the release on this cluster",
-    ),
-    Unsupported(
-        "postRenderers",
-        "post-renderers are not implemented; ignoring them would release the chart's manifests unpatched",
-    ),
-    Unsupported("postRenderStrategy", "post-renderers are not implemented"),
-    Unsupported(
-        "commonMetadata",
-        "common labels and annotations are not implemented; ignoring them would release objects without them",
     ),
     Unsupported(
         "healthCheckExprs",

@@ -133,10 +133,16 @@ def test_action_request_takes_flux_defaults_and_the_actions_own_options() -> Non
 
 def test_refused_fields_stall_with_unsupported_field() -> None:
     refuse_unsupported({"driftDetection": {"mode": "disabled"}, **CHART}, HELMRELEASE)
+    # post-rendering is implemented: accepted
+    refuse_unsupported(
+        {"postRenderers": [{"kustomize": {}}], "commonMetadata": {}, "postRenderStrategy": "nohooks"}, HELMRELEASE
+    )
     with pytest.raises(InvalidSpec) as err:
-        refuse_unsupported({"postRenderers": [{"kustomize": {}}], "chartRef": {"kind": "OCIRepository"}}, HELMRELEASE)
+        refuse_unsupported(
+            {"kubeConfig": {"secretRef": {"name": "x"}}, "chartRef": {"kind": "OCIRepository"}}, HELMRELEASE
+        )
     assert err.value.reason == UNSUPPORTED_FIELD
-    assert "spec.postRenderers" in str(err.value)
+    assert "spec.kubeConfig" in str(err.value)
     assert "spec.chartRef.kind 'OCIRepository'" in str(err.value)
     refuse_unsupported({"driftDetection": {"mode": "enabled", "ignore": [{"paths": ["/spec/replicas"]}]}}, HELMRELEASE)
 
