@@ -298,6 +298,9 @@ class HelmReleaseReconciler:
             # Released is written once the objects were waited for (:meth:`_wait`), as Flux writes it after
             # Helm's wait: until then the action is under way.
             st.record(status, history_snapshot(released, action=action.value))
+            # Flux summarizes after each action: the release made with these post-renderers is theirs, also
+            # while its objects are waited for (the out-of-sync check would otherwise upgrade again).
+            post_renderers.stamp_observed(status, obj["spec"])
             return True
         if action is plan.Action.TEST:
             return await self._test(obj, cur)
