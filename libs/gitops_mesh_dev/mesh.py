@@ -174,7 +174,13 @@ def mesh_for(
     ]
     helm_controller = None
     if helm:
-        helm_args = [*common, f"--helm-path={stack_env['HELM']}", "--health-poll=500ms", "--requeue-dependency=2s"]
+        helm_args = [
+            *common,
+            f"--helm-path={stack_env['HELM']}",
+            f"--kustomize-path={stack_env['KUSTOMIZE']}",  # post-renderers
+            "--health-poll=500ms",
+            "--requeue-dependency=2s",
+        ]
         helm_controller = Controller("helm-controller", helm_args, workdir / "helm-controller.log")
     return Mesh(
         Controller("source-controller", source, workdir / "source-controller.log"),
