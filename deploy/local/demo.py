@@ -451,6 +451,7 @@ async def main() -> None:
             *common,
             f"--metrics-addr=127.0.0.1:{metrics['helm']}",
             f"--helm-path={env['HELM']}",
+            f"--kustomize-path={env['KUSTOMIZE']}",
             "--health-poll=500ms",
             "--requeue-dependency=5s",
         ],
