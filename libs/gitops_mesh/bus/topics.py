@@ -41,6 +41,11 @@ class Topics:
     def all(self) -> list[str]:
         return [self.name(t) for t in Topic]
 
+    def group(self, consumer: str) -> str:
+        """A consumer group under the same prefix: installations (and tests) that keep their topics apart keep
+        their groups apart too, instead of rebalancing one group across unrelated processes."""
+        return f"{self.prefix}{consumer}"
+
 
 async def ensure_topics(
     bootstrap: str,

@@ -108,7 +108,7 @@ async def _serving(
         topics = Topics(s.topic_prefix)
         consumer = Consumer(
             bootstrap=s.kafka_bootstrap,
-            group_id=CONTROLLER,
+            group_id=topics.group(CONTROLLER),
             topics=[Topic.ARTIFACT_READY, Topic.APPLIED],
             names=topics,
             dlq_topic=topics.name(Topic.DLQ),

@@ -71,7 +71,7 @@ async def setup(ctx: ProcessContext[SourceSettings]) -> AsyncIterator[None]:
             topics = Topics(s.topic_prefix)
             consumer = Consumer(
                 bootstrap=s.kafka_bootstrap,
-                group_id=CONTROLLER,
+                group_id=topics.group(CONTROLLER),
                 topics=[Topic.RECONCILE_REQUESTS],
                 names=topics,
                 dlq_topic=topics.name(Topic.DLQ),
