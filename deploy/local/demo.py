@@ -411,7 +411,14 @@ async def main() -> None:
     chart_url = f"http://127.0.0.1:{ports['CHART_PORT']}"
     storage_port, receiver_port = 29090, 29292
     metrics = {"source": 28101, "kustomize": 28102, "notification": 28103, "helm": 28104}
-    common = [f"--kubeconfig={env['KUBECONFIG']}", f"--kafka-bootstrap={env['KAFKA_BOOTSTRAP']}"]
+    common = [
+        f"--kubeconfig={env['KUBECONFIG']}",
+        f"--kafka-bootstrap={env['KAFKA_BOOTSTRAP']}",
+        # Only the demo's namespace: a demo left running must not reconcile the objects of tests and benchmarks
+        # sharing the stack (their own controllers do).
+        "--watch-all-namespaces=false",
+        f"--watch-namespace={NS}",
+    ]
     say("starting source-controller, kustomize-controller, notification-controller, helm-controller")
     spawn(
         "source-controller",
