@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from gitops_mesh import dependencies
 from gitops_mesh.errors import DependencyNotReady, InvalidSpec
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.reconcile import conditions as c
-from gitops_mesh.watches import is_ready_at_generation, ref_key
+from gitops_mesh.watches import ref_key
 
 API_VERSION = "helm.toolkit.fluxcd.io/v2"
 KIND = "HelmRelease"
@@ -19,7 +19,6 @@ CHART_INDEX = "chart"
 DEPENDENCY_INDEX = "dependsOn"
 
 Key = tuple[str, str]
-Lookup = Callable[[str, str], KubeObject | None]
 
 
 def chart_key(obj: KubeObject) -> Key:
@@ -49,14 +48,9 @@ def values_refs(obj: KubeObject) -> list[str]:
     return refs
 
 
-def dependency_keys(obj: KubeObject) -> list[Key]:
-    ns = obj["metadata"]["namespace"]
-    return [(d.get("namespace") or ns, d["name"]) for d in (obj.get("spec") or {}).get("dependsOn") or []]
-
-
 def dependency_refs(obj: KubeObject) -> list[str]:
     """Index values: the HelmReleases this one waits for, so their `applied` wakes it."""
-    return [ref_key(KIND, ns, name) for ns, name in dependency_keys(obj)]
+    return dependencies.dependency_refs(KIND, obj)
 
 
 def check_cross_namespace(obj: KubeObject, *, allowed: bool) -> None:
@@ -72,48 +66,14 @@ def check_cross_namespace(obj: KubeObject, *, allowed: bool) -> None:
             raise InvalidSpec(
                 f"cannot access {what} in namespace '{other}': cross-namespace references are not allowed"
             )
-    for dep_ns, dep_name in dependency_keys(obj):
+    for dep_ns, dep_name in dependencies.dependency_keys(obj):
         if dep_ns != ns:
             raise InvalidSpec(f"cannot depend on '{dep_ns}/{dep_name}': cross-namespace references are not allowed")
 
 
-def find_cycle(start: Key, lookup: Lookup) -> list[Key] | None:
-    """A dependsOn cycle through ``start`` (as a path returning to it), or None."""
-    path: list[Key] = []
-    seen: set[Key] = set()
-
-    def visit(key: Key) -> list[Key] | None:
-        if key in path:
-            return [*path[path.index(key) :], key]
-        if key in seen:
-            return None
-        seen.add(key)
-        obj = lookup(*key)
-        if obj is None:
-            return None
-        path.append(key)
-        for dep in dependency_keys(obj):
-            found = visit(dep)
-            if found:
-                return found
-        path.pop()
-        return None
-
-    return visit(start)
-
-
-def check_dependencies(obj: KubeObject, lookup: Lookup) -> None:
+def check_dependencies(obj: KubeObject, lookup: dependencies.Lookup) -> None:
     """Flux's rule: each dependency exists and is Ready at its current generation; a cycle is terminal."""
-    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-    cycle = find_cycle(key, lookup)
-    if cycle:
-        raise InvalidSpec("circular dependency: " + " -> ".join(f"{ns}/{name}" for ns, name in cycle))
-    for dep_ns, dep_name in dependency_keys(obj):
-        dep = lookup(dep_ns, dep_name)
-        if dep is None:
-            raise DependencyNotReady(f"dependency '{dep_ns}/{dep_name}' not found")
-        if not is_ready_at_generation(dep):
-            raise DependencyNotReady(f"dependency '{dep_ns}/{dep_name}' is not ready")
+    dependencies.check_dependencies(obj, lookup)
 
 
 def chart_artifact(obj: KubeObject, chart: KubeObject | None) -> dict[str, Any]:

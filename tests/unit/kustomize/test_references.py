@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
+from gitops_mesh.dependencies import find_cycle
 from gitops_mesh.errors import DependencyNotReady, InvalidSpec
 from kustomize_controller.references import (
     check_cross_namespace,
     check_dependencies,
     config_refs,
     dependency_refs,
-    find_cycle,
     source_artifact,
     source_refs,
 )
