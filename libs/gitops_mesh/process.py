@@ -11,16 +11,16 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
-from gitops_mesh.bus.consumer import RecordMeta
+from gitops_mesh.bus.consumer import Consumer, Handler, RecordMeta
 from gitops_mesh.bus.envelope import Event
 from gitops_mesh.bus.kafka import Producer
 from gitops_mesh.bus.producer import Publisher
-from gitops_mesh.bus.topics import Topics
+from gitops_mesh.bus.topics import Topic, Topics
 from gitops_mesh.kube.caches import Caches
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.events import EventRecorder
@@ -239,6 +239,46 @@ def stop_runners(runners: list[KindRunner]) -> None:
     """Stop taking work; the caches stop with the platform."""
     for r in runners:
         r.stop()
+
+
+@contextlib.asynccontextmanager
+async def run_with_bus(
+    ctx: ProcessContext[Any],
+    p: Platform,
+    runners: list[KindRunner],
+    *,
+    topics: Sequence[Topic],
+    handler: Handler | None = None,
+    check: str = "bus-consumer",
+) -> AsyncIterator[Consumer]:
+    """Run ``runners`` with the bus waking them: a consumer of ``topics`` in the controller's group under
+    the topic prefix (``Topics.group``), dead letters to the prefix's DLQ on the process's producer, its
+    readiness as the /readyz check ``check``; ``handler`` defaults to :func:`on_bus_watches` over the runners.
+
+    Kafka being away is no error here: the consumer joins in the background (``/readyz`` says so) and the
+    informers wake everything meanwhile. On exit intake stops before the runners (graceful shutdown: stop
+    intake, drain, commit), so nothing new is handed to a runner that has stopped taking work.
+    """
+    s = ctx.settings
+    names = Topics(s.topic_prefix)
+    consumer = Consumer(
+        bootstrap=s.kafka_bootstrap,
+        group_id=names.group(ctx.controller),
+        topics=topics,
+        names=names,
+        dlq_topic=names.name(Topic.DLQ),
+        handler=handler or on_bus_watches(runners),
+        producer=p.producer,
+        client_id=ctx.controller,
+    )
+    await consumer.start()
+    ctx.checks.ready[check] = consumer.ready
+    run_runners(ctx, p, runners)
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+        stop_runners(runners)
 
 
 #: The runner index of the Secrets and ConfigMaps an object refers to (``Secret/<ns>/<name>``).

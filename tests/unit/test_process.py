@@ -8,6 +8,16 @@ import subprocess
 import sys
 import urllib.request
 
+from gitops_mesh.bus.kafka import Producer
+from gitops_mesh.bus.producer import Publisher
+from gitops_mesh.bus.topics import Topic
+from gitops_mesh.kube.caches import Caches
+from gitops_mesh.kube.client import KubeClient
+from gitops_mesh.kube.config import KubeConfig
+from gitops_mesh.kube.events import EventRecorder
+from gitops_mesh.process import Platform, ProcessContext, run_with_bus
+from gitops_mesh.settings import Settings
+
 _SCRIPT = """
 import asyncio, contextlib, sys
 from gitops_mesh.process import run
@@ -69,3 +79,29 @@ def test_crashed_task_stops_the_process_with_an_error() -> None:
         assert proc.wait(timeout=10) == 1
     finally:
         proc.kill()
+
+
+async def test_run_with_bus_wires_the_consumer_under_the_prefix_and_stops_it_on_exit() -> None:
+    """Without Kafka (nothing listens on port 1): the wiring is decided at once, joining happens in the background."""
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="t1.")
+    ctx = ProcessContext(controller="test-controller", settings=settings)
+    kube = KubeClient(KubeConfig(host="http://127.0.0.1:1"))  # never called: no informer is asked for
+    producer = Producer(bootstrap=settings.kafka_bootstrap, client_id=ctx.controller)
+    p = Platform(
+        kube=kube,
+        producer=producer,
+        publisher=Publisher(producer=producer),
+        recorder=EventRecorder(kube, ctx.controller, "test"),
+        caches=Caches(kube),
+    )
+    try:
+        async with run_with_bus(ctx, p, [], topics=[Topic.APPLIED], check="wakeups") as consumer:
+            assert consumer.group_id == "t1.test-controller"
+            assert consumer.topics == ["t1.applied"]
+            assert consumer.dlq_topic == "t1.dlq"
+            assert ctx.checks.ready["wakeups"] == consumer.ready
+            assert (consumer.ready() or "").startswith("joining consumer group t1.test-controller")
+        assert consumer.ready() == "consumer not started", "stopped on exit: its task is gone"
+    finally:
+        await producer.close()
+        await kube.close()

@@ -12,20 +12,17 @@ from pathlib import Path
 import aiohttp
 
 from gitops_mesh.artifacts.extract import TreeCache
-from gitops_mesh.bus.consumer import Consumer
 from gitops_mesh.bus.envelope import EventKind
-from gitops_mesh.bus.topics import Topic, Topics
+from gitops_mesh.bus.topics import Topic
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import (
     ProcessContext,
     follow_labelled_references,
     kind_runner,
-    on_bus_watches,
     own_cache,
     platform,
     run,
-    run_runners,
-    stop_runners,
+    run_with_bus,
 )
 from gitops_mesh.runner import retry_interval_of
 from gitops_mesh.settings import tool_path
@@ -109,25 +106,8 @@ async def _serving(ctx: ProcessContext[KustomizeSettings], kustomize: Path, cach
             events=[EventKind.APPLIED],
         )
         follow_labelled_references(p, runner, config_refs)
-        topics = Topics(s.topic_prefix)
-        consumer = Consumer(
-            bootstrap=s.kafka_bootstrap,
-            group_id=topics.group(CONTROLLER),
-            topics=[Topic.ARTIFACT_READY, Topic.APPLIED],
-            names=topics,
-            dlq_topic=topics.name(Topic.DLQ),
-            handler=on_bus_watches([runner]),
-            producer=p.producer,
-            client_id=CONTROLLER,
-        )
-        await consumer.start()
-        ctx.checks.ready["bus-consumer"] = consumer.ready
-        run_runners(ctx, p, [runner])
-        try:
+        async with run_with_bus(ctx, p, [runner], topics=[Topic.ARTIFACT_READY, Topic.APPLIED]):
             yield
-        finally:
-            await consumer.stop()
-            stop_runners([runner])
 
 
 def _path(value: str | None) -> Path | None:

@@ -12,8 +12,7 @@ import aiohttp
 
 from gitops_mesh.artifacts.server import make_app as artifact_app
 from gitops_mesh.artifacts.storage import Storage
-from gitops_mesh.bus.consumer import Consumer
-from gitops_mesh.bus.topics import Topic, Topics
+from gitops_mesh.bus.topics import Topic
 from gitops_mesh.observability.health import start_server
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import (
@@ -23,8 +22,7 @@ from gitops_mesh.process import (
     own_cache,
     platform,
     run,
-    run_runners,
-    stop_runners,
+    run_with_bus,
 )
 from gitops_mesh.settings import tool_path
 from gitops_mesh.watches import artifact_revision, new_revision
@@ -68,25 +66,12 @@ async def setup(ctx: ProcessContext[SourceSettings]) -> AsyncIterator[None]:
             follow_labelled_references(p, git_runner, git_repository_secrets)
             follow_labelled_references(p, repo_runner, helm_repository_secrets)
             runners = [git_runner, repo_runner, chart_runner]
-            topics = Topics(s.topic_prefix)
-            consumer = Consumer(
-                bootstrap=s.kafka_bootstrap,
-                group_id=topics.group(CONTROLLER),
-                topics=[Topic.RECONCILE_REQUESTS],
-                names=topics,
-                dlq_topic=topics.name(Topic.DLQ),
-                handler=RequestRouter({r.reconciler.kind: r for r in runners}).handle,
-                producer=p.producer,
-                client_id=CONTROLLER,
-            )
-            await consumer.start()
-            ctx.checks.ready["reconcile-requests"] = consumer.ready
-            run_runners(ctx, p, runners)
-            try:
+            # A Receiver's request wakes a source at once; sources' news to each other goes through this process's caches.
+            requests = RequestRouter({r.reconciler.kind: r for r in runners}).handle
+            async with run_with_bus(
+                ctx, p, runners, topics=[Topic.RECONCILE_REQUESTS], handler=requests, check="reconcile-requests"
+            ):
                 yield
-            finally:
-                await consumer.stop()
-                stop_runners(runners)
     finally:
         await artifacts.cleanup()
 
