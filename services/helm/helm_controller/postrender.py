@@ -25,7 +25,7 @@ from typing import Any, Final
 import orjson
 import yaml
 
-from gitops_mesh import commands, tenant_yaml
+from gitops_mesh import commands, kustomizecli, tenant_yaml
 from helm_controller.post_renderers import (
     ERROR_FILE,
     INPUT_FILE,
@@ -37,21 +37,11 @@ from helm_controller.post_renderers import (
 #: How much of kustomize's complaint is kept.
 DETAIL_CHARS: Final = 1000
 HOOK_ANNOTATION: Final = "helm.sh/hook"
-#: A proxy nothing listens on: kustomize has nothing remote to fetch, and must not try.
-UNREACHABLE_PROXY: Final = "http://127.0.0.1:0"
 _SEPARATOR: Final = re.compile(rb"^---[ \t]*\r?$", re.MULTILINE)
 
 
 class PostRenderFailed(Exception):
     """kustomize refused, timed out or printed too much; the message is for the HelmRelease's status."""
-
-
-def kustomize_env(home: Path) -> dict[str, str]:
-    env = commands.program_env(home)
-    for name in commands.PROXY_VARIABLES:
-        env.pop(name, None)
-    proxies = dict.fromkeys(("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"), UNREACHABLE_PROXY)
-    return env | proxies | {"XDG_CONFIG_HOME": str(home), "TMPDIR": str(home), "GIT_ALLOW_PROTOCOL": "none"}
 
 
 def split_documents(stream: bytes) -> list[bytes]:
@@ -72,38 +62,32 @@ def join_documents(documents: list[bytes]) -> bytes:
 
 
 async def kustomize_build(kustomize: str, directory: Path, *, deadline: float) -> bytes:
-    """``kustomize build`` of ``directory`` with no plugins, exec functions or Helm, root-only loading."""
+    """``kustomize build`` of ``directory`` as :mod:`gitops_mesh.kustomizecli` runs it, remote bases refused:
+    the manifests helm rendered and the step's kustomization are all it may read."""
     timeout = deadline - time.time()
     if timeout <= 0:
         raise PostRenderFailed("post-render deadline passed before kustomize ran")
-    argv = [
-        kustomize,
-        "build",
-        "--load-restrictor",
-        "LoadRestrictionsRootOnly",
-        "--enable-helm=false",
-        "--enable-alpha-plugins=false",
-        "--enable-exec=false",
-        str(directory),
-    ]
     home = directory / "home"
     home.mkdir(mode=0o700)
     try:
-        done = await commands.run(
-            argv, env=kustomize_env(home), timeout=timeout, cwd=directory, max_output=MAX_MANIFEST_BYTES
+        return await kustomizecli.build(
+            kustomize,
+            directory,
+            cwd=directory,
+            home=home,
+            timeout=timeout,
+            max_output=MAX_MANIFEST_BYTES,
+            no_remote_bases=True,
         )
     except commands.CommandTimeout:
         raise PostRenderFailed(f"kustomize timed out after {timeout:.0f}s") from None
     except commands.CommandNotStarted as e:
         raise PostRenderFailed(f"kustomize could not be run ({kustomize}): {e.strerror}") from None
     except commands.CommandFailed as e:
-        text = e.stderr.decode(errors="replace").replace(str(directory) + "/", "")
-        lines = (line.strip().removeprefix("Error: ") for line in text.splitlines())
-        detail = commands.one_line("\n".join(lines), DETAIL_CHARS, keep="first") or f"exit status {e.returncode}"
-        raise PostRenderFailed(f"kustomize: {detail}") from None
+        detail = kustomizecli.trim_detail(e.stderr.decode(errors="replace"), directory, DETAIL_CHARS)
+        raise PostRenderFailed(f"kustomize: {detail or f'exit status {e.returncode}'}") from None
     except commands.OutputTooLarge as e:
         raise PostRenderFailed(f"kustomize stopped: {e}") from None
-    return done.stdout
 
 
 async def run_steps(
