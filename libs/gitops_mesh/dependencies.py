@@ -35,6 +35,14 @@ def dependency_refs(kind: str, obj: KubeObject) -> list[str]:
     return [ref_key(kind, ns, name) for ns, name in dependency_keys(obj)]
 
 
+def refuse_cross_namespace(obj: KubeObject) -> None:
+    """Under --no-cross-namespace-refs: a dependency in another namespace is an invalid spec (Stalled)."""
+    ns = obj["metadata"]["namespace"]
+    for dep_ns, dep_name in dependency_keys(obj):
+        if dep_ns != ns:
+            raise InvalidSpec(f"cannot depend on '{dep_ns}/{dep_name}': cross-namespace references are not allowed")
+
+
 def find_cycle(start: Key, lookup: Lookup) -> list[Key] | None:
     """A dependsOn cycle through ``start`` (as a path that returns to it), or None.
 

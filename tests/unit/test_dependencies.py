@@ -12,6 +12,7 @@ from gitops_mesh.dependencies import (
     dependency_refs,
     find_cycle,
     not_ready_at_generation,
+    refuse_cross_namespace,
 )
 from gitops_mesh.errors import DependencyNotReady, InvalidSpec
 
@@ -105,3 +106,11 @@ def test_cycle_is_terminal_and_named_before_any_wait() -> None:
         check_dependencies(a, lookup_in(a, b))
     with pytest.raises(InvalidSpec, match=r"^circular dependency: apps/s -> apps/s$"):
         check_dependencies(obj("s", "s"), lookup_in(obj("s", "s")))
+
+
+def test_a_dependency_in_another_namespace_is_refused_when_asked() -> None:
+    refuse_cross_namespace(obj("web", "db", ("apps", "cache")))  # the object's own namespace, named or not
+    with pytest.raises(
+        InvalidSpec, match=r"^cannot depend on 'infra/cache': cross-namespace references are not allowed$"
+    ):
+        refuse_cross_namespace(obj("web", "db", ("infra", "cache")))

@@ -66,9 +66,7 @@ def check_cross_namespace(obj: KubeObject, *, allowed: bool) -> None:
             raise InvalidSpec(
                 f"cannot access {what} in namespace '{other}': cross-namespace references are not allowed"
             )
-    for dep_ns, dep_name in dependencies.dependency_keys(obj):
-        if dep_ns != ns:
-            raise InvalidSpec(f"cannot depend on '{dep_ns}/{dep_name}': cross-namespace references are not allowed")
+    dependencies.refuse_cross_namespace(obj)
 
 
 def check_dependencies(obj: KubeObject, lookup: dependencies.Lookup) -> None:

@@ -59,9 +59,7 @@ def check_cross_namespace(obj: KubeObject, *, allowed: bool) -> None:
     _, src_ns, src_name = source_key(obj)
     if src_ns != ns:
         raise InvalidSpec(f"cannot access source '{src_ns}/{src_name}': cross-namespace references are not allowed")
-    for dep_ns, dep_name in dependencies.dependency_keys(obj):
-        if dep_ns != ns:
-            raise InvalidSpec(f"cannot depend on '{dep_ns}/{dep_name}': cross-namespace references are not allowed")
+    dependencies.refuse_cross_namespace(obj)
 
 
 def source_artifact(obj: KubeObject, source: KubeObject | None) -> dict[str, Any]:
