@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import yaml
 from aiohttp import web
@@ -40,26 +40,22 @@ class ChartRepoError(RuntimeError):
 
 
 @dataclass
-class ChartRepo:
-    """Serves ``root`` (created if missing) at ``/``; ``url`` is set once started.
+class ChartServer:
+    """Serves the directory ``root`` at ``/`` over HTTP(S) on loopback; ``url`` is set once started.
 
-    ``username``/``password`` turn on basic auth; ``requests`` records each request's path, so a test can
-    tell what a client fetched (the index, a chart) and how often.
+    ``username``/``password`` turn on basic auth; ``auth_log`` records each request's path and Authorization
+    header, so a test can tell what a client fetched, how often, and with which credentials.
     """
 
     root: Path
-    helm: Path | str
     tls: TlsFiles | None = None
     username: str | None = None
     password: str | None = None
     url: str = ""
-    requests: list[str] = field(default_factory=list)
+    auth_log: list[tuple[str, str | None]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
-    async def __aenter__(self) -> ChartRepo:
-        self.root.mkdir(parents=True, exist_ok=True)
-        if not (self.root / "index.yaml").exists():
-            await self.reindex()
+    async def __aenter__(self) -> Self:
         app = web.Application(middlewares=[self._auth])
         app.router.add_static("/", self.root)
         self._runner, port = await serve(app, self.tls)
@@ -73,14 +69,34 @@ class ChartRepo:
             await self._runner.cleanup()
             self._runner = None
 
+    @property
+    def requests(self) -> list[str]:
+        """The paths requested so far, in order."""
+        return [path for path, _ in self.auth_log]
+
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self.requests.append(request.path)
+        header = request.headers.get("Authorization")
+        self.auth_log.append((request.path, header))
         if self.username is not None:
             expected = "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-            if request.headers.get("Authorization") != expected:
+            if header != expected:
                 return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="charts"'})
         return await handler(request)
+
+
+@dataclass
+class ChartRepo(ChartServer):
+    """A :class:`ChartServer` whose charts are packaged and indexed by ``helm`` (the directory is created, and
+    indexed when it has no index yet, on start)."""
+
+    helm: Path | str = field(kw_only=True)
+
+    async def __aenter__(self) -> Self:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not (self.root / "index.yaml").exists():
+            await self.reindex()
+        return await super().__aenter__()
 
     async def add(
         self,
