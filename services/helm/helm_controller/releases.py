@@ -350,14 +350,20 @@ def _refs_of(doc: Any, namespace: str) -> list[ObjectRef]:
     return [ObjectRef(api_version, kind, ns if isinstance(ns, str) and ns else namespace, name)]
 
 
-def manifest_objects(manifest: str, namespace: str) -> list[ObjectRef]:
-    """The objects of a rendered release manifest (see :meth:`Release.objects`)."""
+def _load_manifest(manifest: str) -> list[Any]:
+    """A rendered release manifest's documents, parsed as tenant YAML under :data:`MANIFEST_LIMITS`."""
     try:
         docs = tenant_yaml.load_all(manifest, what="release manifest", limits=MANIFEST_LIMITS)
     except tenant_yaml.UnsafeYaml as e:
         raise UnreadableManifest(str(e)) from None
     except yaml.YAMLError as e:
         raise UnreadableManifest(f"release manifest: {tenant_yaml.problem(e)}") from None
+    return docs
+
+
+def manifest_objects(manifest: str, namespace: str) -> list[ObjectRef]:
+    """The objects of a rendered release manifest (see :meth:`Release.objects`)."""
+    docs = _load_manifest(manifest)
     found: dict[ObjectRef, None] = {}
     for doc in docs:
         for ref in _refs_of(doc, namespace):
@@ -369,12 +375,7 @@ def manifest_objects(manifest: str, namespace: str) -> list[ObjectRef]:
 
 def manifest_documents(manifest: str) -> list[dict[str, Any]]:
     """The objects of a rendered release manifest in full, in order (see :meth:`Release.manifest_documents`)."""
-    try:
-        docs = tenant_yaml.load_all(manifest, what="release manifest", limits=MANIFEST_LIMITS)
-    except tenant_yaml.UnsafeYaml as e:
-        raise UnreadableManifest(str(e)) from None
-    except yaml.YAMLError as e:
-        raise UnreadableManifest(f"release manifest: {tenant_yaml.problem(e)}") from None
+    docs = _load_manifest(manifest)
     found: list[dict[str, Any]] = []
     pending = list(reversed(docs))
     while pending:
