@@ -166,7 +166,8 @@ def test_impersonation_and_proxy_are_refused() -> None:
 
 def test_not_a_kubeconfig() -> None:
     assert "invalid YAML" in refused(b"clusters: [s3cret-token\n")
-    assert "no context selected" in refused(kubeconfig(**{"current-context": ""}))
+    no_context: dict[str, Any] = {"current-context": ""}
+    assert "no context selected" in refused(kubeconfig(**no_context))
     assert "not a kubeconfig" in refused(b"- a list\n")
 
 
