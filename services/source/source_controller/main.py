@@ -26,10 +26,13 @@ from gitops_mesh.process import (
 )
 from gitops_mesh.settings import tool_path
 from gitops_mesh.watches import artifact_revision, new_revision
+from source_controller.artifactgenerator import artifact_generator_runner
+from source_controller.bucket import BucketReconciler
 from source_controller.gitrepository import API_VERSION, INCLUDE_INDEX, GitRepositoryReconciler, included_repositories
 from source_controller.helmchart import SOURCE_INDEX, HelmChartReconciler, source_refs
 from source_controller.helmrepository import HelmRepositoryReconciler
-from source_controller.references import git_repository_secrets, helm_repository_secrets
+from source_controller.objectstore.index import Limits
+from source_controller.references import bucket_secrets, git_repository_secrets, helm_repository_secrets
 from source_controller.requests import RequestRouter
 from source_controller.settings import SourceSettings, advertised, parse
 
@@ -65,7 +68,11 @@ async def setup(ctx: ProcessContext[SourceSettings]) -> AsyncIterator[None]:
             git_runner.watches.follow(git_repos, index=INCLUDE_INDEX, refs=included_repositories, when=changed)
             follow_labelled_references(p, git_runner, git_repository_secrets)
             follow_labelled_references(p, repo_runner, helm_repository_secrets)
-            runners = [git_runner, repo_runner, chart_runner]
+            limits = Limits(s.max_bucket_objects, s.max_bucket_size, s.max_bucket_object_size)
+            bucket_runner = kind_runner(ctx, p, BucketReconciler(p.kube, storage, limits))
+            follow_labelled_references(p, bucket_runner, bucket_secrets)
+            runners = [git_runner, repo_runner, chart_runner, bucket_runner]
+            runners.append(artifact_generator_runner(ctx, p, storage, http, max_size=s.max_repository_size))
             # A Receiver's request wakes a source at once; sources' news to each other goes through this process's caches.
             requests = RequestRouter({r.reconciler.kind: r for r in runners}).handle
             async with run_with_bus(

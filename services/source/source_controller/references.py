@@ -26,3 +26,19 @@ def git_repository_secrets(obj: KubeObject) -> list[str]:
 def helm_repository_secrets(obj: KubeObject) -> list[str]:
     """spec.secretRef (credentials) and spec.certSecretRef (TLS material)."""
     return _secret_names(obj, ("secretRef", "name"), ("certSecretRef", "name"))
+
+
+def bucket_secrets(obj: KubeObject) -> list[str]:
+    """spec.secretRef (credentials), spec.certSecretRef (TLS material) and spec.proxySecretRef (proxy)."""
+    return _secret_names(obj, ("secretRef", "name"), ("certSecretRef", "name"), ("proxySecretRef", "name"))
+
+
+def oci_repository_secrets(obj: KubeObject) -> list[str]:
+    """spec.secretRef (pull credentials), certSecretRef (TLS), proxySecretRef and verify.secretRef (public keys)."""
+    return _secret_names(
+        obj,
+        ("secretRef", "name"),
+        ("certSecretRef", "name"),
+        ("proxySecretRef", "name"),
+        ("verify", "secretRef", "name"),
+    )

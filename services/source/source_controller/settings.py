@@ -17,6 +17,10 @@ class SourceSettings(Settings):
     #: a fetched repository (objects and checked-out tree) larger than this fails with RepositoryTooLarge
     max_repository_size: int = 1 << 30
     helm_path: str = ""
+    #: Bucket limits (not Flux flags: Flux has no caps on what a Bucket fetches)
+    max_bucket_object_size: int = 64 << 20
+    max_bucket_objects: int = 50_000
+    max_bucket_size: int = 1 << 30
 
 
 _HELP = {
@@ -26,6 +30,9 @@ _HELP = {
     "artifact_retention_records": "artifacts kept per object (the current one included)",
     "max_repository_size": "bytes a fetched repository may take",
     "helm_path": "the helm v3 binary that packages charts (default: $HELM, else `helm` on PATH)",
+    "max_bucket_object_size": "bytes one object of a Bucket may have (BucketOperationFailed past it)",
+    "max_bucket_objects": "objects a Bucket may fetch into one artifact",
+    "max_bucket_size": "bytes all the objects a Bucket fetches into one artifact may have",
 }
 
 

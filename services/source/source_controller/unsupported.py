@@ -45,4 +45,42 @@ HELM_CHART: tuple[Unsupported, ...] = (
     ),
 )
 
-__all__ = ["GIT_REPOSITORY", "HELM_CHART", "HELM_REPOSITORY", "refuse_unsupported"]
+BUCKET: tuple[Unsupported, ...] = (
+    Unsupported(
+        "provider",
+        "Google Cloud Storage is not implemented; use a generic (S3) endpoint with HMAC keys for GCS interoperability",
+        allowed=frozenset({"generic", "aws", "azure"}),
+    ),
+    Unsupported(
+        "serviceAccountName",
+        f"workload identity and a ServiceAccount's pull secrets are not implemented; {_SECRET_AUTH}",
+    ),
+    Unsupported(
+        "sts",
+        f"temporary credentials from a Security Token Service (ldap, aws) are not implemented; {_SECRET_AUTH}",
+    ),
+)
+
+
+_KEYLESS = (
+    "cosign keyless verification (Fulcio certificates, the Rekor log) is not implemented; "
+    "verify with the signers' public keys ('*.pub') in spec.verify.secretRef"
+)
+
+OCI_REPOSITORY: tuple[Unsupported, ...] = (
+    Unsupported(
+        "provider",
+        "cloud registry authentication (aws, azure, gcp) is not implemented; "
+        "use spec.secretRef (a docker-registry Secret) or spec.serviceAccountName's imagePullSecrets instead",
+        allowed=frozenset({"generic"}),
+    ),
+    Unsupported(
+        "verify.provider",
+        "notation signatures are not implemented; ignoring it would store the artifact unverified",
+        allowed=frozenset({"cosign"}),
+    ),
+    Unsupported("verify.matchOIDCIdentity", _KEYLESS),
+    Unsupported("verify.trustedRootSecretRef", _KEYLESS),
+)
+
+__all__ = ["BUCKET", "GIT_REPOSITORY", "HELM_CHART", "HELM_REPOSITORY", "OCI_REPOSITORY", "refuse_unsupported"]
