@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -90,11 +91,14 @@ class HelmActionFailed(TransientError):
 class KubeAccess:
     """How helm reaches the cluster: a kubeconfig file and, for serviceAccountName, the user it acts as."""
 
-    kubeconfig: Path
+    #: None with ``kubeconfig_data``: a remote cluster's kubeconfig, written into each action's own directory
+    kubeconfig: Path | None
     #: ``system:serviceaccount:<ns>:<sa>``, passed as --kube-as-user
     as_user: str | None = None
     #: reads Helm's storage for the same cluster and identity; without one a client is opened per action
     client: KubeClient | None = field(default=None, compare=False)
+    #: spec.kubeConfig's checked kubeconfig (credentials: only ever in a 0600 file of the action's directory)
+    kubeconfig_data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +284,17 @@ def check_storage(req: ActionRequest) -> None:
 # --- running ----------------------------------------------------------------------------------------------------
 
 
+def _with_kubeconfig(req: ActionRequest, work: Path) -> ActionRequest:
+    """``req`` pointing at a remote cluster's kubeconfig written 0600 into the action's private directory."""
+    if req.kube.kubeconfig_data is None:
+        return req
+    path = work / "kubeconfig"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(req.kube.kubeconfig_data)
+    return dataclasses.replace(req, kube=dataclasses.replace(req.kube, kubeconfig=path))
+
+
 def _plugin_dir(work: Path) -> Path:
     """Where the post-renderer plugin lives in a call's work directory (helmcli's HELM_PLUGINS is home/plugins)."""
     return work / "home" / "plugins" / post_renderers.PLUGIN_NAME
@@ -325,6 +340,8 @@ class HelmActions:
         if req.kube.client is not None:
             yield req.kube.client
             return
+        if req.kube.kubeconfig is None:
+            raise ValueError("a remote cluster's KubeAccess carries its client")
         async with await KubeClient.connect(str(req.kube.kubeconfig)) as root:
             sa = _as_service_account(req.kube.as_user or "")
             yield root.impersonate(sa[1], sa[0]) if sa else root
@@ -384,6 +401,7 @@ class HelmActions:
     async def install(self, req: ActionRequest) -> Release:
         check_storage(req)
         async with self._workdir() as work:
+            req = _with_kubeconfig(req, work)
             args = install_args(req, self._write_values(work, req.values))
             self._write_post_renderer(Action.INSTALL, req, work)
             return await self._act(Action.INSTALL, req, args, work)
@@ -394,6 +412,7 @@ class HelmActions:
         if last is None:
             raise HelmActionFailed(Action.UPGRADE, f'"{req.release_name}" has no deployed releases')
         async with self._workdir() as work:
+            req = _with_kubeconfig(req, work)
             args = upgrade_args(req, self._write_values(work, req.values), last_apply_method=last.apply_method)
             self._write_post_renderer(Action.UPGRADE, req, work)
             return await self._act(Action.UPGRADE, req, args, work)
@@ -408,13 +427,15 @@ class HelmActions:
         if target is None:
             raise HelmActionFailed(Action.ROLLBACK, f"release has no {target_version} version")
         async with self._workdir() as work:
+            req = _with_kubeconfig(req, work)
             args = rollback_args(req, to_version, target_apply_method=target.apply_method)
             return await self._act(Action.ROLLBACK, req, args, work)
 
     async def uninstall(self, req: ActionRequest, keep_history: bool, deletion_propagation: str) -> None:
         check_storage(req)
-        args = uninstall_args(req, keep_history=keep_history, deletion_propagation=deletion_propagation)
         async with self._workdir() as work:
+            req = _with_kubeconfig(req, work)
+            args = uninstall_args(req, keep_history=keep_history, deletion_propagation=deletion_propagation)
             try:
                 await self._run(Action.UNINSTALL, req, args, work)
             except HelmActionFailed as e:
@@ -425,4 +446,5 @@ class HelmActions:
     async def test(self, req: ActionRequest) -> Release:
         check_storage(req)
         async with self._workdir() as work:
+            req = _with_kubeconfig(req, work)
             return await self._act(Action.TEST, req, test_args(req), work)

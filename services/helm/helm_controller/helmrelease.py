@@ -69,6 +69,7 @@ from helm_controller.releases import (
 )
 from helm_controller.releases import unlock as unlock_release
 from helm_controller.settings import HelmSettings
+from helm_controller.target import TargetClusters
 from helm_controller.unsupported import HELMRELEASE, refuse_unsupported
 from helm_controller.values import compose_values, config_digest
 
@@ -113,11 +114,19 @@ class HelmReleaseReconciler:
     workdir: Path
     #: the kubeconfig file helm reads (the controller's own identity; impersonation is per action)
     kubeconfig: Path
+    #: spec.kubeConfig's remote clusters, bound per reconcile (see :mod:`helm_controller.target`)
+    targets: TargetClusters
 
     api_version: str = API_VERSION
     kind: str = KIND
 
     async def reconcile(self, obj: KubeObject) -> Outcome:
+        try:
+            return await self._reconcile(obj)
+        finally:
+            await self.targets.release(obj)
+
+    async def _reconcile(self, obj: KubeObject) -> Outcome:
         spec = obj["spec"]
         obj.setdefault("status", {})
         # Before a HelmChart is written or helm runs: an ignored field would change what is released where.
@@ -129,6 +138,8 @@ class HelmReleaseReconciler:
         artifact = chart_artifact(obj, self.charts.get(*chart_key(obj)))
         async with self._chart(obj, artifact) as chart:
             values = await compose_values(self.kube, obj["metadata"]["namespace"], spec)
+            # Where Flux builds its REST client getter: spec.kubeConfig's cluster from here on.
+            await self.targets.bind(obj)
             digest = config_digest(values)
             desired = plan.Desired(chart.name, chart.version, digest)
             changed = await self._target_changed(obj)
@@ -180,7 +191,7 @@ class HelmReleaseReconciler:
 
     async def _storage(self, obj: KubeObject) -> tuple[list[Release], list[st.Snapshot]]:
         """Helm's records of this release, newest first, and their snapshots (each with its own config digest)."""
-        records = await release_history(self.kube, storage_namespace(obj), release_name(obj))
+        records = await release_history(self._cluster(obj), storage_namespace(obj), release_name(obj))
         return records, [history_snapshot(r) for r in records]
 
     async def _target_changed(self, obj: KubeObject) -> Outcome | None:
@@ -398,7 +409,7 @@ class HelmReleaseReconciler:
         status, now = obj["status"], _now()
         snap = history_snapshot(record)
         try:
-            await unlock_release(self.kube, record)
+            await unlock_release(self._cluster(obj), record)
         except TransientError as e:
             st.increment(status, "failures")
             message = st.unlock_failure(snap, record.status, str(e))
@@ -472,7 +483,8 @@ class HelmReleaseReconciler:
         """Helm's wait failure, written as Helm and Flux write it: the release record failed (so ``helm
         history`` and the plan see it), Released or Remediated False, the failure counted."""
         status, now, snap = obj["status"], _now(), wait.snapshot
-        failed = await mark_failed(self.kube, record, st.helm_wait_failure(wait.action.value, record.name, error))
+        message = st.helm_wait_failure(wait.action.value, record.name, error)
+        failed = await mark_failed(self._cluster(obj), record, message)
         if failed is not None:
             st.record(status, history_snapshot(failed, action=str(snap.get("action") or "")))
         st.increment(status, "failures")
@@ -501,8 +513,16 @@ class HelmReleaseReconciler:
         version = int(found.group(1)) if found else None
         return next((s for s in st.history(obj["status"]) if s.get("version") == version), None)
 
+    def _cluster(self, obj: KubeObject) -> KubeClient:
+        """The release's cluster (spec.kubeConfig's, else ours) as the controller: Helm's storage is read so."""
+        remote = self.targets.bound(obj)
+        return remote.client if remote is not None else self.kube
+
     def _access(self, obj: KubeObject) -> KubeAccess:
         """helm's way into the cluster: our kubeconfig, as spec.serviceAccountName or --default-service-account."""
+        remote = self.targets.bound(obj)
+        if remote is not None:
+            return remote.access(obj, self.settings.default_service_account)
         sa = obj["spec"].get("serviceAccountName") or self.settings.default_service_account
         ns = obj["metadata"]["namespace"]
         if not sa:
@@ -611,6 +631,14 @@ class HelmReleaseReconciler:
     # --- deletion ----------------------------------------------------------------------------------------
 
     async def finalize(self, obj: KubeObject) -> None:
+        try:
+            if not (obj.get("spec") or {}).get("suspend") and (obj.get("status") or {}).get("storageNamespace"):
+                await self.targets.bind(obj)  # the release is uninstalled where it lives
+            await self._finalize(obj)
+        finally:
+            await self.targets.release(obj)
+
+    async def _finalize(self, obj: KubeObject) -> None:
         """Uninstall the release (uninstall.keepHistory, deletionPropagation), then delete our HelmChart.
 
         A suspended HelmRelease keeps both, as in Flux: deleting it then only lets go of the release.
@@ -619,7 +647,8 @@ class HelmReleaseReconciler:
         if (obj.get("spec") or {}).get("suspend"):
             return
         if status.get("storageNamespace"):
-            records = await release_history(self.kube, str(status["storageNamespace"]), release_name(obj))
+            namespace = str(status["storageNamespace"])
+            records = await release_history(self._cluster(obj), namespace, release_name(obj))
             if records and records[0].status != "uninstalled":
                 keep, propagation = uninstall_options(obj["spec"])
                 await self.helm.uninstall(action_request(obj, "uninstall", kube=self._access(obj)), keep, propagation)

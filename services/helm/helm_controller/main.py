@@ -14,6 +14,9 @@ import aiohttp
 
 from gitops_mesh.bus.envelope import EventKind
 from gitops_mesh.bus.topics import Topic
+from gitops_mesh.kube.client import KubeClient
+from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh.kube.remote import RemoteOptions
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import (
     ProcessContext,
@@ -41,6 +44,7 @@ from helm_controller.references import (
     values_refs,
 )
 from helm_controller.settings import HelmSettings, parse
+from helm_controller.target import TargetClusters, kubeconfig_refs
 
 CONTROLLER = "helm-controller"
 log = get_logger(__name__)
@@ -68,7 +72,8 @@ async def _serving(
 ) -> AsyncIterator[None]:
     s = ctx.settings
     kubeconfig = helm_kubeconfig(s, workdir, os.environ)
-    async with platform(ctx) as p, aiohttp.ClientSession() as http:
+    remote = RemoteOptions(allow_exec=s.insecure_kubeconfig_exec, allow_insecure_tls=s.insecure_kubeconfig_tls)
+    async with platform(ctx) as p, aiohttp.ClientSession() as http, _targets(p.kube, remote) as targets:
         charts = p.caches.informer(SOURCE_API, "HelmChart")
         releases = own_cache(ctx, p, API_VERSION, KIND)
         reconciler = HelmReleaseReconciler(
@@ -81,6 +86,7 @@ async def _serving(
             charts=charts,
             workdir=workdir,
             kubeconfig=kubeconfig,
+            targets=targets,
         )
         runner = kind_runner(ctx, p, reconciler, retry_interval=retry_interval_of)
         # The chart's new artifact and a dependency's new release wake a HelmRelease at once: through the
@@ -101,9 +107,23 @@ async def _serving(
             revision_of=released_revision,
             events=[EventKind.APPLIED],
         )
-        follow_labelled_references(p, runner, values_refs)
+        follow_labelled_references(p, runner, _labelled_refs)
         async with run_with_bus(ctx, p, [runner], topics=[Topic.ARTIFACT_READY, Topic.APPLIED]):
             yield
+
+
+@contextlib.asynccontextmanager
+async def _targets(kube: KubeClient, options: RemoteOptions) -> AsyncIterator[TargetClusters]:
+    targets = TargetClusters(kube, options)
+    try:
+        yield targets
+    finally:
+        await targets.close()
+
+
+def _labelled_refs(obj: KubeObject) -> list[str]:
+    """valuesFrom's Secrets and ConfigMaps and spec.kubeConfig's Secret: labelled ones wake the release."""
+    return [*values_refs(obj), *kubeconfig_refs(obj)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,9 @@ class HelmSettings(Settings):
     default_to_retry_on_failure: bool = False
     #: the kustomize binary post-renderers run (empty: $KUSTOMIZE, else `kustomize` on PATH)
     kustomize_path: str = ""
+    #: Flux's --insecure-kubeconfig-exec / --insecure-kubeconfig-tls: what a spec.kubeConfig Secret may do
+    insecure_kubeconfig_exec: bool = False
+    insecure_kubeconfig_tls: bool = False
 
 
 _HELP = {
@@ -29,6 +32,8 @@ _HELP = {
     "health_poll": "interval between looks at a release's objects while they roll out",
     "default_to_retry_on_failure": "use the RetryOnFailure strategy when a HelmRelease names none",
     "kustomize_path": "the kustomize binary post-renderers run (default: $KUSTOMIZE, else `kustomize` on PATH)",
+    "insecure_kubeconfig_exec": "allow the user.exec section in kubeconfigs provided for remote apply",
+    "insecure_kubeconfig_tls": "allow that kubeconfigs provided for remote apply can disable TLS verification",
 }
 
 

@@ -10,8 +10,9 @@ from gitops_mesh.reconcile.unsupported import Unsupported, refuse_unsupported
 
 HELMRELEASE: tuple[Unsupported, ...] = (
     Unsupported(
-        "kubeConfig",
-        "releasing to a remote cluster is not implemented; ignoring it would install the release on this cluster",
+        "kubeConfig.configMapRef",
+        "secret-less authentication to a remote cluster (workload identity) is not implemented; use "
+        "kubeConfig.secretRef — ignoring it would install the release on this cluster",
     ),
     Unsupported(
         "healthCheckExprs",

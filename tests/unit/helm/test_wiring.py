@@ -137,12 +137,13 @@ def test_refused_fields_stall_with_unsupported_field() -> None:
     refuse_unsupported(
         {"postRenderers": [{"kustomize": {}}], "commonMetadata": {}, "postRenderStrategy": "nohooks"}, HELMRELEASE
     )
+    refuse_unsupported({"kubeConfig": {"secretRef": {"name": "remote"}}}, HELMRELEASE)  # a remote cluster: accepted
     with pytest.raises(InvalidSpec) as err:
         refuse_unsupported(
-            {"kubeConfig": {"secretRef": {"name": "x"}}, "chartRef": {"kind": "OCIRepository"}}, HELMRELEASE
+            {"kubeConfig": {"configMapRef": {"name": "x"}}, "chartRef": {"kind": "OCIRepository"}}, HELMRELEASE
         )
     assert err.value.reason == UNSUPPORTED_FIELD
-    assert "spec.kubeConfig" in str(err.value)
+    assert "spec.kubeConfig.configMapRef" in str(err.value)
     assert "spec.chartRef.kind 'OCIRepository'" in str(err.value)
     refuse_unsupported({"driftDetection": {"mode": "enabled", "ignore": [{"paths": ["/spec/replicas"]}]}}, HELMRELEASE)
 
