@@ -26,7 +26,6 @@ from gitops_mesh.process import (
 )
 from gitops_mesh.settings import tool_path
 from gitops_mesh.watches import artifact_revision, new_revision
-from source_controller.artifactgenerator import artifact_generator_runner
 from source_controller.bucket import BucketReconciler
 from source_controller.gitrepository import API_VERSION, INCLUDE_INDEX, GitRepositoryReconciler, included_repositories
 from source_controller.helmchart import SOURCE_INDEX, HelmChartReconciler, source_refs
@@ -72,7 +71,6 @@ async def setup(ctx: ProcessContext[SourceSettings]) -> AsyncIterator[None]:
             bucket_runner = kind_runner(ctx, p, BucketReconciler(p.kube, storage, limits))
             follow_labelled_references(p, bucket_runner, bucket_secrets)
             runners = [git_runner, repo_runner, chart_runner, bucket_runner]
-            runners.append(artifact_generator_runner(ctx, p, storage, http, max_size=s.max_repository_size))
             # A Receiver's request wakes a source at once; sources' news to each other goes through this process's caches.
             requests = RequestRouter({r.reconciler.kind: r for r in runners}).handle
             async with run_with_bus(
