@@ -31,7 +31,13 @@ from source_controller.gitrepository import API_VERSION, INCLUDE_INDEX, GitRepos
 from source_controller.helmchart import SOURCE_INDEX, HelmChartReconciler, source_refs
 from source_controller.helmrepository import HelmRepositoryReconciler
 from source_controller.objectstore.index import Limits
-from source_controller.references import bucket_secrets, git_repository_secrets, helm_repository_secrets
+from source_controller.ocirepository import OCIRepositoryReconciler
+from source_controller.references import (
+    bucket_secrets,
+    git_repository_secrets,
+    helm_repository_secrets,
+    oci_repository_secrets,
+)
 from source_controller.requests import RequestRouter
 from source_controller.settings import SourceSettings, advertised, parse
 
@@ -71,6 +77,9 @@ async def setup(ctx: ProcessContext[SourceSettings]) -> AsyncIterator[None]:
             bucket_runner = kind_runner(ctx, p, BucketReconciler(p.kube, storage, limits))
             follow_labelled_references(p, bucket_runner, bucket_secrets)
             runners = [git_runner, repo_runner, chart_runner, bucket_runner]
+            oci_runner = kind_runner(ctx, p, OCIRepositoryReconciler(p.kube, storage, http))
+            follow_labelled_references(p, oci_runner, oci_repository_secrets)
+            runners.append(oci_runner)
             # A Receiver's request wakes a source at once; sources' news to each other goes through this process's caches.
             requests = RequestRouter({r.reconciler.kind: r for r in runners}).handle
             async with run_with_bus(
