@@ -136,6 +136,13 @@ class _Scanner:
             self.i += 1
         return self.text[start : self.i]
 
+    def bare(self) -> str:
+        """An unquoted value: RFC 9110 says a token, registries also write URLs bare; read to the next separator."""
+        start = self.i
+        while self.i < len(self.text) and self.text[self.i] not in ", \t":
+            self.i += 1
+        return self.text[start : self.i]
+
     def quoted(self) -> str:
         self.i += 1  # the opening quote
         out: list[str] = []
@@ -177,7 +184,7 @@ def parse_challenges(header: str) -> list[Challenge]:
                     break
                 s.i += 1
                 s.skip_space()
-                params[name.lower()] = s.quoted() if s.peek() == '"' else s.token()
+                params[name.lower()] = s.quoted() if s.peek() == '"' else s.bare()
                 s.skip_space()
                 if s.peek() != ",":
                     break
