@@ -19,6 +19,8 @@ TOOLKIT_KINDS = (
     ("source.toolkit.fluxcd.io/v1", "HelmChart"),
     ("source.toolkit.fluxcd.io/v1", "Bucket"),
     ("source.toolkit.fluxcd.io/v1", "OCIRepository"),
+    ("source.toolkit.fluxcd.io/v1", "ExternalArtifact"),
+    ("source.extensions.fluxcd.io/v1beta1", "ArtifactGenerator"),
     ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
     ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
     ("notification.toolkit.fluxcd.io/v1beta3", "Provider"),

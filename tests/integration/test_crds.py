@@ -314,6 +314,8 @@ def test_short_names_resolve(kubectl: Kubectl) -> None:
         "HelmChart": "hc",
         "Bucket": "",
         "OCIRepository": "ocirepo",
+        "ExternalArtifact": "ea",
+        "ArtifactGenerator": "ag",
         "Kustomization": "ks",
         "HelmRelease": "hr",
         "Provider": "",

@@ -47,6 +47,8 @@ EXPECTED = [
     Expected(_SRC, "v1", "HelmChart", "helmcharts", ("hc",), _ARTIFACT_REVISION),
     Expected(_SRC, "v1", "Bucket", "buckets", (), _ARTIFACT_REVISION),
     Expected(_SRC, "v1", "OCIRepository", "ocirepositories", ("ocirepo",), _ARTIFACT_REVISION),
+    Expected(_SRC, "v1", "ExternalArtifact", "externalartifacts", ("ea",), _ARTIFACT_REVISION),
+    Expected("source.extensions.fluxcd.io", "v1beta1", "ArtifactGenerator", "artifactgenerators", ("ag",), None),
     Expected(
         "kustomize.toolkit.fluxcd.io",
         "v1",
@@ -363,12 +365,20 @@ def test_printer_columns(kind: str) -> None:
         assert column["type"] in ("string", "date", "integer", "number", "boolean")
 
 
+# Nothing reconciles an ExternalArtifact: its producer writes the status, which in Flux's schema has neither.
+PRODUCER_WRITTEN_STATUS = {"ExternalArtifact"}
+
+
 @kinds
 def test_status_has_conditions_and_observed_generation(kind: str) -> None:
     status = at(root_schema(kind), "status")
-    assert status["default"] == {"observedGeneration": -1}
-    assert at(status, "observedGeneration") == {"type": "integer", "format": "int64"}
-    assert at(status, "lastHandledReconcileAt") == {"type": "string"}
+    if kind in PRODUCER_WRITTEN_STATUS:
+        assert "default" not in status
+        assert "observedGeneration" not in status["properties"]
+    else:
+        assert status["default"] == {"observedGeneration": -1}
+        assert at(status, "observedGeneration") == {"type": "integer", "format": "int64"}
+        assert at(status, "lastHandledReconcileAt") == {"type": "string"}
     condition = at(status, "conditions", "[]")
     assert sorted(condition["required"]) == ["lastTransitionTime", "message", "reason", "status", "type"]
     assert at(condition, "status")["enum"] == ["True", "False", "Unknown"]
@@ -389,6 +399,7 @@ def test_status_has_conditions_and_observed_generation(kind: str) -> None:
         ("Provider", ["type"]),
         ("Alert", ["eventSources", "providerRef"]),
         ("Receiver", ["resources", "secretRef", "type"]),
+        ("ArtifactGenerator", ["artifacts", "sources"]),
     ],
 )
 def test_spec_required_fields_as_flux(kind: str, required: list[str]) -> None:
@@ -423,7 +434,17 @@ def test_defaults_as_flux(kind: str, path: tuple[str, ...], default: object) -> 
     [
         ("GitRepository", ("spec", "verify", "mode"), ["head", "HEAD", "Tag", "TagAndHEAD"]),
         ("HelmChart", ("spec", "sourceRef", "kind"), ["HelmRepository", "GitRepository", "Bucket"]),
-        ("Kustomization", ("spec", "sourceRef", "kind"), ["OCIRepository", "GitRepository", "Bucket"]),
+        (
+            "Kustomization",
+            ("spec", "sourceRef", "kind"),
+            ["OCIRepository", "GitRepository", "Bucket", "ExternalArtifact"],
+        ),
+        (
+            "ArtifactGenerator",
+            ("spec", "sources", "[]", "kind"),
+            ["Bucket", "GitRepository", "OCIRepository", "HelmChart", "ExternalArtifact"],
+        ),
+        ("ArtifactGenerator", ("spec", "artifacts", "[]", "copy", "[]", "strategy"), ["Overwrite", "Merge", "Extract"]),
         ("Alert", ("spec", "eventSeverity"), ["info", "error"]),
         ("FluxConfig", ("spec", "sourceKind"), ["GitRepository", "Bucket", "AzureBlob", "OCIRepository"]),
     ],

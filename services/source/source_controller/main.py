@@ -26,6 +26,7 @@ from gitops_mesh.process import (
 )
 from gitops_mesh.settings import tool_path
 from gitops_mesh.watches import artifact_revision, new_revision
+from source_controller.artifactgenerator import artifact_generator_runner
 from source_controller.bucket import BucketReconciler
 from source_controller.gitrepository import API_VERSION, INCLUDE_INDEX, GitRepositoryReconciler, included_repositories
 from source_controller.helmchart import SOURCE_INDEX, HelmChartReconciler, source_refs
@@ -80,6 +81,7 @@ async def setup(ctx: ProcessContext[SourceSettings]) -> AsyncIterator[None]:
             oci_runner = kind_runner(ctx, p, OCIRepositoryReconciler(p.kube, storage, http))
             follow_labelled_references(p, oci_runner, oci_repository_secrets)
             runners.append(oci_runner)
+            runners.append(artifact_generator_runner(ctx, p, storage, http, max_size=s.max_repository_size))
             # A Receiver's request wakes a source at once; sources' news to each other goes through this process's caches.
             requests = RequestRouter({r.reconciler.kind: r for r in runners}).handle
             async with run_with_bus(
