@@ -11,7 +11,7 @@ from gitops_mesh.watches import ref_key
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 KIND = "Kustomization"
-SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket")
+SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket", "ExternalArtifact")
 
 #: (kind, namespace, name) of a source
 SourceKey = tuple[str, str, str]
