@@ -13,6 +13,7 @@ from pathlib import Path
 SUITES = [
     "bench.push_latency",
     "bench.source_git",
+    "bench.source_bucket",
     "bench.kustomize_scale",
     "bench.notification_fanout",
     "bench.helm_action_cost",
