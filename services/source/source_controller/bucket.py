@@ -44,7 +44,7 @@ from source_controller.objectstore.auth import azure_credential, proxy_url, s3_k
 from source_controller.objectstore.azure import open_azure
 from source_controller.objectstore.cache import ObjectCache, link_tree
 from source_controller.objectstore.errors import AuthenticationFailed, BucketOperationFailed
-from source_controller.objectstore.fetch import fetch_objects, list_objects, read_sourceignore
+from source_controller.objectstore.fetch import Fetched, fetch_objects, list_objects, read_sourceignore
 from source_controller.objectstore.index import Index, Limits, build_index, ignore_filter
 from source_controller.objectstore.provider import BucketClient
 from source_controller.objectstore.s3 import open_s3
@@ -204,7 +204,7 @@ class BucketReconciler:
 
     async def _fetch(
         self, obj: KubeObject, client: BucketClient, index: Index, cache: ObjectCache, timeout: float
-    ) -> Any:
+    ) -> Fetched:
         bucket = obj["spec"]["bucketName"]
         try:
             async with asyncio.timeout(timeout):

@@ -21,6 +21,13 @@ class S3Keys:
     secret_key: str = field(repr=False)
 
 
+def _text(secret_name: str, data: Mapping[str, bytes], key: str) -> str:
+    try:
+        return data[key].decode()
+    except UnicodeDecodeError:
+        raise AuthenticationFailed(f"invalid '{secret_name}' secret data: '{key}' is not UTF-8 text") from None
+
+
 def s3_keys(secret_name: str, data: Mapping[str, bytes] | None) -> S3Keys | None:
     """The generic/aws provider's keys; None without a Secret (anonymous). Flux's ValidateSecret message."""
     if data is None:
@@ -28,7 +35,7 @@ def s3_keys(secret_name: str, data: Mapping[str, bytes] | None) -> S3Keys | None
     access, secret = data.get("accesskey"), data.get("secretkey")
     if not access or not secret:
         raise AuthenticationFailed(f"invalid '{secret_name}' secret data: required fields 'accesskey' and 'secretkey'")
-    return S3Keys(access.decode(), secret.decode())
+    return S3Keys(_text(secret_name, data, "accesskey"), _text(secret_name, data, "secretkey"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +68,7 @@ def proxy_url(namespace: str, secret_name: str, data: Mapping[str, bytes] | None
     address = data.get("address")
     if not address:
         raise AuthenticationFailed(f"invalid proxy secret '{namespace}/{secret_name}': key 'address' is missing")
-    parts = urlsplit(address.decode().strip())
+    parts = urlsplit(address.decode(errors="replace").strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         # The address itself may hold credentials: it is not quoted back.
         raise AuthenticationFailed(
@@ -125,20 +132,20 @@ def azure_credential(secret_name: str, endpoint: str, data: Mapping[str, bytes] 
     if tenant and client:
         if data.get("clientSecret"):
             return AzureServicePrincipal(
-                tenant.decode(),
-                client.decode(),
-                client_secret=data["clientSecret"].decode(),
-                authority_host=authority.decode() if authority else None,
+                _text(secret_name, data, "tenantId"),
+                _text(secret_name, data, "clientId"),
+                client_secret=_text(secret_name, data, "clientSecret"),
+                authority_host=_text(secret_name, data, "authorityHost") if authority else None,
             )
         if data.get("clientCertificate"):
-            send = (data.get("clientCertificateSendChain") or b"").decode().lower() in ("1", "true")
+            send = (data.get("clientCertificateSendChain") or b"").decode(errors="replace").lower() in ("1", "true")
             return AzureServicePrincipal(
-                tenant.decode(),
-                client.decode(),
+                _text(secret_name, data, "tenantId"),
+                _text(secret_name, data, "clientId"),
                 certificate=data["clientCertificate"],
                 certificate_password=data.get("clientCertificatePassword") or None,
                 send_certificate_chain=send,
-                authority_host=authority.decode() if authority else None,
+                authority_host=_text(secret_name, data, "authorityHost") if authority else None,
             )
     if client or authority:
         raise AuthenticationFailed(
@@ -146,9 +153,9 @@ def azure_credential(secret_name: str, endpoint: str, data: Mapping[str, bytes] 
             "implemented; use 'accountKey', 'sasKey' or a service principal ('tenantId', 'clientId', 'clientSecret')"
         )
     if data.get("accountKey"):
-        return AzureSharedKey(azure_account_name(endpoint), data["accountKey"].decode())
+        return AzureSharedKey(azure_account_name(endpoint), _text(secret_name, data, "accountKey"))
     if data.get("sasKey"):
-        return AzureSAS(data["sasKey"].decode().lstrip("?"))
+        return AzureSAS(_text(secret_name, data, "sasKey").lstrip("?"))
     raise AuthenticationFailed(
         f"invalid '{secret_name}' secret data: requires a 'clientId' or 'accountKey' field, a combination of "
         "'tenantId', 'clientId' and 'clientSecret', or 'tenantId', 'clientId' and 'clientCertificate'"

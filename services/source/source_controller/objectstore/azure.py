@@ -38,7 +38,7 @@ def index_etag(etag: str | None) -> str:
 def _detail(e: Exception) -> str:
     if isinstance(e, HttpResponseError):
         first = (e.message or str(e)).splitlines()[0] if (e.message or str(e)) else type(e).__name__
-        return f"{getattr(e, "error_code", None) or e.status_code}: {first}"
+        return f"{getattr(e, 'error_code', None) or e.status_code}: {first}"
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
