@@ -140,6 +140,8 @@ async def test_bad_input_keeps_the_artifact_with_fluxs_reasons(
 
     # A key that would leave the artifact root.
     await s3.put("../escape.yaml", "x")
+    assert "../escape.yaml" in await s3.etags(), "the server kept the key as written"
+    await request_reconcile(kube, namespace, "app", "escape")
     obj = await wait_failed(kube, namespace, "app", "'../escape.yaml'")
     assert c.get_reason(obj, "Ready") == "BucketOperationFailed"
     assert c.get_reason(obj, "FetchFailed") == "BucketOperationFailed"
