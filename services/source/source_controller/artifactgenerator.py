@@ -317,11 +317,11 @@ class ArtifactGeneratorReconciler:
         uid = obj["metadata"].get("uid")
         for ref in refs:
             ns, name = str(ref.get("namespace")), str(ref.get("name"))
-            await self.storage.remove_all(EA_KIND, ns, name)
             cached = self.external_artifacts.get(ns, name)
             owner = ((cached or {}).get("metadata", {}).get("labels") or {}).get(GENERATOR_LABEL)
             if cached is not None and owner not in (None, uid):
-                continue  # taken over by another generator since: not ours to delete
+                continue  # taken over by another generator since: neither the object nor its files are ours
+            await self.storage.remove_all(EA_KIND, ns, name)
             with contextlib.suppress(NotFound):
                 await self.kube.delete(EA_API_VERSION, EA_KIND, name, namespace=ns)
             log.info("garbage collected", kind=EA_KIND, namespace=ns, name=name)
