@@ -80,6 +80,8 @@ class Limits:
     #: tags across all pages of one listing, and the pages themselves
     max_tags: int = 100_000
     max_tag_pages: int = 200
+    #: tags asked for per page (``n``); the registry may answer fewer and link the next page
+    tag_page_size: int = 1000
     max_redirects: int = 5
     #: what is read of an error answer to quote its code (never more: it is the registry's text)
     max_error_bytes: int = 4096
@@ -187,7 +189,7 @@ class RegistryClient:
 
     async def tags(self, repo: Repository) -> list[str]:
         """Every tag of ``repo`` (all pages of ``tags/list``, following ``Link: <...>; rel="next"``)."""
-        url: str | None = f"{self.base}/v2/{repo.name}/tags/list?n=1000"
+        url: str | None = f"{self.base}/v2/{repo.name}/tags/list?n={self.limits.tag_page_size}"
         out: list[str] = []
         pages = 0
         while url is not None:
