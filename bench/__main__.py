@@ -14,6 +14,7 @@ SUITES = [
     "bench.push_latency",
     "bench.source_git",
     "bench.source_bucket",
+    "bench.source_oci",
     "bench.kustomize_scale",
     "bench.notification_fanout",
     "bench.helm_action_cost",
