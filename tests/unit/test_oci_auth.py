@@ -15,6 +15,7 @@ from gitops_mesh.oci import (
     first_credentials,
 )
 from gitops_mesh.oci.auth import bearer_scope, check_realm, parse_challenges
+from gitops_mesh.oci.client import AuthCache
 
 
 def config(auths: dict[str, object]) -> bytes:
@@ -110,3 +111,20 @@ def test_realms_must_not_leak_credentials_to_plain_http() -> None:
 def test_scopes_name_the_repository_and_actions() -> None:
     assert bearer_scope("apps/x", ("pull",)) == "repository:apps/x:pull"
     assert bearer_scope("apps/x", ("pull", "push")) == "repository:apps/x:pull,push"
+
+
+def test_the_auth_cache_forgets_tokens_before_they_expire_and_stays_bounded() -> None:
+    now = [0.0]
+    cache = AuthCache(max_entries=2, margin=10, clock=lambda: now[0])
+    key = ("https://r.io", "repository:a:pull", "who")
+    cache.put(key, "Bearer t", ttl=60)
+    assert cache.get(key) == "Bearer t"
+    now[0] = 49.9
+    assert cache.get(key) == "Bearer t"
+    now[0] = 50.0
+    assert cache.get(key) is None
+    cache.put(("b", "", "w"), "Basic x", ttl=None)
+    cache.put(("c", "", "w"), "Basic y", ttl=None)
+    cache.put(("d", "", "w"), "Basic z", ttl=None)
+    assert cache.get(("b", "", "w")) is None
+    assert cache.get(("d", "", "w")) == "Basic z"

@@ -15,7 +15,7 @@ Modules: :mod:`.reference` (names, pure), :mod:`.auth` (credentials and challeng
 """
 
 from gitops_mesh.oci.auth import Credentials, DockerConfigError, docker_config_credentials, first_credentials
-from gitops_mesh.oci.client import Limits, RegistryClient, Transport
+from gitops_mesh.oci.client import AuthCache, Limits, RegistryClient, Transport
 from gitops_mesh.oci.errors import (
     BlobInvalid,
     InvalidManifest,
@@ -33,6 +33,7 @@ from gitops_mesh.oci.tls import InvalidTLSMaterial, tls_context
 
 __all__ = [
     "DEFAULT_TAG",
+    "AuthCache",
     "BlobInvalid",
     "Credentials",
     "Descriptor",

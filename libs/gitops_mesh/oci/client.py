@@ -12,7 +12,8 @@ What it decides:
 * **Auth**: a request goes out anonymous (or with what the registry asked for before); a 401's
   ``WWW-Authenticate`` says Basic (the credentials, if any) or Bearer (a token from the realm, fetched with
   the credentials as Basic, or anonymously, for the repository's ``pull`` or ``pull,push`` scope), and the
-  request is sent once more. Tokens are kept per scope for the client's life (one reconcile, one push).
+  request is sent once more. Tokens are kept per scope for the client's life (one reconcile, one push), and
+  in an :class:`AuthCache` the process shares between its clients until they expire.
   A realm must be http(s), and https when the registry is.
 * **Transport**: ``https://`` unless :attr:`Transport.insecure` (Flux's ``spec.insecure``: plain HTTP).
   Unlike go-containerregistry, loopback hosts get no plain-HTTP exception: a tenant's URL reaches plain HTTP
@@ -33,7 +34,9 @@ import contextlib
 import hashlib
 import os
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -99,6 +102,38 @@ class Transport:
     timeout: float = 60.0
 
 
+class AuthCache:
+    """What a registry accepted (a Basic header, a Bearer token until it expires), shared by the clients of one
+    process: the periodic HEAD of a thousand objects then goes out authenticated at once, instead of a 401 and
+    a token request each time. Entries are per registry, scope and credentials (a digest of them, never them),
+    bounded in number; tokens are dropped ``margin`` seconds before the ``expires_in`` their realm gave
+    (default 60 s, as the distribution token spec has it).
+    """
+
+    def __init__(
+        self, max_entries: int = 4096, margin: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._entries: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
+        self.max_entries, self.margin, self.clock = max_entries, margin, clock
+
+    def get(self, key: tuple[str, str, str]) -> str | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if found[1] <= self.clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return found[0]
+
+    def put(self, key: tuple[str, str, str], authorization: str, ttl: float | None) -> None:
+        expires = self.clock() + max(0.0, ttl - self.margin) if ttl is not None else float("inf")
+        self._entries[key] = (authorization, expires)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc.lower()
@@ -121,12 +156,16 @@ class RegistryClient:
         credentials: Credentials | None = None,
         transport: Transport | None = None,
         limits: Limits | None = None,
+        auth_cache: AuthCache | None = None,
     ) -> None:
         self._session = session
+        self._cache = auth_cache
         self.registry = registry
         self.transport = transport or Transport()
         self.limits = limits or Limits()
         self._credentials = credentials
+        who = credentials.basic() if credentials is not None else ""
+        self._who = hashlib.sha256(who.encode()).hexdigest()[:32] if who else ""
         self.scheme = "http" if self.transport.insecure else "https"
         self.base = f"{self.scheme}://{registry}"
         #: the Authorization value that worked per scope ("" key: Basic, for every scope)
@@ -364,7 +403,7 @@ class RegistryClient:
         resp: aiohttp.ClientResponse | None = None
         for attempt in range(2):
             sent = dict(headers or {})
-            authorization = self._authorizations.get(key) or self._authorizations.get("")
+            authorization = self._authorization(key)
             if authorization:
                 sent["Authorization"] = authorization
             resp = await self._request(method, url, sent, data)
@@ -423,18 +462,30 @@ class RegistryClient:
                 value = self._credentials.basic()
                 if value == tried:
                     return False
-                self._authorizations[""] = value
+                self._remember("", value, None)
                 return True
             if challenge.scheme == "bearer":
-                token = await self._token(challenge.params, key)
+                token, ttl = await self._token(challenge.params, key)
                 value = f"Bearer {token}"
                 if value == tried:
                     return False
-                self._authorizations[key] = value
+                self._remember(key, value, ttl)
                 return True
         return False
 
-    async def _token(self, params: Mapping[str, str], key: str) -> str:
+    def _authorization(self, key: str) -> str | None:
+        """What to send for scope ``key``: this client's, else the process's cache (a token, or Basic for all)."""
+        found = self._authorizations.get(key) or self._authorizations.get("")
+        if found is None and self._cache is not None:
+            found = self._cache.get((self.base, key, self._who)) or self._cache.get((self.base, "", self._who))
+        return found
+
+    def _remember(self, key: str, value: str, ttl: float | None) -> None:
+        self._authorizations[key] = value
+        if self._cache is not None:
+            self._cache.put((self.base, key, self._who), value, ttl)
+
+    async def _token(self, params: Mapping[str, str], key: str) -> tuple[str, float]:
         realm = check_realm(params.get("realm", ""), registry_scheme=self.scheme)
         query = {"scope": key}
         if params.get("service"):
@@ -460,7 +511,9 @@ class RegistryClient:
         token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token:
             raise UnexpectedAnswer("the registry's token service answered no token")
-        return token
+        expires_in = doc.get("expires_in")
+        ttl = float(expires_in) if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) else 60.0
+        return token, ttl
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, cap: int, what: str) -> bytes:
         if resp.content_length is not None and resp.content_length > cap:

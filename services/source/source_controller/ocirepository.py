@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -26,7 +26,16 @@ from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.kube.secrets import secret_data
 from gitops_mesh.observability.logging import get_logger
-from gitops_mesh.oci import Limits, Manifest, OciError, RegistryClient, RegistryUnavailable, Repository, cosign
+from gitops_mesh.oci import (
+    AuthCache,
+    Limits,
+    Manifest,
+    OciError,
+    RegistryClient,
+    RegistryUnavailable,
+    Repository,
+    cosign,
+)
 from gitops_mesh.reconcile.result import Outcome
 from gitops_mesh.settings import parse_duration
 from source_controller.artifact_status import artifact_status, in_storage
@@ -86,6 +95,8 @@ class OCIRepositoryReconciler:
     http: aiohttp.ClientSession
     max_layer_size: int = DEFAULT_MAX_LAYER_SIZE
     clock: Callable[[], datetime] = _now
+    #: tokens the registries gave, shared by this kind's reconciles: a periodic no-op is one HEAD
+    auth_cache: AuthCache = field(default_factory=AuthCache)
 
     api_version: str = API_VERSION
     kind: str = KIND
@@ -104,6 +115,7 @@ class OCIRepositoryReconciler:
             credentials=access.credentials,
             transport=access.transport,
             limits=Limits(max_blob_bytes=self.max_layer_size),
+            auth_cache=self.auth_cache,
         )
         revision = await self._revision(obj, client, repo, ref, deadline)
         await self._verify(obj, client, repo, revision, deadline)
@@ -152,7 +164,7 @@ class OCIRepositoryReconciler:
         if ref.semver:
             try:
                 tags = await self._within(deadline, client.tags(repo))
-                tag = select_tag(ref, tags, obj["spec"].get("layerSelector", {}).get("mediaType") or "")
+                tag = select_tag(ref, tags, (obj["spec"].get("layerSelector") or {}).get("mediaType") or "")
             except GitopsMeshError as e:
                 fetch_failed(e, f"failed to determine the artifact tag for '{url}': {e}", READ_OPERATION_FAILED).fail(
                     obj, cause=e, now=self.clock()

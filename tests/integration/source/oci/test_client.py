@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from gitops_mesh.oci import (
+    AuthCache,
     BlobInvalid,
     Credentials,
     Descriptor,
@@ -237,6 +238,19 @@ async def test_bearer_tokens_are_fetched_kept_and_redirects_drop_them(
             before = len(seen)
             await good.tags(repo)
             assert len(seen) == before + 1
+            # Shared through an AuthCache, the next client (the next reconcile) needs no 401 and no token request;
+            # other credentials do not get it.
+            cache = AuthCache()
+            insecure = Transport(insecure=True)
+            await RegistryClient(http, address, credentials=ROBOT, transport=insecure, auth_cache=cache).tags(repo)
+            before = len(seen)
+            await RegistryClient(http, address, credentials=ROBOT, transport=insecure, auth_cache=cache).tags(repo)
+            assert len(seen) == before + 1
+            other = RegistryClient(
+                http, address, credentials=Credentials("x", "y"), transport=insecure, auth_cache=cache
+            )
+            with pytest.raises(RegistryAuthFailed):
+                await other.tags(repo)
             # A blob redirected to another origin (object storage): followed, without our Authorization.
             with pytest.raises(BlobInvalid, match="does not match its descriptor"):
                 await good.fetch_blob(repo, REDIRECTED, tmp_path / "blob")
