@@ -161,10 +161,15 @@ class TargetClusters:
         except (KubeUnavailable, ApiError) as e:
             await client.close()
             raise TransientError(f"remote cluster {remote.server}: {e}", reason=REST_CLIENT_ERROR) from None
-        if cached is not None:  # a newer Secret: the old client goes once no reconcile holds it
-            cached.retired = True
-            if cached.holders == 0:
-                await cached.client.close()
+        # Another reconcile of the same Secret may have opened one meanwhile (the awaits above): keep one.
+        current = self._targets.get((ns, name, key))
+        if current is not None and current.resource_version == version and not current.retired:
+            await client.close()
+            return current
+        if current is not None:  # a newer Secret: the old client goes once no reconcile holds it
+            current.retired = True
+            if current.holders == 0:
+                await current.client.close()
         target = RemoteTarget(remote, client, version)
         self._targets[(ns, name, key)] = target
         log.info("remote cluster client opened", secret=secret_name, server=remote.server)

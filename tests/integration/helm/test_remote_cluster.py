@@ -20,14 +20,16 @@ import pytest
 
 from gitops_mesh import commands
 from gitops_mesh.bus.topics import Topics, ensure_topics
-from gitops_mesh.errors import NotFound
+from gitops_mesh.errors import KubeUnavailable, NotFound
 from gitops_mesh.helmcli import helm_env
 from gitops_mesh.kube import KubeClient
 from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh.kube.remote import RemoteOptions
 from gitops_mesh_dev.chartrepo import PODINFO_CHART, ChartRepo
 from gitops_mesh_dev.cluster import SecondCluster
 from gitops_mesh_dev.mesh import Controller, mesh_for
 from helm_controller.releases import release_history
+from helm_controller.target import TargetClusters
 
 HR = "helm.toolkit.fluxcd.io/v2"
 SRC = "source.toolkit.fluxcd.io/v1"
@@ -272,3 +274,33 @@ async def test_a_refused_or_unreachable_kubeconfig_is_ready_false_until_the_secr
 
 async def _empty(listing: Awaitable[Any]) -> bool:
     return not await listing
+
+
+async def test_remote_clients_are_kept_per_secret_version_and_closed_when_replaced(
+    kube: KubeClient, second_cluster: SecondCluster, namespace: str
+) -> None:
+    targets = TargetClusters(kube, RemoteOptions(), idle_close=3600)
+    await kube.create(kubeconfig_secret(namespace, second_cluster.kubeconfig_bytes))
+    a, b = helmrelease(namespace), {**helmrelease(namespace), "metadata": {"name": "api", "namespace": namespace}}
+    try:
+        first = await targets.bind(a)
+        assert first is not None
+        assert await targets.bind(b) is first  # same Secret, same version: one client
+        assert targets.bound(a) is first
+        assert (await first.client.request("GET", "/version"))["major"] == "1"
+        await targets.release(a)
+        # A new version of the Secret: a new client; the old one closes once its last holder lets go.
+        await kube.patch("v1", "Secret", "remote", {"metadata": {"annotations": {"rotated": "1"}}}, namespace=namespace)
+        second = await targets.bind(a)
+        assert second is not None
+        assert second is not first
+        assert first.retired
+        await first.client.request("GET", "/version")  # b still holds it: open
+        await targets.release(b)
+        with pytest.raises(KubeUnavailable, match="closed"):
+            await first.client.request("GET", "/version")
+        await second.client.request("GET", "/version")
+        await targets.release(a)
+        assert targets.bound(a) is None
+    finally:
+        await targets.close()
