@@ -15,6 +15,12 @@ Decisions:
 - Post-renderers (:mod:`.post_renderers`): our postrenderer/v1 plugin is written into the call's private
   HELM_PLUGINS with its request beside it, and named by ``--post-renderer``; helm drops a plugin's stderr,
   so the plugin's own complaint is read from its directory and quoted.
+- ``--disable-openapi-validation`` whenever the apiserver validates fields itself (1.27+). Helm 4 sends
+  every create, update and server-side apply with ``fieldValidation=Strict`` whatever this flag says; the
+  flag only skips the client's check, which on such a server validates nothing — it fetches and parses the
+  OpenAPI v3 documents to learn that the server supports the parameter (kubectl's ParamVerifyingSchema), and
+  falls back to client-side schema validation only on older servers. That check is 60 % of an install's
+  CPU (docs/helm-actions.md); an invalid object is refused by the apiserver at the same point either way.
 - Helm's CLI keeps a release's records in the namespace it installs into, so a storage namespace other
   than the target namespace cannot be honoured on this path: such a request is refused (InvalidSpec).
 """
@@ -99,6 +105,8 @@ class KubeAccess:
     client: KubeClient | None = field(default=None, compare=False)
     #: spec.kubeConfig's checked kubeconfig (credentials: only ever in a 0600 file of the action's directory)
     kubeconfig_data: bytes | None = field(default=None, repr=False, compare=False)
+    #: the apiserver validates every write strictly itself (Kubernetes >= 1.27): helm's own check is moot
+    server_validates_fields: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +190,7 @@ def _apply_method(server_side: bool, force: bool) -> list[str]:
 
 def _render_flags(req: ActionRequest) -> list[str]:
     args: list[str] = []
-    if req.disable_openapi_validation:
+    if req.disable_openapi_validation or req.kube.server_validates_fields:
         args.append("--disable-openapi-validation")
     if req.disable_schema_validation:
         args.append("--skip-schema-validation")

@@ -116,6 +116,8 @@ class HelmReleaseReconciler:
     kubeconfig: Path
     #: spec.kubeConfig's remote clusters, bound per reconcile (see :mod:`helm_controller.target`)
     targets: TargetClusters
+    #: that cluster's apiserver validates fields itself (see actions.KubeAccess)
+    server_validates_fields: bool = False
 
     api_version: str = API_VERSION
     kind: str = KIND
@@ -525,10 +527,14 @@ class HelmReleaseReconciler:
             return remote.access(obj, self.settings.default_service_account)
         sa = obj["spec"].get("serviceAccountName") or self.settings.default_service_account
         ns = obj["metadata"]["namespace"]
+        validates = self.server_validates_fields
         if not sa:
-            return KubeAccess(self.kubeconfig, client=self.kube)
+            return KubeAccess(self.kubeconfig, client=self.kube, server_validates_fields=validates)
         return KubeAccess(
-            self.kubeconfig, as_user=f"system:serviceaccount:{ns}:{sa}", client=self.kube.impersonate(sa, ns)
+            self.kubeconfig,
+            as_user=f"system:serviceaccount:{ns}:{sa}",
+            client=self.kube.impersonate(sa, ns),
+            server_validates_fields=validates,
         )
 
     # --- endings -----------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from gitops_mesh.bus.topics import Topic
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.kube.remote import RemoteOptions
+from gitops_mesh.kube.version import server_version, validates_fields
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import (
     ProcessContext,
@@ -87,6 +88,7 @@ async def _serving(
             workdir=workdir,
             kubeconfig=kubeconfig,
             targets=targets,
+            server_validates_fields=validates_fields(await server_version(p.kube)),
         )
         runner = kind_runner(ctx, p, reconciler, retry_interval=retry_interval_of)
         # The chart's new artifact and a dependency's new release wake a HelmRelease at once: through the

@@ -58,6 +58,11 @@ async def chart(stack_env: dict[str, str], tmp_path: Path) -> Path:
     (templates / "hook.yaml").write_text("{{- if .Values.stuckHook }}\n" + HOOK_POD + "{{- end }}\n")
     # A chart that refuses to render when asked, quoting the value it refuses (a secret, in the test below).
     (templates / "refuse.yaml").write_text('{{- with .Values.refuse }}{{ fail (printf "refused: %v" .) }}{{- end }}\n')
+    # An object the apiserver's strict field validation refuses.
+    (templates / "bogus.yaml").write_text(
+        "{{- if .Values.bogus }}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-bogus\n"
+        "bogus: field\ndata: {}\n{{- end }}\n"
+    )
     out = await helm(stack_env, home, "package", str(tmp_path / "tiny"), "-d", str(tmp_path))
     return Path(out.strip().rsplit(": ", 1)[1])
 
@@ -159,3 +164,35 @@ async def test_actions_with_helm4(
     await run.uninstall(request(), keep_history=False, deletion_propagation="background")
     assert await release_history(kube, namespace, "tiny") == []
     assert not any(os.scandir(tmp_path / "work"))  # every private work directory removed
+
+
+@pytest.mark.parametrize("server_validates_fields", [False, True])
+async def test_unknown_fields_refused_with_or_without_helms_client_check(
+    stack_env: dict[str, str],
+    kube: KubeClient,
+    namespace: str,
+    chart: Path,
+    tmp_path: Path,
+    server_validates_fields: bool,
+) -> None:
+    """--disable-openapi-validation (set where the server validates) refuses what helm's own check refuses."""
+    if await helm_major(stack_env, tmp_path / "home") < 4:
+        pytest.skip("the stack's helm is not Helm 4 yet")
+    run = HelmActions(stack_env["HELM"], tmp_path / "work")
+    access = KubeAccess(Path(stack_env["KUBECONFIG"]), client=kube, server_validates_fields=server_validates_fields)
+    request = ActionRequest(
+        release_name="strict",
+        target_namespace=namespace,
+        storage_namespace=namespace,
+        chart_path=chart,
+        values={"bogus": True},
+        timeout=60,
+        max_history=5,
+        kube=access,
+    )
+    with pytest.raises(HelmActionFailed) as failed:
+        await run.install(request)
+    assert failed.value.reason == "InstallFailed"
+    # The apiserver's refusal in both modes: on a 1.27+ server helm's client check never validated anything.
+    assert ".bogus: field not declared in schema" in str(failed.value)
+    assert [r.status for r in await release_history(kube, namespace, "strict")] == ["failed"]

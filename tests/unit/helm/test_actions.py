@@ -86,6 +86,16 @@ def test_install_flags() -> None:
     assert p["--description"] == "d"
 
 
+def test_client_side_openapi_check_skipped_where_the_server_validates() -> None:
+    # Helm's check is a round trip that validates nothing on a 1.27+ apiserver (it validates every write).
+    validating = KubeAccess(Path("/k/kubeconfig"), server_validates_fields=True)
+    assert "--disable-openapi-validation" in actions.install_args(req(kube=validating), VALUES)
+    assert "--disable-openapi-validation" in actions.upgrade_args(req(kube=validating), VALUES, last_apply_method="ssa")
+    # An older (or unknown) server: helm validates on the client as it would by default.
+    assert "--disable-openapi-validation" not in actions.install_args(req(), VALUES)
+    assert "--disable-openapi-validation" not in actions.upgrade_args(req(), VALUES, last_apply_method="ssa")
+
+
 @pytest.mark.parametrize(
     ("last", "server_side", "expected"),
     [
