@@ -138,6 +138,9 @@ class Azure:
 async def azure(stack_env: dict[str, str], unique: str) -> AsyncIterator[Azure]:
     need(stack_env, "AZURE_BLOB_ENDPOINT")
     endpoint = stack_env["AZURE_BLOB_ENDPOINT"].rstrip("/")
+    # The stack exports the emulator's account; it is the well-known development one.
+    assert stack_env.get("AZURE_ACCOUNT_NAME", AZURITE_ACCOUNT) == AZURITE_ACCOUNT
+    assert stack_env.get("AZURE_ACCOUNT_KEY", AZURITE_KEY) == AZURITE_KEY
     credential = {"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY}
     async with BlobServiceClient(endpoint, credential=credential) as service:
         name = unique.lower().replace("_", "-")[:60]
