@@ -49,7 +49,6 @@ from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import Platform, ProcessContext, kind_runner, own_cache
 from gitops_mesh.reconcile.result import Announcement, Outcome
-from gitops_mesh.reconcile.unsupported import refuse_unsupported
 from gitops_mesh.runner import KindRunner, topic_of
 from gitops_mesh.timestamps import rfc3339
 from gitops_mesh.watches import artifact_revision, new_revision
@@ -65,9 +64,9 @@ from source_controller.artifactgenerator_plan import (
     RECONCILIATION_FAILED,
     SOURCE_FETCH_FAILED,
     SOURCE_KINDS,
-    UNSUPPORTED,
     ObservedSource,
     Output,
+    Spec,
     artifact_metadata,
     changed,
     claim_problem,
@@ -82,6 +81,7 @@ from source_controller.artifactgenerator_plan import (
     orphans,
     output_refs,
     ready_condition,
+    rendered_outputs,
     source_refs,
     sources_digest,
     succeeded,
@@ -90,6 +90,7 @@ from source_controller.artifactgenerator_plan import (
 )
 from source_controller.artifactgenerator_plan import artifact_revision as output_revision
 from source_controller.generator.copying import Budget, Copier, CopyError
+from source_controller.generator.pathpattern import match_directories
 from source_controller.generator.treehash import tree_digest
 
 log = get_logger(__name__)
@@ -147,7 +148,6 @@ class ArtifactGeneratorReconciler:
         if is_disabled(obj):
             log.info("reconciliation is disabled", namespace=meta["namespace"], name=meta["name"])
             return Outcome.suspended()
-        refuse_unsupported(obj.get("spec") or {}, UNSUPPORTED)
         spec = validate(obj, cross_namespace=self.cross_namespace)
         observed = observe_sources(spec, self._lookup, retry_after=self.requeue_dependency)
         digest = sources_digest(observed)
@@ -160,7 +160,7 @@ class ArtifactGeneratorReconciler:
         inventory = []
         with tempfile.TemporaryDirectory(prefix="artifactgenerator-") as tmp:
             trees = await self._unpack_sources(observed, Path(tmp))
-            for output in spec.outputs:
+            for output in await self._outputs(spec, trees):
                 artifact = await self._generate(obj, output, observed, trees, Path(tmp))
                 inventory.append(inventory_entry(meta["namespace"], output.name, artifact))
         await self._remove(obj, orphans(old, inventory))
@@ -220,6 +220,15 @@ class ArtifactGeneratorReconciler:
             trees[alias] = tree
         return trees
 
+    async def _outputs(self, spec: Spec, trees: dict[str, Path]) -> tuple[Output, ...]:
+        """spec.artifacts, or with a pathPattern each template rendered for each matching directory."""
+        pattern = spec.path_pattern
+        if pattern is None:
+            return spec.outputs
+        stop = stoppable.Stop(BUILD_TIMEOUT, what="matching pathPattern")
+        matches = await stoppable.in_thread(lambda: match_directories(trees[pattern.alias], pattern, stop), stop)
+        return rendered_outputs(spec, matches)
+
     # --- generating --------------------------------------------------------------------------------------
 
     async def _generate(
@@ -238,7 +247,7 @@ class ArtifactGeneratorReconciler:
         except (CopyError, GitopsMeshError, OSError) as e:
             raise TransientError(f"{output.name} build failed: {e}", reason=BUILD_FAILED) from e
         try:
-            await self._write_external_artifact(obj, output.name, artifact, existing)
+            await self._write_external_artifact(obj, output, artifact, existing)
         except ApiError as e:
             raise TransientError(f"{output.name} reconcile failed: {e}", reason=RECONCILIATION_FAILED) from e
         return artifact
@@ -291,10 +300,10 @@ class ArtifactGeneratorReconciler:
         return artifact_status(stored, output_revision(output, observed, stored.digest), metadata or None)
 
     async def _write_external_artifact(
-        self, obj: KubeObject, name: str, artifact: dict[str, Any], existing: KubeObject | None
+        self, obj: KubeObject, output: Output, artifact: dict[str, Any], existing: KubeObject | None
     ) -> None:
         """Apply the object and its status when they differ from the cache; announce a new revision."""
-        desired = external_artifact(obj, name, controller=self.controller)
+        desired = external_artifact(obj, output.name, controller=self.controller, labels=output.labels)
         current = existing
         if needs_apply(existing, desired):
             current = await self.kube.apply(desired, field_manager=self.controller, force=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gitops_mesh.bus.envelope import EventKind, Severity
@@ -28,11 +28,11 @@ from gitops_mesh.errors import InvalidSpec, TransientError
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.reconcile import conditions as c
 from gitops_mesh.reconcile.result import Announcement, Outcome
-from gitops_mesh.reconcile.unsupported import Unsupported
 from gitops_mesh.watches import is_ready_at_generation, ref_key
 from source_controller.artifact_status import bus_artifact
 from source_controller.generator.copying import CopyOp, parse_copy
 from source_controller.generator.globs import BadPattern
+from source_controller.generator.pathpattern import PathPattern, PathPatternError, expand, parse_path_pattern
 from source_controller.status_edits import Done, StatusEdit
 
 API_VERSION = "source.extensions.fluxcd.io/v1beta1"
@@ -53,15 +53,6 @@ ACCESS_DENIED = "AccessDenied"
 SOURCE_FETCH_FAILED = "SourceFetchFailed"
 BUILD_FAILED = "BuildFailed"
 RECONCILIATION_FAILED = "ReconciliationFailed"
-
-#: The spec fields not implemented here, refused rather than ignored (gitops_mesh.reconcile.unsupported).
-UNSUPPORTED: tuple[Unsupported, ...] = (
-    Unsupported(
-        "pathPattern",
-        "directory discovery is not implemented; list the artifacts in spec.artifacts instead "
-        "(ignoring it would generate artifacts named after unexpanded '{captures}')",
-    ),
-)
 
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
@@ -89,12 +80,17 @@ class Output:
     revision: str  # an alias, or "" for latest@<digest>
     origin_revision: str  # an alias, or ""
     copy: tuple[CopyOp, ...]
+    #: the pathPattern's captures (lowercased) of the directory this output was rendered for
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Spec:
     sources: tuple[SourceRef, ...]
+    #: with a pathPattern, the templates (names and copy paths unrendered, copy unparsed)
     outputs: tuple[Output, ...]
+    path_pattern: PathPattern | None = None
+    templates: tuple[Mapping[str, Any], ...] = ()
 
 
 def is_disabled(obj: KubeObject) -> bool:
@@ -153,6 +149,7 @@ def validate(obj: KubeObject, *, cross_namespace: bool = True) -> Spec:
         sources.append(SourceRef(alias, kind, src_ns, name))
     if not sources:
         raise InvalidSpec("spec.sources must name at least one source", reason=VALIDATION_FAILED)
+    path_pattern = _path_pattern(spec.get("pathPattern"), aliases)
     outputs: list[Output] = []
     names: set[str] = set()
     for art in spec.get("artifacts") or []:
@@ -160,31 +157,82 @@ def validate(obj: KubeObject, *, cross_namespace: bool = True) -> Spec:
         if name in names:
             raise InvalidSpec(f"duplicate artifact name '{name}' found", reason=VALIDATION_FAILED)
         names.add(name)
+        revision = _alias(art.get("revision"), f"artifact {name} revision", aliases)
+        origin = _alias(art.get("originRevision"), f"artifact {name} originRevision", aliases)
+        if path_pattern is not None:
+            # Names and copy paths hold {captures}: checked once rendered for each matched directory.
+            outputs.append(Output(name, revision, origin, ()))
+            continue
         if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
             raise InvalidSpec(
                 f"artifact name {name!r} is not a valid Kubernetes object name: a lowercase RFC 1123 subdomain",
                 reason=VALIDATION_FAILED,
             )
-        revision = _alias(art.get("revision"), f"artifact {name} revision", aliases)
-        origin = _alias(art.get("originRevision"), f"artifact {name} originRevision", aliases)
-        ops = []
-        for entry in art.get("copy") or []:
-            try:
-                op = parse_copy(entry)
-            except BadPattern as e:
-                raise InvalidSpec(f"artifact {name}: {e}", reason=VALIDATION_FAILED) from None
-            if op.alias not in aliases:
-                raise InvalidSpec(
-                    f"artifact {name}: copy from '{op.source}': source alias '{op.alias}' not found",
-                    reason=VALIDATION_FAILED,
-                )
-            ops.append(op)
-        if not ops:
-            raise InvalidSpec(f"artifact {name} has no copy operations", reason=VALIDATION_FAILED)
-        outputs.append(Output(name, revision, origin, tuple(ops)))
+        ops = _copy_ops(name, art, aliases)
+        outputs.append(Output(name, revision, origin, ops))
     if not outputs:
         raise InvalidSpec("spec.artifacts must name at least one artifact", reason=VALIDATION_FAILED)
-    return Spec(tuple(sources), tuple(outputs))
+    templates = tuple(dict(a) for a in spec.get("artifacts") or []) if path_pattern is not None else ()
+    return Spec(tuple(sources), tuple(outputs), path_pattern, templates)
+
+
+def _path_pattern(value: object, aliases: set[str]) -> PathPattern | None:
+    """spec.pathPattern parsed; a malformed one stalls with BuildFailed, as in source-watcher."""
+    if not value:
+        return None
+    try:
+        pattern = parse_path_pattern(str(value))
+    except PathPatternError as e:
+        raise InvalidSpec(str(e), reason=BUILD_FAILED) from None
+    if pattern.alias not in aliases:
+        raise InvalidSpec(
+            f"pathPattern {value!r}: source alias {pattern.alias} not found in local sources", reason=BUILD_FAILED
+        )
+    return pattern
+
+
+def _copy_ops(name: str, art: Mapping[str, Any], aliases: set[str]) -> tuple[CopyOp, ...]:
+    """An artifact's copy entries parsed; InvalidSpec (ValidationFailed) names the bad one."""
+    ops = []
+    for entry in art.get("copy") or []:
+        try:
+            op = parse_copy(entry)
+        except BadPattern as e:
+            raise InvalidSpec(f"artifact {name}: {e}", reason=VALIDATION_FAILED) from None
+        if op.alias not in aliases:
+            raise InvalidSpec(
+                f"artifact {name}: copy from '{op.source}': source alias '{op.alias}' not found",
+                reason=VALIDATION_FAILED,
+            )
+        ops.append(op)
+    if not ops:
+        raise InvalidSpec(f"artifact {name} has no copy operations", reason=VALIDATION_FAILED)
+    return tuple(ops)
+
+
+def rendered_outputs(spec: Spec, matches: list[tuple[str, dict[str, str]]]) -> tuple[Output, ...]:
+    """The outputs to generate: spec.artifacts, or with a pathPattern each template per matched directory.
+
+    A pattern, captured value or rendered name Flux refuses stalls (BuildFailed); a rendered copy path
+    that is not a valid copy fails the build, retried (a new commit can rename the directory).
+    """
+    if spec.path_pattern is None:
+        return spec.outputs
+    try:
+        rendered = expand(spec.path_pattern, list(spec.templates), matches)
+    except PathPatternError as e:
+        raise InvalidSpec(f"failed to expand path pattern: {e}", reason=BUILD_FAILED) from None
+    outputs = []
+    for r in rendered:
+        template = spec.outputs[r.template]
+        ops = []
+        for entry in r.copy:
+            try:
+                ops.append(parse_copy(entry))
+            except BadPattern as e:
+                raise TransientError(f"{r.name} build failed: {e}", reason=BUILD_FAILED) from None
+        outputs.append(Output(r.name, template.revision, template.origin_revision, tuple(ops), r.labels))
+    return tuple(outputs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +309,7 @@ def drift(
     if status.get("observedSourcesDigest") != digest:
         return "SourcesChanged"
     inventory = inventory_of(obj)
-    if len(inventory) != len(spec.outputs):
+    if spec.path_pattern is None and len(inventory) != len(spec.outputs):
         return "ArtifactsChanged"
     for ref in inventory:
         if not stored(ref.get("namespace", ""), ref.get("name", ""), ref.get("filename", "")):
@@ -320,11 +368,14 @@ def claim_problem(
     return None
 
 
-def external_artifact(obj: KubeObject, name: str, *, controller: str) -> KubeObject:
-    """The ExternalArtifact as this controller applies it: labels, commonMetadata, and the sourceRef."""
+def external_artifact(
+    obj: KubeObject, name: str, *, controller: str, labels: Mapping[str, str] | None = None
+) -> KubeObject:
+    """The ExternalArtifact as this controller applies it: commonMetadata, the pathPattern's captures
+    (``labels``), our two reserved labels, and the sourceRef."""
     meta = obj["metadata"]
     common = (obj.get("spec") or {}).get("commonMetadata") or {}
-    labels = {str(k): str(v) for k, v in (common.get("labels") or {}).items()}
+    labels = {**{str(k): str(v) for k, v in (common.get("labels") or {}).items()}, **(labels or {})}
     labels[MANAGED_BY_LABEL] = controller
     labels[GENERATOR_LABEL] = str(meta.get("uid") or "")
     ea_meta: dict[str, Any] = {"name": name, "namespace": meta["namespace"], "labels": labels}

@@ -276,20 +276,61 @@ async def test_bad_input_is_reported_and_the_previous_artifact_kept(
     await eventually(stalled, timeout=30)
     assert (await ea(kube, namespace, "apps"))["status"]["artifact"] == before
 
-    # pathPattern is not implemented: refused, not ignored.
+
+async def test_path_pattern_generates_one_labelled_artifact_per_directory(
+    kube: KubeClient,
+    namespace: str,
+    generators: Generators,
+    git_http: GitServer,
+    make_repo: Callable[..., Repo],
+) -> None:
+    repo = make_repo("main")
+    repo.commit(
+        {
+            "apps/Auth/envs/prod/cm.yaml": configmap("auth", "prod"),
+            "apps/web/envs/prod/cm.yaml": configmap("web", "prod"),
+            "apps/web/envs/dev/cm.yaml": configmap("web", "dev"),
+        }
+    )
+    repo.push()
+    await kube.create(gitrepo(namespace, git_http.url(repo.name)))
+    spec = {
+        "pathPattern": "@repo/apps/{app}/envs/{env}",
+        "artifacts": [
+            {"name": "{app}-{env}", "copy": [{"from": "@repo/apps/{app}/envs/{env}/**", "to": "@artifact/"}]}
+        ],
+    }
+    await kube.create(generator(namespace, **spec))
+
+    async def ready() -> bool:
+        return c.is_ready(await get(kube, AG, "ArtifactGenerator", namespace, "split"))
+
+    await eventually(ready, timeout=60)
+    ag = await get(kube, AG, "ArtifactGenerator", namespace, "split")
+    assert sorted(r["name"] for r in ag["status"]["inventory"]) == ["auth-prod", "web-dev", "web-prod"]
+    auth = await ea(kube, namespace, "auth-prod")
+    assert auth["metadata"]["labels"]["app"] == "auth"
+    assert auth["metadata"]["labels"]["env"] == "prod"
+    assert await files_of(auth["status"]["artifact"]["url"]) == {"cm.yaml": configmap("auth", "prod").encode()}
+
+    # A directory removed from the repository: its artifact is garbage-collected.
+    repo.commit({"apps/web/envs/dev/cm.yaml": None})
+    repo.push()
     await kube.patch(
-        AG,
-        "ArtifactGenerator",
-        "split",
-        {"spec": {**generator(namespace)["spec"], "pathPattern": "@repo/apps/{app}"}},
+        SRC,
+        "GitRepository",
+        "monorepo",
+        {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "dev-gone"}}},
         namespace=namespace,
     )
 
-    async def refused() -> bool:
-        ag = await get(kube, AG, "ArtifactGenerator", namespace, "split")
-        return c.get_reason(ag, "Stalled") == "UnsupportedField"
+    async def collected() -> bool:
+        try:
+            await ea(kube, namespace, "web-dev")
+        except NotFound:
+            return True
+        return False
 
-    await eventually(refused, timeout=30)
-    assert "spec.pathPattern is not supported" in c.get_message(
-        await get(kube, AG, "ArtifactGenerator", namespace, "split"), "Ready"
-    )
+    await eventually(collected, timeout=60)
+    ag = await get(kube, AG, "ArtifactGenerator", namespace, "split")
+    assert sorted(r["name"] for r in ag["status"]["inventory"]) == ["auth-prod", "web-prod"]
