@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -186,3 +188,22 @@ async def test_connect_reports_a_bad_ca_as_the_secrets_fault() -> None:
     remote = parse_remote(kubeconfig(), origin=ORIGIN)  # the CA is not a certificate
     with pytest.raises(RemoteKubeConfigError, match=r"Secret 'apps/remote' key 'value': cluster 'far'"):
         await remote.connect()
+
+
+async def test_an_allowed_exec_plugin_supplies_the_token(tmp_path: Path) -> None:
+    plugin = tmp_path / "get-token"
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {"token": "from-the-plugin"},
+    }
+    plugin.write_text(f"#!/bin/sh\necho '{json.dumps(credential)}'\n")
+    plugin.chmod(0o700)
+    stanza = {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin), "interactiveMode": "Never"}
+    raw = kubeconfig(cluster={"certificate-authority-data": None}, user={"exec": stanza})
+    remote = parse_remote(raw, origin=ORIGIN, options=RemoteOptions(allow_exec=True))
+    client = await remote.connect()
+    try:
+        assert await client.config.authorization() == "Bearer from-the-plugin"
+    finally:
+        await client.close()
