@@ -20,6 +20,8 @@ KUSTOMIZE_DIR=$CACHE/kustomize-$KUSTOMIZE_VERSION
 SOPS_DIR=$CACHE/sops-$SOPS_VERSION
 AGE_DIR=$CACHE/age-$AGE_VERSION
 KAFKA_DIR=$CACHE/kafka-$KAFKA_VERSION
+SEAWEEDFS_DIR=$CACHE/seaweedfs-$SEAWEEDFS_VERSION
+AZURITE_DIR=$CACHE/azurite-$AZURITE_VERSION
 
 paths() {
   cat <<P
@@ -36,6 +38,8 @@ KUSTOMIZE=$KUSTOMIZE_DIR/kustomize
 SOPS=$SOPS_DIR/sops
 AGE_KEYGEN=$AGE_DIR/age-keygen
 KAFKA_LIBS=$KAFKA_DIR/libs
+WEED=$SEAWEEDFS_DIR/weed
+AZURITE_BLOB=$AZURITE_DIR/node_modules/azurite/dist/src/blob/main.js
 P
 }
 if [[ ${1:-} == --print ]]; then paths; exit 0; fi
@@ -143,6 +147,34 @@ build_kwok_stages() {
     >"$KWOK_STAGES_FILE.tmp" && mv "$KWOK_STAGES_FILE.tmp" "$KWOK_STAGES_FILE"
 }
 
+# SeaweedFS (Apache-2.0; MinIO's server is AGPL): the S3-compatible server of the stack. Its go.mod replaces two
+# modules with published ones, which `go install` refuses, so it builds through a wrapper carrying the same lines.
+build_seaweedfs() {
+  [[ -x $SEAWEEDFS_DIR/weed ]] && return 0
+  log "seaweedfs $SEAWEEDFS_VERSION: a long first build"
+  local src=$CACHE/src/seaweedfs-$SEAWEEDFS_VERSION reps=() gomod t0=$SECONDS
+  gomod=$(go mod download -json "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  while read -r r; do reps+=("$r"); done < <(sed -n 's/^replace \(.* => [^.].*\)$/\1/p' "$gomod")
+  wrapper_module "$src" github.com/seaweedfs/seaweedfs "$SEAWEEDFS_VERSION" "${reps[@]}"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/seaweedfs/seaweedfs/weed"\n' >"$src/tools.go"
+  mkdir -p "$SEAWEEDFS_DIR"
+  (cd "$src" && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$SEAWEEDFS_DIR/weed.tmp" \
+      github.com/seaweedfs/seaweedfs/weed) >>"$CACHE/logs/seaweedfs.log" 2>&1 \
+    || { log "seaweedfs build failed; see $CACHE/logs/seaweedfs.log"; return 1; }
+  mv "$SEAWEEDFS_DIR/weed.tmp" "$SEAWEEDFS_DIR/weed"
+  log "seaweedfs built in $((SECONDS - t0))s"
+}
+
+# Azurite (the Azure Storage emulator) from the npm registry; only its blob service is run.
+install_azurite() {
+  [[ -f $AZURITE_DIR/.complete ]] && return 0
+  log "azurite $AZURITE_VERSION from the npm registry"
+  mkdir -p "$AZURITE_DIR"
+  (cd "$AZURITE_DIR" && npm install --no-audit --no-fund --omit=dev --no-save "azurite@$AZURITE_VERSION") \
+    >>"$CACHE/logs/azurite.log" 2>&1 || { log "azurite install failed; see $CACHE/logs/azurite.log"; return 1; }
+  touch "$AZURITE_DIR/.complete"
+}
+
 build_kafka
 build_etcd
 # Helm's Makefile stamps the version into helm.sh/helm/v4/internal/version (a tagged build: no metadata, a clean
@@ -158,5 +190,7 @@ go_install "$SOPS_DIR" "github.com/getsops/sops/v3/cmd/sops@$SOPS_VERSION" sops 
 go_install "$AGE_DIR" "filippo.io/age/cmd/age-keygen@$AGE_VERSION" age-keygen "-s -w"
 go_install "$KWOK_DIR" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" kwok "-s -w"
 build_kwok_stages
+install_azurite
 build_kubernetes
+build_seaweedfs
 log "all binaries in $CACHE"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The local stack: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and a KRaft Kafka,
-# all on loopback, all real. State lives in .stack/ (env, kubeconfig, logs, pids, data).
+# The local stack: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and a KRaft Kafka, plus the
+# servers sources are fetched from: distribution's OCI registry (plain HTTP, and a second one with TLS and basic
+# auth), SeaweedFS's S3 gateway and Azurite's blob service. All on loopback, all real. State lives in .stack/
+# (env, kubeconfig, logs, pids, data).
 #   stack.sh up | down | status            the whole stack
 #   stack.sh stop|start|restart COMPONENT  one component (tests restart kube-apiserver and kafka)
 set -euo pipefail
@@ -13,7 +15,18 @@ APISERVER_PORT=${APISERVER_PORT:-26443}
 KAFKA_PORT=${KAFKA_PORT:-29092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-29093}
 KWOK_NODES=${KWOK_NODES:-3}
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kafka)
+OCI_REGISTRY_PORT=${OCI_REGISTRY_PORT:-25000}
+OCI_REGISTRY_TLS_PORT=${OCI_REGISTRY_TLS_PORT:-25443}
+# SeaweedFS takes eight ports from S3_PORT on: S3, then master, volume and filer (HTTP and gRPC each) and S3's gRPC.
+S3_PORT=${S3_PORT:-28333}
+AZURITE_BLOB_PORT=${AZURITE_BLOB_PORT:-20010}
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kafka oci-registry oci-registry-tls seaweedfs azurite)
+# Servers that depend on nothing else: up launches them first and waits for them last, so their start-up
+# overlaps the cluster's instead of adding to it.
+SERVERS=(oci-registry oci-registry-tls seaweedfs azurite)
+# Azurite's development account: its name and key are published by Microsoft (not a secret).
+AZURITE_ACCOUNT=devstoreaccount1
+AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
 eval "$("$here/build.sh" --print)"
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -60,6 +73,38 @@ pki() {
   touch "$d/.complete"
 }
 
+# The TLS registry's server certificate (signed by the stack's CA) and the local credentials of the servers:
+# made once per state directory, apart from pki's stamp so a stack made before them gains them.
+server_secrets() {
+  local d=$STACK/pki
+  if [[ ! -f $d/registry.crt ]]; then
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=oci-registry" -keyout "$d/registry.key" \
+      -out "$d/registry.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$d/registry-san.ext"
+    openssl x509 -req -in "$d/registry.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
+      -extfile "$d/registry-san.ext" -out "$d/registry.crt.tmp" 2>/dev/null
+    mv "$d/registry.crt.tmp" "$d/registry.crt"
+  fi
+  # Random per stack; the password goes to htpasswd on stdin, never on a command line.
+  if [[ ! -s $d/registry-password ]]; then
+    (umask 077 && openssl rand -hex 16 >"$d/registry-password.tmp") && mv "$d/registry-password.tmp" "$d/registry-password"
+  fi
+  if [[ ! -s $d/registry.htpasswd ]]; then
+    htpasswd -niB mesh <"$d/registry-password" >"$d/registry.htpasswd.tmp" \
+      || die "htpasswd (apache2-utils) failed; run 'make system-packages'"
+    mv "$d/registry.htpasswd.tmp" "$d/registry.htpasswd"
+  fi
+  if [[ ! -s $d/s3.json ]]; then
+    (umask 077 && {
+      printf '{"identities": [{"name": "mesh", "credentials": [{"accessKey": "%s", "secretKey": "%s"}],' \
+        "mesh$(openssl rand -hex 8)" "$(openssl rand -hex 20)"
+      printf ' "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}\n'
+    } >"$d/s3.json.tmp") && mv "$d/s3.json.tmp" "$d/s3.json"
+  fi
+}
+
+s3_key() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["identities"][0]["credentials"][0][sys.argv[2]])' "$STACK/pki/s3.json" "$1"; }
+
 write_kubeconfig() {
   local token; token=$(cut -d, -f1 "$STACK/pki/tokens.csv")
   cat >"$STACK/kubeconfig" <<KC
@@ -92,7 +137,19 @@ export KUSTOMIZE=$KUSTOMIZE
 export SOPS=$SOPS
 export ETCD_ENDPOINT=http://127.0.0.1:$ETCD_PORT
 export STACK_DIR=$STACK
+export OCI_REGISTRY=127.0.0.1:$OCI_REGISTRY_PORT
+export OCI_REGISTRY_TLS=127.0.0.1:$OCI_REGISTRY_TLS_PORT
+export OCI_REGISTRY_TLS_CA=$STACK/pki/ca.crt
+export OCI_REGISTRY_TLS_USERNAME=mesh
+export OCI_REGISTRY_TLS_PASSWORD=$(cat "$STACK/pki/registry-password")
+export S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export S3_ACCESS_KEY=$(s3_key accessKey)
+export S3_SECRET_KEY=$(s3_key secretKey)
+export AZURE_BLOB_ENDPOINT=http://127.0.0.1:$AZURITE_BLOB_PORT/$AZURITE_ACCOUNT
+export AZURE_ACCOUNT_NAME=$AZURITE_ACCOUNT
+export AZURE_ACCOUNT_KEY=$AZURITE_KEY
 ENV
+  chmod 600 "$STACK/env"
 }
 
 start_etcd() {
@@ -209,6 +266,79 @@ start_kafka() {
   wait_for kafka 90 "$PY" -m gitops_mesh.bus.topics --bootstrap "127.0.0.1:$KAFKA_PORT" --check
 }
 
+# distribution's registry; $1 the component, $2 its port, $3.. extra config lines under the top level.
+registry_config() {
+  local name=$1 port=$2; shift 2
+  mkdir -p "$STACK/$name"
+  {
+    cat <<C
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $STACK/data/$name}
+  delete: {enabled: true}
+  maintenance: {uploadpurging: {enabled: false}}
+C
+    printf '%s\n' "$@"
+  } >"$STACK/$name/config.yml"
+  echo "$STACK/$name/config.yml"
+}
+
+# No OpenTelemetry exporter: there is no collector, and the default one would retry one for ever.
+launch_oci_registry() {
+  local c; c=$(registry_config oci-registry "$OCI_REGISTRY_PORT" "http: {addr: 127.0.0.1:$OCI_REGISTRY_PORT}")
+  OTEL_TRACES_EXPORTER=none spawn oci-registry "$OCI_REGISTRY_BIN" serve "$c"
+}
+ready_oci_registry() { wait_for oci-registry 30 curl -sf "http://127.0.0.1:$OCI_REGISTRY_PORT/v2/"; }
+
+launch_oci_registry_tls() {
+  local d=$STACK/pki c
+  c=$(registry_config oci-registry-tls "$OCI_REGISTRY_TLS_PORT" \
+    "http: {addr: 127.0.0.1:$OCI_REGISTRY_TLS_PORT, tls: {certificate: $d/registry.crt, key: $d/registry.key}}" \
+    "auth: {htpasswd: {realm: gitops-mesh, path: $d/registry.htpasswd}}")
+  OTEL_TRACES_EXPORTER=none spawn oci-registry-tls "$OCI_REGISTRY_BIN" serve "$c"
+}
+# Up means TLS with our CA and an auth challenge to an anonymous client.
+registry_challenges() {
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$STACK/pki/ca.crt" "https://127.0.0.1:$OCI_REGISTRY_TLS_PORT/v2/") == 401 ]]
+}
+ready_oci_registry_tls() { wait_for oci-registry-tls 30 registry_challenges; }
+
+# SeaweedFS as one process (master, volume, filer, S3 gateway), identities from pki/s3.json. One volume grown at a
+# time and 64 MiB volumes with no fixed count, so many small buckets (one per test) never run out of volume slots.
+launch_seaweedfs() {
+  local p=$S3_PORT
+  mkdir -p "$STACK/data/seaweedfs"
+  WEED_MASTER_VOLUME_GROWTH_COPY_1=1 spawn seaweedfs "$WEED" -logtostderr server -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -dir="$STACK/data/seaweedfs" -master.telemetry=false -master.volumeSizeLimitMB=64 -volume.max=0 -volume.preStopSeconds=0 \
+    -master.port=$((p + 1)) -master.port.grpc=$((p + 2)) -volume.port=$((p + 3)) -volume.port.grpc=$((p + 4)) \
+    -filer -filer.port=$((p + 5)) -filer.port.grpc=$((p + 6)) -filer.localSocket="$STACK/run/seaweedfs-filer.sock" \
+    -s3 -s3.port="$p" -s3.port.grpc=$((p + 7)) -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$STACK/pki/s3.json" \
+    -s3.localSocket="$STACK/run/seaweedfs-s3.sock"
+}
+# Up means a signed ListBuckets succeeds (gateway, filer and identities loaded) and the master has a volume server
+# to write to. The keys reach curl in a config on stdin, not argv.
+s3_answers() {
+  printf 'user = "%s:%s"\n' "$(s3_key accessKey)" "$(s3_key secretKey)" \
+    | curl -sf -o /dev/null -K - --aws-sigv4 "aws:amz:us-east-1:s3" "http://127.0.0.1:$S3_PORT/" \
+    && curl -sf "http://127.0.0.1:$((S3_PORT + 1))/dir/status" | grep -q '"DataNodes"'
+}
+ready_seaweedfs() { wait_for seaweedfs 60 s3_answers; }
+
+launch_azurite() {
+  mkdir -p "$STACK/data/azurite"
+  spawn azurite node "$AZURITE_BLOB" --blobHost 127.0.0.1 --blobPort "$AZURITE_BLOB_PORT" \
+    --location "$STACK/data/azurite" --skipApiVersionCheck --disableProductStyleUrl --disableTelemetry --silent
+}
+# Up means the blob service answers for the dev account (403 to an unsigned request).
+azurite_answers() {
+  [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AZURITE_BLOB_PORT/$AZURITE_ACCOUNT?comp=list") == 403 ]]
+}
+ready_azurite() { wait_for azurite 30 azurite_answers; }
+
+launch_server() { "launch_${1//-/_}"; }
+ready_server() { "ready_${1//-/_}"; }
+
 install_crds() {
   kubectl_ apply --server-side --force-conflicts -f "$root/deploy/crds/" >/dev/null \
     || die "installing CRDs from deploy/crds failed"
@@ -223,20 +353,28 @@ start_component() {
     kube-scheduler) start_scheduler ;;
     kwok) start_kwok ;;
     kafka) start_kafka ;;
+    oci-registry | oci-registry-tls | seaweedfs | azurite) launch_server "$1" && ready_server "$1" ;;
     *) die "unknown component $1 (one of: ${COMPONENTS[*]})" ;;
   esac
 }
 
 stop_component() {
-  local name=$1 pf p i
+  local name=$1 pf p i grace=100
+  # weed server stops its volume server before the filer, whose metadata flush then waits 15 s for it in vain:
+  # after 3 s everything that matters is closed.
+  [[ $name == seaweedfs ]] && grace=30
   pf=$(pidfile "$name")
   p=$(cat "$pf" 2>/dev/null) || return 0
   if kill -0 "$p" 2>/dev/null; then
     kill -TERM "$p" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    for ((i = 0; i < grace; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
     for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
   fi
+  # The gRPC sockets weed puts in /tmp (named for our ports) outlive a killed process.
+  [[ $name == seaweedfs ]] && rm -f /tmp/seaweedfs-master-grpc-$((S3_PORT + 2)).sock \
+    /tmp/seaweedfs-volume-grpc-$((S3_PORT + 4)).sock /tmp/seaweedfs-filer-grpc-$((S3_PORT + 6)).sock \
+    /tmp/seaweedfs-s3-grpc-$((S3_PORT + 7)).sock
   rm -f "$pf"
 }
 
@@ -248,17 +386,23 @@ up() {
   for c in "${COMPONENTS[@]}"; do running "$c" && any=1; done
   if ((any == 0)); then rm -rf "$STACK/data" && mkdir -p "$STACK/data"; fi # a fresh cluster per full start
   pki
+  server_secrets
   write_kubeconfig
   write_env
   local t0=$SECONDS
-  for c in "${COMPONENTS[@]}"; do start_component "$c"; done
+  for c in "${SERVERS[@]}"; do launch_server "$c"; done
+  for c in "${COMPONENTS[@]}"; do [[ " ${SERVERS[*]} " == *" $c "* ]] || start_component "$c"; done
+  for c in "${SERVERS[@]}"; do ready_server "$c"; done
   install_crds
   "$PY" -m gitops_mesh.bus.topics --bootstrap "127.0.0.1:$KAFKA_PORT" --ensure
   log "up in $((SECONDS - t0))s; source $STACK/env"
 }
 
 down() {
-  local i
+  local i c
+  # The servers depend on nothing: stopped together, so the slowest one alone sets the time.
+  for c in "${SERVERS[@]}"; do stop_component "$c" & done
+  wait
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop_component "${COMPONENTS[i]}"; done
   log "down"
 }
@@ -275,6 +419,14 @@ status() {
     printf 'CRDs established        %s\n' "$(kubectl_ get crd --no-headers 2>/dev/null | wc -l)"
     "$PY" -m gitops_mesh.bus.topics --bootstrap "127.0.0.1:$KAFKA_PORT" --check >/dev/null 2>&1 \
       && echo "kafka ready             127.0.0.1:$KAFKA_PORT" || { echo "kafka not ready"; rc=1; }
+    curl -sf "http://127.0.0.1:$OCI_REGISTRY_PORT/v2/" >/dev/null 2>&1 \
+      && echo "oci-registry ready      127.0.0.1:$OCI_REGISTRY_PORT (plain HTTP)" || { echo "oci-registry not ready"; rc=1; }
+    registry_challenges >/dev/null 2>&1 \
+      && echo "oci-registry-tls ready  127.0.0.1:$OCI_REGISTRY_TLS_PORT (TLS, basic auth)" || { echo "oci-registry-tls not ready"; rc=1; }
+    s3_answers >/dev/null 2>&1 \
+      && echo "seaweedfs s3 ready      http://127.0.0.1:$S3_PORT" || { echo "seaweedfs s3 not ready"; rc=1; }
+    azurite_answers >/dev/null 2>&1 \
+      && echo "azurite blob ready      http://127.0.0.1:$AZURITE_BLOB_PORT/$AZURITE_ACCOUNT" || { echo "azurite blob not ready"; rc=1; }
   fi
   return $rc
 }
@@ -283,8 +435,8 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   status) status ;;
-  start) mkdir -p "$STACK"/{logs,run,data}; start_component "${2:?component}" ;;
+  start) mkdir -p "$STACK"/{logs,run,data}; pki; server_secrets; start_component "${2:?component}" ;;
   stop) stop_component "${2:?component}" ;;
-  restart) stop_component "${2:?component}"; start_component "$2" ;;
+  restart) stop_component "${2:?component}"; pki; server_secrets; start_component "$2" ;;
   *) echo "usage: $0 up|down|status|start C|stop C|restart C" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the tests use as real peers (sshd for git over SSH, gpg for signed commits).
+# Debian packages the tests use as real peers (sshd for git over SSH, gpg for signed commits; htpasswd from
+# apache2-utils for the stack's authenticated OCI registry).
 # Installs only what is missing; needs root (as on the project's machines and CI).
 set -euo pipefail
 need=()
@@ -8,6 +9,7 @@ command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 ((${#need[@]} == 0)) && exit 0
 echo "[setup] apt-get install ${need[*]}" >&2
 if [[ $(id -u) -ne 0 ]]; then

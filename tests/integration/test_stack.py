@@ -11,9 +11,33 @@ from pathlib import Path
 
 import pytest
 
-from gitops_mesh_dev.stack import STACK_SCRIPT
+from gitops_mesh_dev.stack import STACK_SCRIPT, read_stack_env
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kafka")
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "kafka",
+    "oci-registry",
+    "oci-registry-tls",
+    "seaweedfs",
+    "azurite",
+)
+SERVER_KEYS = (
+    "OCI_REGISTRY",
+    "OCI_REGISTRY_TLS",
+    "OCI_REGISTRY_TLS_CA",
+    "OCI_REGISTRY_TLS_USERNAME",
+    "OCI_REGISTRY_TLS_PASSWORD",
+    "S3_ENDPOINT",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "AZURE_BLOB_ENDPOINT",
+    "AZURE_ACCOUNT_NAME",
+    "AZURE_ACCOUNT_KEY",
+)
 
 
 def _alive(pid: int) -> bool:
@@ -50,6 +74,10 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         "APISERVER_PORT": "27443",
         "KAFKA_PORT": "30092",
         "KAFKA_CONTROLLER_PORT": "30093",
+        "OCI_REGISTRY_PORT": "25100",
+        "OCI_REGISTRY_TLS_PORT": "25543",
+        "S3_PORT": "28433",
+        "AZURITE_BLOB_PORT": "20110",
         "KWOK_NODES": "1",
     }
 
@@ -66,11 +94,18 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         assert "stopped" not in status.stdout
         assert "kube-apiserver ready" in status.stdout
         assert "kafka ready" in status.stdout
+        for server in ("oci-registry ready", "oci-registry-tls ready", "seaweedfs s3 ready", "azurite blob ready"):
+            assert server in status.stdout
         assert "nodes ready             1" in status.stdout
-        exported = (stack_dir / "env").read_text()
-        for key in ("KUBECONFIG", "KAFKA_BOOTSTRAP", "KUBECTL", "HELM", "KUSTOMIZE"):
-            assert f"export {key}=" in exported
-        assert f"127.0.0.1:{env['KAFKA_PORT']}" in exported
+        exported = read_stack_env(stack_dir / "env")
+        for key in ("KUBECONFIG", "KAFKA_BOOTSTRAP", "KUBECTL", "HELM", "KUSTOMIZE", *SERVER_KEYS):
+            assert exported.get(key), key
+        assert exported["KAFKA_BOOTSTRAP"] == f"127.0.0.1:{env['KAFKA_PORT']}"
+        assert exported["OCI_REGISTRY"] == f"127.0.0.1:{env['OCI_REGISTRY_PORT']}"
+        assert exported["S3_ENDPOINT"] == f"http://127.0.0.1:{env['S3_PORT']}"
+        assert exported["AZURE_BLOB_ENDPOINT"] == f"http://127.0.0.1:{env['AZURITE_BLOB_PORT']}/devstoreaccount1"
+        # The env file carries the servers' local credentials: the owner's alone.
+        assert (stack_dir / "env").stat().st_mode & 0o077 == 0
         pids = {c: int((stack_dir / "run" / f"{c}.pid").read_text()) for c in COMPONENTS}
         assert all(_alive(p) for p in pids.values())
     finally:
