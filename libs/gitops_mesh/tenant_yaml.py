@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import yaml
 
-__all__ = ["DEFAULT_LIMITS", "AliasBudget", "UnsafeYaml", "YamlLimits", "load", "load_all"]
+__all__ = ["DEFAULT_LIMITS", "AliasBudget", "UnsafeYaml", "YamlLimits", "compose_all", "load", "load_all"]
 
 try:
     _LOADER: type[Any] = yaml.CSafeLoader
@@ -129,6 +129,29 @@ def load_all(
     finally:
         parser.dispose()
     return documents
+
+
+def compose_all(text: str | bytes, *, what: str, limits: YamlLimits = DEFAULT_LIMITS) -> list[yaml.Node]:
+    """Every document of a stream as PyYAML's node graph, under the same caps as :func:`load_all`.
+
+    For editing a tenant's YAML without reinterpreting it: nodes keep each scalar's text, tag and style,
+    so ``yaml.serialize_all`` writes back ``yes``, ``0777`` or ``1:20`` as they were, where constructing
+    values under YAML 1.1 and dumping them would not (Kubernetes reads them with other rules).
+    """
+    _check_size(text, what, limits)
+    parser = _LOADER(text)
+    nodes: list[yaml.Node] = []
+    left = limits.max_nodes
+    try:
+        while parser.check_node():
+            node = parser.get_node()
+            left -= _check_graph(node, what, limits, left)
+            nodes.append(node)
+    except RecursionError:
+        raise UnsafeYaml(what, "YAML nests too deeply to parse") from None
+    finally:
+        parser.dispose()
+    return nodes
 
 
 class AliasBudget:

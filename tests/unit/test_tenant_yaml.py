@@ -174,3 +174,18 @@ def test_problem_names_the_place_and_never_quotes_the_text() -> None:
     assert "line 2" in described
     assert secret not in described
     assert secret in str(caught.value), "PyYAML's own message quotes the line: the reason problem() exists"
+
+
+def test_compose_all_keeps_scalars_as_written_and_applies_the_caps() -> None:
+    text = "a: yes\nb: '0777'\nc: 0777\nd: 1:20\n---\n- x\n"
+    nodes = tenant_yaml.compose_all(text, what="manifests")
+    assert len(nodes) == 2
+    out = yaml.serialize_all(nodes, Dumper=yaml.SafeDumper)
+    first = out.split("---")[0]
+    for written in ("a: yes", "b: '0777'", "c: 0777", "d: 1:20"):
+        assert written in first
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(6)
+    )
+    with pytest.raises(tenant_yaml.UnsafeYaml):
+        tenant_yaml.compose_all(bomb, what="manifests")

@@ -56,6 +56,7 @@ def action_request(
     if action not in SECTIONS:
         raise ValueError(f"unknown helm action {action!r}")
     spec = obj.get("spec") or {}
+    meta = obj.get("metadata") or {}
     section = _section(spec, action)
     test = _section(spec, "test")
     max_history = spec.get("maxHistory")
@@ -90,7 +91,9 @@ def action_request(
         else (),
         secrets=secrets,
         # Only install and upgrade render; Flux sets its post-renderers on those two actions alone.
-        post_render=post_render_of(spec) if action in ("install", "upgrade") else None,
+        post_render=post_render_of(spec, namespace=meta.get("namespace", ""), name=meta.get("name", ""))
+        if action in ("install", "upgrade")
+        else None,
     )
 
 

@@ -377,16 +377,19 @@ class HelmActions:
             raise HelmActionFailed(action, message)
 
     def _write_post_renderer(self, action: Action, req: ActionRequest, work: Path) -> None:
-        """Our plugin and its request in this call's HELM_PLUGINS, when the release asks for post-rendering."""
+        """Our plugin and its request in this call's HELM_PLUGINS (install and upgrade: Flux's origin labels at
+        least, kustomize for the release's own post-renderers)."""
         if req.post_render is None:
             return
-        if self._kustomize is None:
+        if self._kustomize is None and req.post_render.kustomizations:
             raise HelmActionFailed(action, "post-renderers need kustomize: no kustomize binary (--kustomize-path)")
         plugin = _plugin_dir(work)
         plugin.mkdir(mode=0o700, parents=True)
         (plugin / "plugin.yaml").write_bytes(orjson.dumps(post_renderers.plugin_manifest(sys.executable)))
         request = post_renderers.request_document(
-            req.post_render, kustomize=str(self._kustomize), deadline=time.time() + req.timeout
+            req.post_render,
+            kustomize=str(self._kustomize) if self._kustomize else None,
+            deadline=time.time() + req.timeout,
         )
         (plugin / post_renderers.REQUEST_FILE).write_bytes(orjson.dumps(request))
 

@@ -30,7 +30,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -41,6 +41,8 @@ PLUGIN_NAME: Final = "gitops-mesh-postrender"
 #: Beside plugin.yaml: what to do (JSON), and the plugin's own complaint (helm drops a plugin's stderr).
 REQUEST_FILE: Final = "request.json"
 ERROR_FILE: Final = "error.txt"
+#: Flux's API group, the origin labels' prefix.
+GROUP: Final = "helm.toolkit.fluxcd.io"
 #: The rendered manifests' file in each build directory.
 INPUT_FILE: Final = "helm-output.yaml"
 KUSTOMIZE_API_VERSION: Final = "kustomize.config.k8s.io/v1beta1"
@@ -67,10 +69,17 @@ class Strategy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PostRender:
-    """The kustomize builds to run over the rendered manifests, in order, and how hooks take part."""
+    """The kustomize builds to run over the rendered manifests, in order, and how hooks take part; then the
+    origin labels, set on every object the strategy sends (over commonMetadata's, as Flux's last renderer)."""
 
     kustomizations: tuple[dict[str, Any], ...]
     strategy: Strategy = Strategy.COMBINED
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class PostRenderFailed(Exception):
+    """The plugin could not post-render (kustomize refused, timed out, printed too much; unreadable YAML);
+    the message is for the HelmRelease's status."""
 
 
 # --- the spec, as Go decodes it ---------------------------------------------------------------------------------
@@ -158,12 +167,12 @@ def common_metadata(spec: Mapping[str, Any]) -> dict[str, dict[str, str]] | None
         return None
     meta = _object(raw, "commonMetadata")
     out: dict[str, dict[str, str]] = {}
-    for field in ("annotations", "labels"):
-        values = _object(meta.get(field), f"commonMetadata.{field}")
+    for key in ("annotations", "labels"):
+        values = _object(meta.get(key), f"commonMetadata.{key}")
         if len(values) > MAX_ENTRIES:
-            raise InvalidSpec(f"commonMetadata.{field} has {len(values)} entries, more than {MAX_ENTRIES}")
+            raise InvalidSpec(f"commonMetadata.{key} has {len(values)} entries, more than {MAX_ENTRIES}")
         if values:
-            out[field] = {str(k): _string(v, f"commonMetadata.{field}.{k}") for k, v in values.items()}
+            out[key] = {str(k): _string(v, f"commonMetadata.{key}.{k}") for k, v in values.items()}
     return out
 
 
@@ -259,16 +268,21 @@ def common_metadata_step(meta: Mapping[str, Mapping[str, str]]) -> dict[str, Any
     return _kustomization(transformers=transformers) if transformers else None
 
 
-def post_render_of(spec: Mapping[str, Any]) -> PostRender | None:
-    """The post-rendering a HelmRelease asks for; None when helm needs no post-renderer. Raises InvalidSpec."""
+def origin_labels(namespace: str, name: str) -> dict[str, str]:
+    """Flux's origin labels: which HelmRelease an object came from (``flux trace`` and selectors read them)."""
+    return {f"{GROUP}/name": name, f"{GROUP}/namespace": namespace}
+
+
+def post_render_of(spec: Mapping[str, Any], *, namespace: str, name: str) -> PostRender:
+    """The post-rendering of a HelmRelease ``namespace/name``: its steps, then the origin labels, which Flux
+    sets on every release (so helm always runs the plugin). Raises InvalidSpec."""
     if len(json.dumps({k: spec.get(k) for k in ("postRenderers", "commonMetadata")})) > MAX_SPEC_BYTES:
         raise InvalidSpec(f"postRenderers and commonMetadata are larger than {MAX_SPEC_BYTES} bytes")
     steps = [step for entry in post_renderers(spec) or [] if (step := kustomize_step(entry)) is not None]
     meta = common_metadata(spec)
     if meta is not None and (step := common_metadata_step(meta)) is not None:
         steps.append(step)
-    how = strategy(spec)
-    return PostRender(tuple(steps), how) if steps else None
+    return PostRender(tuple(steps), strategy(spec), origin_labels(namespace, name))
 
 
 # --- the plugin --------------------------------------------------------------------------------------------------
@@ -290,11 +304,12 @@ def plugin_manifest(python: str) -> dict[str, Any]:
     }
 
 
-def request_document(post: PostRender, *, kustomize: str, deadline: float) -> dict[str, Any]:
+def request_document(post: PostRender, *, kustomize: str | None, deadline: float) -> dict[str, Any]:
     """What the plugin reads from its directory: the kustomize binary, the steps, the strategy, a wall-clock deadline."""
     return {
         "kustomize": kustomize,
         "kustomizations": list(post.kustomizations),
         "strategy": post.strategy.value,
+        "labels": dict(post.labels),
         "deadline": deadline,
     }

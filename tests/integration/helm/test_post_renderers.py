@@ -64,7 +64,9 @@ async def test_helm_runs_our_post_renderer_with_the_real_kustomize(
     stack_env: dict[str, str], kube: KubeClient, namespace: str, tmp_path: Path
 ) -> None:
     actions = HelmActions(stack_env["HELM"], tmp_path / "work", kustomize=stack_env["KUSTOMIZE"])
-    installed = await actions.install(_request(namespace, kube, stack_env["KUBECONFIG"], post_render_of(SPEC)))
+    installed = await actions.install(
+        _request(namespace, kube, stack_env["KUBECONFIG"], post_render_of(SPEC, namespace=namespace, name="web"))
+    )
     assert (installed.version, installed.status) == (1, "deployed")
 
     deployment = await kube.get("apps/v1", "Deployment", "web-podinfo", namespace=namespace)
@@ -76,6 +78,9 @@ async def test_helm_runs_our_post_renderer_with_the_real_kustomize(
         assert obj["metadata"]["labels"]["team"] == "blue"
         assert obj["metadata"]["annotations"]["gitops-mesh.test/owner"] == "helmpost"
         assert "postrenderer.helm.sh/postrender-filename" not in obj["metadata"]["annotations"]
+        # Flux's origin labels, after commonMetadata
+        assert obj["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] == "web"
+        assert obj["metadata"]["labels"]["helm.toolkit.fluxcd.io/namespace"] == namespace
     assert "team" not in deployment["spec"]["selector"]["matchLabels"]
     assert "team" not in deployment["spec"]["template"]["metadata"]["labels"]
 
@@ -86,7 +91,9 @@ async def test_helm_runs_our_post_renderer_with_the_real_kustomize(
             namespace,
             kube,
             stack_env["KUBECONFIG"],
-            post_render_of({"postRenderers": [{"kustomize": {"patches": [{"patch": smp}]}}]}),
+            post_render_of(
+                {"postRenderers": [{"kustomize": {"patches": [{"patch": smp}]}}]}, namespace=namespace, name="web"
+            ),
         )
     )
     assert upgraded.version == 2
@@ -101,7 +108,9 @@ async def test_helm_runs_our_post_renderer_with_the_real_kustomize(
         ]
     }
     with pytest.raises(HelmActionFailed) as failed:
-        await actions.upgrade(_request(namespace, kube, stack_env["KUBECONFIG"], post_render_of(bad)))
+        await actions.upgrade(
+            _request(namespace, kube, stack_env["KUBECONFIG"], post_render_of(bad, namespace=namespace, name="web"))
+        )
     assert failed.value.reason == "UpgradeFailed"
     assert post_renderers.PLUGIN_NAME in failed.value.message
     assert "kustomize:" in failed.value.message
@@ -110,7 +119,9 @@ async def test_helm_runs_our_post_renderer_with_the_real_kustomize(
     # Without kustomize configured, a release asking for post-rendering fails and says why.
     bare = HelmActions(stack_env["HELM"], tmp_path / "bare")
     with pytest.raises(HelmActionFailed, match="post-renderers need kustomize"):
-        await bare.upgrade(_request(namespace, kube, stack_env["KUBECONFIG"], post_render_of(SPEC)))
+        await bare.upgrade(
+            _request(namespace, kube, stack_env["KUBECONFIG"], post_render_of(SPEC, namespace=namespace, name="web"))
+        )
 
 
 async def test_a_helmrelease_with_post_renderers_and_a_changed_patch(
@@ -188,3 +199,23 @@ async def test_a_helmrelease_with_post_renderers_and_a_changed_patch(
     assert obj["status"]["observedPostRenderersDigest"] != status["observedPostRenderersDigest"]
     deployment = await kube.get("apps/v1", "Deployment", "web-podinfo", namespace=namespace)
     assert deployment["spec"]["replicas"] == 4
+
+
+async def test_origin_labels_alone_need_no_kustomize(
+    stack_env: dict[str, str], kube: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    actions = HelmActions(stack_env["HELM"], tmp_path / "work")  # no kustomize binary at all
+    installed = await actions.install(
+        _request(namespace, kube, stack_env["KUBECONFIG"], post_render_of({}, namespace=namespace, name="web"))
+    )
+    assert (installed.version, installed.status) == (1, "deployed")
+    for kind, api in (("Deployment", "apps/v1"), ("Service", "v1")):
+        obj = await kube.get(api, kind, "web-podinfo", namespace=namespace)
+        labels = obj["metadata"]["labels"]
+        assert labels["helm.toolkit.fluxcd.io/name"] == "web"
+        assert labels["helm.toolkit.fluxcd.io/namespace"] == namespace
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"  # the chart's own labels kept
+        assert "postrenderer.helm.sh/postrender-filename" not in (obj["metadata"].get("annotations") or {})
+    # helm's stored manifest is the labelled one, as `helm get manifest` shows it
+    for doc in installed.manifest_documents():
+        assert doc["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] == "web"

@@ -31,7 +31,7 @@ SPEC: dict[str, Any] = {
 
 
 def test_each_post_renderer_is_one_kustomization_over_the_rendered_manifests() -> None:
-    post = pr.post_render_of(SPEC)
+    post = pr.post_render_of(SPEC, namespace="apps", name="podinfo")
     assert post is not None
     first, meta = post.kustomizations
     assert first == {
@@ -58,7 +58,7 @@ def test_tenant_strings_stay_data_and_unknown_keys_do_not_reach_kustomize() -> N
             {"kustomize": {"images": [{"name": hostile, "newTag": "1"}], "resources": ["https://evil.example"]}}
         ]
     }
-    post = pr.post_render_of(spec)
+    post = pr.post_render_of(spec, namespace="apps", name="podinfo")
     assert post is not None
     (kus,) = post.kustomizations
     assert kus["resources"] == ["helm-output.yaml"]
@@ -66,22 +66,31 @@ def test_tenant_strings_stay_data_and_unknown_keys_do_not_reach_kustomize() -> N
     assert set(kus) == {"apiVersion", "kind", "resources", "images"}
 
 
-def test_nothing_to_do_needs_no_post_renderer() -> None:
-    assert pr.post_render_of({}) is None
-    assert pr.post_render_of({"postRenderers": [{"kustomize": {}}], "commonMetadata": {}}) is None
+def test_without_steps_the_plugin_still_sets_fluxs_origin_labels() -> None:
+    for spec in ({}, {"postRenderers": [{"kustomize": {}}], "commonMetadata": {}}):
+        post = pr.post_render_of(spec, namespace="apps", name="podinfo")
+        assert post.kustomizations == ()
+        assert post.labels == {"helm.toolkit.fluxcd.io/name": "podinfo", "helm.toolkit.fluxcd.io/namespace": "apps"}
+        request = pr.request_document(post, kustomize=None, deadline=1.0)
+        assert request["labels"] == dict(post.labels)
+        assert request["kustomize"] is None
 
 
 def test_bad_shapes_and_sizes_are_invalid_specs() -> None:
     with pytest.raises(InvalidSpec, match="postRenderers must be a list"):
-        pr.post_render_of({"postRenderers": {"kustomize": {}}})
+        pr.post_render_of({"postRenderers": {"kustomize": {}}}, namespace="apps", name="podinfo")
     with pytest.raises(InvalidSpec, match=r"postRenderers\[0\].kustomize.patches\[0\].patch must be a string"):
-        pr.post_render_of({"postRenderers": [{"kustomize": {"patches": [{"patch": 3}]}}]})
+        pr.post_render_of(
+            {"postRenderers": [{"kustomize": {"patches": [{"patch": 3}]}}]}, namespace="apps", name="podinfo"
+        )
     with pytest.raises(InvalidSpec, match="more than 32"):
-        pr.post_render_of({"postRenderers": [{"kustomize": {}}] * 33})
+        pr.post_render_of({"postRenderers": [{"kustomize": {}}] * 33}, namespace="apps", name="podinfo")
     with pytest.raises(InvalidSpec, match="larger than"):
-        pr.post_render_of({"commonMetadata": {"labels": {"a": "x" * (pr.MAX_SPEC_BYTES + 1)}}})
+        pr.post_render_of(
+            {"commonMetadata": {"labels": {"a": "x" * (pr.MAX_SPEC_BYTES + 1)}}}, namespace="apps", name="podinfo"
+        )
     with pytest.raises(InvalidSpec, match="postRenderStrategy 'later'"):
-        pr.post_render_of({**SPEC, "postRenderStrategy": "later"})
+        pr.post_render_of({**SPEC, "postRenderStrategy": "later"}, namespace="apps", name="podinfo")
 
 
 def _sha(text: str) -> str:
@@ -135,11 +144,13 @@ def test_install_and_upgrade_name_our_plugin_and_other_actions_do_not() -> None:
     obj = _hr(SPEC, {})
     access = KubeAccess(kubeconfig=Path("/k"))
     install = action_request(obj, "install", kube=access)
-    assert install.post_render == pr.post_render_of(SPEC)
+    assert install.post_render == pr.post_render_of(SPEC, namespace="apps", name="web")
     args = install_args(install, Path("/v.yaml"))
     assert args[args.index("--post-renderer") + 1] == pr.PLUGIN_NAME
     assert action_request(obj, "rollback", kube=access).post_render is None
-    assert "--post-renderer" not in install_args(action_request(_hr({}, {}), "install", kube=access), access.kubeconfig)
+    # Without postRenderers the plugin still runs: Flux's origin labels go on every release.
+    bare = install_args(action_request(_hr({}, {}), "install", kube=access), access.kubeconfig)
+    assert bare[bare.index("--post-renderer") + 1] == pr.PLUGIN_NAME
 
 
 def test_plugin_manifest_is_helm4_postrenderer_running_our_module() -> None:
