@@ -67,7 +67,8 @@ def test_tenant_strings_stay_data_and_unknown_keys_do_not_reach_kustomize() -> N
 
 
 def test_without_steps_the_plugin_still_sets_fluxs_origin_labels() -> None:
-    for spec in ({}, {"postRenderers": [{"kustomize": {}}], "commonMetadata": {}}):
+    specs: tuple[dict[str, Any], ...] = ({}, {"postRenderers": [{"kustomize": {}}], "commonMetadata": {}})
+    for spec in specs:
         post = pr.post_render_of(spec, namespace="apps", name="podinfo")
         assert post.kustomizations == ()
         assert post.labels == {"helm.toolkit.fluxcd.io/name": "podinfo", "helm.toolkit.fluxcd.io/namespace": "apps"}
@@ -149,7 +150,7 @@ def test_install_and_upgrade_name_our_plugin_and_other_actions_do_not() -> None:
     assert args[args.index("--post-renderer") + 1] == pr.PLUGIN_NAME
     assert action_request(obj, "rollback", kube=access).post_render is None
     # Without postRenderers the plugin still runs: Flux's origin labels go on every release.
-    bare = install_args(action_request(_hr({}, {}), "install", kube=access), access.kubeconfig)
+    bare = install_args(action_request(_hr({}, {}), "install", kube=access), Path("/v.yaml"))
     assert bare[bare.index("--post-renderer") + 1] == pr.PLUGIN_NAME
 
 

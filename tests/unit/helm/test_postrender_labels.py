@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -44,7 +45,7 @@ metadata:
 """
 
 
-def docs(stream: bytes) -> list[dict]:
+def docs(stream: bytes) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(stream) if d]
 
 
