@@ -17,8 +17,9 @@ from gitops_mesh.errors import InvalidSpec
 
 SOURCE_API: Final = "source.toolkit.fluxcd.io/v1"
 HELMCHART: Final = "HelmChart"
-#: The kinds ``spec.chartRef`` may name (Flux also has ExternalArtifact behind a feature gate).
-CHART_REF_KINDS: Final = frozenset({"HelmChart", "OCIRepository"})
+#: The kinds ``spec.chartRef`` may name (Flux gates ExternalArtifact behind --feature-gates=ExternalArtifact;
+#: accepted here as the kustomize-controller accepts it).
+CHART_REF_KINDS: Final = frozenset({"HelmChart", "OCIRepository", "ExternalArtifact"})
 #: fluxcd/pkg ssa's owner labels, with helm-controller's API group as the owner.
 OWNER_NAME_LABEL: Final = "helm.toolkit.fluxcd.io/name"
 OWNER_NAMESPACE_LABEL: Final = "helm.toolkit.fluxcd.io/namespace"
@@ -32,7 +33,8 @@ CHART_XOR_CHARTREF: Final = "either chart or chartRef must be set"
 
 @dataclass(frozen=True)
 class ChartSource:
-    """The object whose artifact is the chart: a HelmChart (made by us or referred to) or an OCIRepository."""
+    """The object whose artifact is the chart: a HelmChart (made by us or referred to), an OCIRepository or an
+    ExternalArtifact."""
 
     kind: str
     namespace: str

@@ -16,6 +16,7 @@ in Helm's storage that the plan then remediates.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import re
@@ -47,13 +48,15 @@ from helm_controller import status as st
 from helm_controller.action_requests import action_request, uninstall_options
 from helm_controller.actions import HelmActionFailed, HelmActions, KubeAccess
 from helm_controller.chart_meta import chart_metadata
+from helm_controller.chart_repack import with_version
+from helm_controller.chart_revision import chart_revision
 from helm_controller.chart_template import desired_helmchart, stale_helmchart
 from helm_controller.references import (
     API_VERSION,
     KIND,
     SOURCE_API,
     chart_artifact,
-    chart_key,
+    chart_source_key,
     check_cross_namespace,
     check_dependencies,
 )
@@ -92,12 +95,15 @@ def released_revision(obj: KubeObject | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Chart:
-    """The chart this reconcile releases: its file and what its Chart.yaml says."""
+    """The chart this reconcile releases: its file and what its Chart.yaml says (the version with an OCI
+    artifact's digest appended, see :mod:`helm_controller.chart_revision`)."""
 
     path: Path
     name: str
     version: str
     app_version: str
+    #: the OCI artifact's digest (status.lastAttemptedRevisionDigest), "" for a HelmChart's chart
+    digest: str = ""
 
 
 @dataclass
@@ -118,6 +124,8 @@ class HelmReleaseReconciler:
     targets: TargetClusters
     #: that cluster's apiserver validates fields itself (see actions.KubeAccess)
     server_validates_fields: bool = False
+    #: the caches of the other kinds ``spec.chartRef`` may name (OCIRepository, ExternalArtifact)
+    sources: Mapping[str, Informer] = dataclasses.field(default_factory=dict)
 
     api_version: str = API_VERSION
     kind: str = KIND
@@ -137,8 +145,10 @@ class HelmReleaseReconciler:
         check_cross_namespace(obj, allowed=not self.settings.no_cross_namespace_refs)
         check_dependencies(obj, self.releases.get)
         await self._chart_template(obj)
-        artifact = chart_artifact(obj, self.charts.get(*chart_key(obj)))
-        async with self._chart(obj, artifact) as chart:
+        kind, ns, name = chart_source_key(obj)
+        cache = self.charts if kind == "HelmChart" else self.sources.get(kind)  # other kinds: refused above
+        artifact = chart_artifact(obj, cache.get(ns, name) if cache is not None else None)
+        async with self._chart(obj, artifact, kind) as chart:
             values = await compose_values(self.kube, obj["metadata"]["namespace"], spec)
             # Where Flux builds its REST client getter: spec.kubeConfig's cluster from here on.
             await self.targets.bind(obj)
@@ -152,7 +162,13 @@ class HelmReleaseReconciler:
             reset = plan.apply_reset(obj, desired)
             if reset:
                 log.debug("failure counters reset", reason=reset)
-            st.stamp_attempt(status, generation=c.generation_of(obj), chart_version=chart.version, config_digest=digest)
+            st.stamp_attempt(
+                status,
+                generation=c.generation_of(obj),
+                chart_version=chart.version,
+                config_digest=digest,
+                revision_digest=chart.digest,
+            )
             return await self._release(obj, desired, chart, values)
 
     # --- the chart ---------------------------------------------------------------------------------------
@@ -173,8 +189,11 @@ class HelmReleaseReconciler:
         status["helmChart"] = f"{applied['metadata']['namespace']}/{applied['metadata']['name']}"
 
     @contextlib.asynccontextmanager
-    async def _chart(self, obj: KubeObject, artifact: Mapping[str, Any]) -> AsyncIterator[Chart]:
-        """The chart artifact fetched into a private directory (digest and size checked), read, then removed."""
+    async def _chart(self, obj: KubeObject, artifact: Mapping[str, Any], kind: str) -> AsyncIterator[Chart]:
+        """The chart artifact fetched into a private directory (digest and size checked), read, then removed.
+
+        From an OCIRepository or ExternalArtifact the chart is released with the artifact's digest in its
+        version, as Flux (repacked with that Chart.yaml: helm reads the version from the chart)."""
         where = Path(tempfile.mkdtemp(prefix="chart-", dir=self.workdir))
         try:
             path = await fetch(
@@ -185,7 +204,10 @@ class HelmReleaseReconciler:
                 max_size=self.settings.artifact_max_size,
             )
             name, version, app_version = await chart_metadata(path)
-            yield Chart(path, name, version, app_version)
+            released = chart_revision(kind, str(artifact.get("revision") or ""), version)
+            if released.version != version:
+                path = await asyncio.to_thread(with_version, path, released.version, where / "released.tgz")
+            yield Chart(path, name, released.version, app_version, released.digest)
         finally:
             shutil.rmtree(where, ignore_errors=True)
 
@@ -194,7 +216,8 @@ class HelmReleaseReconciler:
     async def _storage(self, obj: KubeObject) -> tuple[list[Release], list[st.Snapshot]]:
         """Helm's records of this release, newest first, and their snapshots (each with its own config digest)."""
         records = await release_history(self._cluster(obj), storage_namespace(obj), release_name(obj))
-        return records, [history_snapshot(r) for r in records]
+        status = obj["status"]
+        return records, [history_snapshot(r, oci_digest=recorded_oci_digest(status, r)) for r in records]
 
     async def _target_changed(self, obj: KubeObject) -> Outcome | None:
         """Flux's ReleaseTargetChanged: a new release name, target or storage namespace uninstalls the old
@@ -310,7 +333,7 @@ class HelmReleaseReconciler:
                 return await self._release_failed(obj, action, chart, e, records[0].version if records else 0)
             # Released is written once the objects were waited for (:meth:`_wait`), as Flux writes it after
             # Helm's wait: until then the action is under way.
-            st.record(status, history_snapshot(released, action=action.value))
+            st.record(status, history_snapshot(released, action=action.value, oci_digest=_attempted_digest(status)))
             # Flux summarizes after each action: the release made with these post-renderers is theirs, also
             # while its objects are waited for (the out-of-sync check would otherwise upgrade again).
             post_renderers.stamp_observed(status, obj["spec"])
@@ -336,7 +359,7 @@ class HelmReleaseReconciler:
         if newest is None or newest.version <= before_version:
             return False
         # The failed record Helm wrote joins the history and counts against the remediation's retries.
-        st.record(status, history_snapshot(newest, action=action.value))
+        st.record(status, history_snapshot(newest, action=action.value, oci_digest=_attempted_digest(status)))
         st.increment(status, plan.remediation_of(obj["spec"], st.ReleaseAction(action.value)).counter())
         return True
 
@@ -399,9 +422,9 @@ class HelmReleaseReconciler:
             c.mark_false(obj, st.Condition.REMEDIATED, st.Reason.UNINSTALL_FAILED, message, now=now)
             self._summarize(obj)
             return True
-        records, _ = await self._storage(obj)
+        records, snaps = await self._storage(obj)
         if records:
-            st.record(status, history_snapshot(records[0]))
+            st.record(status, snaps[0])
         message = st.uninstall_remediation_success(cur)
         c.mark_true(obj, st.Condition.REMEDIATED, st.Reason.UNINSTALL_SUCCEEDED, message, now=now)
         self._summarize(obj)
@@ -420,9 +443,9 @@ class HelmReleaseReconciler:
         c.mark_false(
             obj, st.Condition.RELEASED, st.Reason.PENDING_RELEASE, st.unlock_success(snap, record.status), now=now
         )
-        records, _ = await self._storage(obj)
+        records, snaps = await self._storage(obj)
         if records and st.latest(status) and records[0].version == st.latest(status).get("version"):  # type: ignore[union-attr]
-            st.record(status, history_snapshot(records[0]))
+            st.record(status, snaps[0])
         return True
 
     # --- waiting for the release's objects ----------------------------------------------------------
@@ -488,7 +511,8 @@ class HelmReleaseReconciler:
         message = st.helm_wait_failure(wait.action.value, record.name, error)
         failed = await mark_failed(self._cluster(obj), record, message)
         if failed is not None:
-            st.record(status, history_snapshot(failed, action=str(snap.get("action") or "")))
+            action = str(snap.get("action") or "")
+            st.record(status, history_snapshot(failed, action=action, oci_digest=recorded_oci_digest(status, failed)))
         st.increment(status, "failures")
         if wait.action is plan.Action.ROLLBACK:
             target = self._rollback_target(obj, record) or snap
@@ -602,7 +626,7 @@ class HelmReleaseReconciler:
 
     def _applied(self, obj: KubeObject, chart: Chart, desired: plan.Desired) -> Announcement:
         """`applied` as Flux's event: the chart version as revision, the config digest as token."""
-        return _released_event(obj, chart.version, desired.config_digest, chart.app_version)
+        return _released_event(obj, chart.version, desired.config_digest, chart.app_version, chart.digest)
 
     def _announce_released(self, obj: KubeObject, snap: st.Snapshot) -> Announcement:
         """`applied` for the release a wait ended healthy for, from its snapshot (same fields as above)."""
@@ -611,6 +635,7 @@ class HelmReleaseReconciler:
             str(snap.get("chartVersion") or ""),
             str(snap.get("configDigest") or ""),
             str(snap.get("appVersion") or ""),
+            str(snap.get("ociDigest") or ""),
         )
 
     def _stop(self, obj: KubeObject, step: plan.Next, announce: list[Announcement]) -> Outcome:
@@ -665,11 +690,13 @@ class HelmReleaseReconciler:
                 await self.kube.delete(SOURCE_API, "HelmChart", name, namespace=ns)
 
 
-def _released_event(obj: KubeObject, revision: str, token: str, app_version: str) -> Announcement:
+def _released_event(obj: KubeObject, revision: str, token: str, app_version: str, oci_digest: str = "") -> Announcement:
     reason = c.get_reason(obj, st.Condition.RELEASED) or st.Reason.UPGRADE_SUCCEEDED
     metadata = {"token": token}
     if app_version:
         metadata["app-version"] = app_version
+    if oci_digest:
+        metadata["oci-digest"] = oci_digest  # Flux's addOCIDigest
     return Announcement(
         EventKind.APPLIED,
         reason,
@@ -680,9 +707,24 @@ def _released_event(obj: KubeObject, revision: str, token: str, app_version: str
     )
 
 
-def history_snapshot(r: Release, *, action: str = "") -> st.Snapshot:
-    """Flux's snapshot of a stored release, its config digest computed from the values it was made with."""
-    return dict(history_entry(r, config_digest(dict(r.config)), action=action))
+def history_snapshot(r: Release, *, action: str = "", oci_digest: str = "") -> st.Snapshot:
+    """Flux's snapshot of a stored release, its config digest computed from the values it was made with;
+    ``oci_digest`` is the OCI artifact's digest it was made from (part of the snapshot's digest, as Flux)."""
+    return dict(history_entry(r, config_digest(dict(r.config)), oci_digest=oci_digest, action=action))
+
+
+def recorded_oci_digest(status: Mapping[str, Any], r: Release) -> str:
+    """The ``ociDigest`` status.history holds for this stored release (Flux's releaseToObservation keeps the
+    snapshot's: Helm's record does not know it), "" when none."""
+    for snap in st.history(status):
+        if snap.get("name") == r.name and snap.get("namespace") == r.namespace and snap.get("version") == r.version:
+            return str(snap.get("ociDigest") or "")
+    return ""
+
+
+def _attempted_digest(status: Mapping[str, Any]) -> str:
+    """A release made by this install or upgrade carries the digest attempted (Flux's mutateOCIDigest)."""
+    return str(status.get("lastAttemptedRevisionDigest") or "")
 
 
 def check_storage_namespace(obj: KubeObject) -> None:

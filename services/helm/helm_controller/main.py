@@ -1,4 +1,4 @@
-"""The `helm-controller` console script: HelmChart and HelmRelease caches, the HelmRelease runner, bus triggers."""
+"""The `helm-controller` console script: chart source and HelmRelease caches, the HelmRelease runner, bus triggers."""
 
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ async def _serving(
     remote = RemoteOptions(allow_exec=s.insecure_kubeconfig_exec, allow_insecure_tls=s.insecure_kubeconfig_tls)
     async with platform(ctx) as p, aiohttp.ClientSession() as http, _targets(p.kube, remote) as targets:
         charts = p.caches.informer(SOURCE_API, "HelmChart")
+        # spec.chartRef's other kinds, whose artifact is the chart itself.
+        sources = {kind: p.caches.informer(SOURCE_API, kind) for kind in ("OCIRepository", "ExternalArtifact")}
         releases = own_cache(ctx, p, API_VERSION, KIND)
         reconciler = HelmReleaseReconciler(
             kube=p.kube,
@@ -89,18 +91,20 @@ async def _serving(
             kubeconfig=kubeconfig,
             targets=targets,
             server_validates_fields=validates_fields(await server_version(p.kube)),
+            sources=sources,
         )
         runner = kind_runner(ctx, p, reconciler, retry_interval=retry_interval_of)
         # The chart's new artifact and a dependency's new release wake a HelmRelease at once: through the
         # bus across processes, through the caches when Kafka is away.
-        runner.watches.follow(
-            charts,
-            index=CHART_INDEX,
-            refs=chart_refs,
-            when=new_revision(artifact_revision),
-            revision_of=artifact_revision,
-            events=[EventKind.ARTIFACT_READY],
-        )
+        for source in (charts, *sources.values()):
+            runner.watches.follow(
+                source,
+                index=CHART_INDEX,
+                refs=chart_refs,
+                when=new_revision(artifact_revision),
+                revision_of=artifact_revision,
+                events=[EventKind.ARTIFACT_READY],
+            )
         runner.watches.follow(
             releases,
             index=DEPENDENCY_INDEX,

@@ -14,9 +14,14 @@ API_VERSION = "helm.toolkit.fluxcd.io/v2"
 KIND = "HelmRelease"
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 
-#: The HelmRelease cache's indexes: by the HelmChart followed, by the HelmReleases depended on.
+#: The HelmRelease cache's indexes: by the chart source followed, by the HelmReleases depended on.
 CHART_INDEX = "chart"
 DEPENDENCY_INDEX = "dependsOn"
+#: Flux's Ready reason while the chart's source has no artifact to release (its isSourceReady).
+SOURCE_NOT_READY = "SourceNotReady"
+#: ... and when it cannot be read at all (its getSource error).
+ARTIFACT_FAILED = "ArtifactFailed"
+_PLURALS = {"HelmChart": "helmcharts", "OCIRepository": "ocirepositories", "ExternalArtifact": "externalartifacts"}
 
 Key = tuple[str, str]
 
@@ -33,9 +38,17 @@ def chart_key(obj: KubeObject) -> Key:
     return str(source.get("namespace") or ns), f"{ns}-{obj['metadata']['name']}"
 
 
+def chart_source_key(obj: KubeObject) -> tuple[str, str, str]:
+    """(kind, namespace, name) of the object whose artifact is the chart: :func:`chart_key`'s HelmChart, or
+    the OCIRepository or ExternalArtifact ``spec.chartRef`` names."""
+    ref = (obj.get("spec") or {}).get("chartRef")
+    kind = ref.get("kind") if isinstance(ref, dict) and ref.get("name") else None
+    return (kind if isinstance(kind, str) and kind else "HelmChart", *chart_key(obj))
+
+
 def chart_refs(obj: KubeObject) -> list[str]:
-    """Index value: the HelmChart whose new artifact wakes this HelmRelease."""
-    return [ref_key("HelmChart", *chart_key(obj))]
+    """Index value: the chart source whose new artifact wakes this HelmRelease."""
+    return [ref_key(*chart_source_key(obj))]
 
 
 def values_refs(obj: KubeObject) -> list[str]:
@@ -74,24 +87,37 @@ def check_dependencies(obj: KubeObject, lookup: dependencies.Lookup) -> None:
     dependencies.check_dependencies(obj, lookup)
 
 
-def chart_artifact(obj: KubeObject, chart: KubeObject | None) -> dict[str, Any]:
-    """The HelmChart's artifact, or DependencyNotReady with Flux's wording (its ``isReady``) when there is none yet.
+def chart_artifact(obj: KubeObject, source: KubeObject | None) -> dict[str, Any]:
+    """The chart source's artifact, or DependencyNotReady (Flux's SourceNotReady, its ``isSourceReady``
+    wording) when there is none yet; the HelmRelease waits for the source's `artifact-ready`.
 
-    As Flux, a HelmChart whose latest generation source-controller has not reconciled is not ready: its
-    artifact is still the one of the spec we just replaced (the previous chart version), and releasing it
-    with the new values would upgrade to the wrong chart and again once the new one arrives."""
-    ns, name = chart_key(obj)
-    if chart is None:
-        raise DependencyNotReady(f"HelmChart '{ns}/{name}' is not ready: not found")
-    status = chart.get("status") or {}
-    if status.get("observedGeneration", 0) != c.generation_of(chart):
-        why = "latest generation of object has not been reconciled"
-        if c.is_false(chart, "Ready"):
-            why = c.get_message(chart, "Ready")
-        raise DependencyNotReady(f"HelmChart '{ns}/{name}' is not ready: {why}")
-    if c.is_stalled(chart):
-        raise DependencyNotReady(f"HelmChart '{ns}/{name}' is not ready: {c.get_message(chart, 'Stalled')}")
+    As Flux, a HelmChart or OCIRepository whose latest generation source-controller has not reconciled is
+    not ready: its artifact is still the one of the spec just replaced (the previous chart version), and
+    releasing it with the new values would upgrade to the wrong chart and again once the new one arrives.
+    An ExternalArtifact has no generation to wait for (its producer writes its status): its artifact is
+    enough, as in Flux."""
+    kind, ns, name = chart_source_key(obj)
+
+    def not_ready(why: str) -> DependencyNotReady:
+        return DependencyNotReady(f"{kind} '{ns}/{name}' is not ready: {why}", reason=SOURCE_NOT_READY)
+
+    if source is None:
+        # Flux's getSource error: ArtifactFailed, with the apiserver's NotFound wording.
+        raise DependencyNotReady(
+            f'could not get Source object: {_PLURALS.get(kind, kind.lower())}.source.toolkit.fluxcd.io "{name}" '
+            "not found",
+            reason=ARTIFACT_FAILED,
+        )
+    status = source.get("status") or {}
+    if kind != "ExternalArtifact":
+        if status.get("observedGeneration", 0) != c.generation_of(source):
+            why = "latest generation of object has not been reconciled"
+            if c.is_false(source, "Ready"):
+                why = c.get_message(source, "Ready")
+            raise not_ready(why)
+        if c.is_stalled(source):
+            raise not_ready(c.get_message(source, "Stalled"))
     artifact = status.get("artifact")
     if not artifact:
-        raise DependencyNotReady(f"HelmChart '{ns}/{name}' is not ready: does not have an artifact")
+        raise not_ready("does not have an artifact")
     return dict(artifact)

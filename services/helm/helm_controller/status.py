@@ -291,10 +291,22 @@ def summarize(obj: MutableMapping[str, Any], *, test_enabled: bool, ignore_test_
     c.set_condition(obj, ready, now=now)
 
 
-def stamp_attempt(status: MutableMapping[str, Any], *, generation: int, chart_version: str, config_digest: str) -> None:
-    """``lastAttempted*`` for the chart and values this reconcile works with (Flux drops the old checksum)."""
+def stamp_attempt(
+    status: MutableMapping[str, Any],
+    *,
+    generation: int,
+    chart_version: str,
+    config_digest: str,
+    revision_digest: str = "",
+) -> None:
+    """``lastAttempted*`` for the chart and values this reconcile works with (Flux drops the old checksum);
+    ``lastAttemptedRevisionDigest`` only for a chart from an OCI artifact (see helm_controller.chart_revision)."""
     status["lastAttemptedGeneration"] = generation
     status["lastAttemptedRevision"] = chart_version
+    if revision_digest:
+        status["lastAttemptedRevisionDigest"] = revision_digest
+    else:
+        status.pop("lastAttemptedRevisionDigest", None)
     status["lastAttemptedConfigDigest"] = config_digest
     status.pop("lastAttemptedValuesChecksum", None)
     status.pop("lastReleaseRevision", None)

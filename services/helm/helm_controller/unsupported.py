@@ -26,11 +26,6 @@ HELMRELEASE: tuple[Unsupported, ...] = (
         "chart.spec.verify",
         "chart verification is not implemented; ignoring it would release an unverified chart",
     ),
-    Unsupported(
-        "chartRef.kind",
-        "charts from an OCIRepository are not implemented; refer to a HelmChart or use spec.chart",
-        allowed=frozenset({"HelmChart"}),
-    ),
     Unsupported("waitStrategy.name", "only the poller wait strategy is implemented", allowed=frozenset({"poller"})),
     Unsupported(
         "upgrade.chartNameChangeStrategy",
