@@ -236,7 +236,8 @@ def conclude(
 
     elif kind is OutcomeKind.DEPENDENCY_NOT_READY:
         c.delete(obj, ConditionType.STALLED)
-        c.mark_false(obj, ConditionType.READY, Reason.DEPENDENCY_NOT_READY, message, now=now)
+        # DependencyNotReady unless the error names Flux's own reason for the wait (helm's SourceNotReady).
+        c.mark_false(obj, ConditionType.READY, outcome.reason or Reason.DEPENDENCY_NOT_READY, message, now=now)
         _retrying(obj, now)
         retry_after = outcome.error.retry_after if isinstance(outcome.error, TransientError) else None
         decision = Conclusion(requeue_after=retry_after if retry_after is not None else requeue_dependency, error=None)

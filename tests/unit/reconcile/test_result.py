@@ -235,6 +235,14 @@ def test_dependency_not_ready_waits_on_the_dependency_interval() -> None:
     assert o["status"]["observedGeneration"] == 1
 
 
+def test_dependency_not_ready_keeps_a_reason_the_error_names() -> None:
+    o = obj()
+    err = DependencyNotReady("OCIRepository 'apps/web' is not ready: no artifact", reason="SourceNotReady")
+    done = conclude(o, Outcome.failed(err), now=T0, requeue_dependency=15)
+    assert (done.requeue_after, done.error) == (15, None)  # still a wait, not a failure
+    assert c.get_reason(o, "Ready") == "SourceNotReady"
+
+
 def test_dependency_not_ready_honours_retry_after() -> None:
     done = conclude(obj(), Outcome.failed(DependencyNotReady("source not ready", retry_after=2.5)), now=T0)
     assert done.requeue_after == 2.5
