@@ -47,7 +47,7 @@ from helm_controller import helmrelease_plan as plan
 from helm_controller import status as st
 from helm_controller.action_requests import action_request, uninstall_options
 from helm_controller.actions import HelmActionFailed, HelmActions, KubeAccess
-from helm_controller.chart_meta import chart_metadata
+from helm_controller.chart_meta import ChartUnreadable, chart_metadata
 from helm_controller.chart_repack import with_version
 from helm_controller.chart_revision import chart_revision
 from helm_controller.chart_template import desired_helmchart, stale_helmchart
@@ -203,10 +203,14 @@ class HelmReleaseReconciler:
                 digest=str(artifact["digest"]),
                 max_size=self.settings.artifact_max_size,
             )
-            name, version, app_version = await chart_metadata(path)
-            released = chart_revision(kind, str(artifact.get("revision") or ""), version)
-            if released.version != version:
-                path = await asyncio.to_thread(with_version, path, released.version, where / "released.tgz")
+            try:
+                name, version, app_version = await chart_metadata(path)
+                released = chart_revision(kind, str(artifact.get("revision") or ""), version)
+                if released.version != version:
+                    path = await asyncio.to_thread(with_version, path, released.version, where / "released.tgz")
+            except ChartUnreadable as e:
+                # Flux's ArtifactFailed wording: an OCI artifact that is no chart (not a Helm chart layer) too.
+                raise ChartUnreadable(f"Could not load chart: {e}") from None
             yield Chart(path, name, released.version, app_version, released.digest)
         finally:
             shutil.rmtree(where, ignore_errors=True)

@@ -6,6 +6,7 @@ Installed as ``<version>+<digest[0:12]>`` (Flux's rule), upgraded as soon as a n
 the bus (the HelmRelease's interval is 10m, so nothing else wakes it), and upgraded again when the same version
 is pushed again with other content: a new digest is a new chart version. What helm lists agrees at each step.
 A missing tag leaves the HelmRelease waiting with Flux's SourceNotReady, and it installs once the chart is there.
+An artifact of the chart layer unpacked (no layerSelector) is a chart too; one that is no chart is ArtifactFailed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gitops_mesh_dev.chartrepo import PODINFO_CHART, ChartRepo
 from gitops_mesh_dev.ociregistry import OciRegistry
 from tests.integration.helm.test_helmrelease import Running, condition, until
 from tests.integration.helm.test_helmrelease import running as running  # the fixture
+from tests.integration.source.oci.conftest import push, write_tree
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
 
@@ -209,3 +211,44 @@ async def test_missing_chart_waits_with_source_not_ready_then_installs(
 
     [listed] = await until(run, "installed once the chart is pushed", installed, timeout=60)
     assert listed["chart"].startswith("podinfo-1.0.0+")
+
+
+async def test_extracted_chart_layer_installs_and_an_artifact_that_is_no_chart_fails(
+    kube: KubeClient, namespace: str, registry: str, running: Running, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Without layerSelector the artifact is the chart layer unpacked and packed again: still a chart, as Flux
+    loads it. Manifests pushed by `gitops-mesh push artifact` are not one: ArtifactFailed with Flux's wording."""
+    run = running
+    charts = Charts(stack_env["HELM"], registry, namespace, tmp_path / "charts")
+    await charts.push("1.0.0", "6.0.0")
+    extracted = ocirepository(namespace, charts.url)
+    del extracted["spec"]["layerSelector"]
+    await kube.create(extracted)
+    manifests = write_tree(tmp_path / "manifests", {"deploy/cm.yaml": "kind: ConfigMap\n"})
+    await push(f"oci://{registry}/{namespace}/manifests:v1", manifests)
+    not_a_chart = ocirepository(namespace, charts.url)
+    not_a_chart["metadata"]["name"] = "manifests"
+    not_a_chart["spec"] |= {"url": f"oci://{registry}/{namespace}/manifests", "ref": {"tag": "v1"}}
+    del not_a_chart["spec"]["layerSelector"]
+    await kube.create(not_a_chart)
+    await kube.create(helmrelease(namespace))
+    broken = helmrelease(namespace)
+    broken["metadata"]["name"] = "broken"
+    broken["spec"]["chartRef"]["name"] = "manifests"
+    await kube.create(broken)
+
+    async def installed() -> list[Any]:
+        return list(await run.helm("list", "-n", namespace))
+
+    [listed] = await until(run, "the extracted chart installed", installed, timeout=60)
+    assert listed["name"] == "web"
+    assert listed["chart"].startswith("podinfo-1.0.0+")
+
+    async def failed() -> dict[str, Any]:
+        obj = await kube.get(HR, "HelmRelease", "broken", namespace=namespace)
+        ready = condition(obj, "Ready")
+        return ready if ready.get("reason") == "ArtifactFailed" else {}
+
+    ready = await until(run, "the artifact refused as no chart", failed)
+    assert ready["status"] == "False"
+    assert ready["message"] == "Could not load chart: chart artifact has 0 top-level Chart.yaml files, not one"
