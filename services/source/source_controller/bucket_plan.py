@@ -30,11 +30,6 @@ def refuse_provider_fields(spec: Mapping[str, Any]) -> None:
     name (UnsupportedField, Stalled) rather than accepted and not acted on."""
     provider = provider_of(spec)
     problems = []
-    if provider == AZURE and spec.get("prefix"):
-        problems.append(
-            "spec.prefix is not supported for the 'azure' provider (Flux filters server-side only for generic, "
-            "aws and gcp and ignores it for azure); use spec.ignore"
-        )
     if provider == AZURE and (spec.get("certSecretRef") or {}).get("name"):
         problems.append(
             "spec.certSecretRef is not supported for the 'azure' provider (Flux reads it for generic and aws only)"

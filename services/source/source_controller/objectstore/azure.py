@@ -7,8 +7,14 @@ As Flux: the container is ``spec.bucketName``; an account key's account is the e
 label (or, for an emulator's path-style URL, its first path segment); no Secret means anonymous access
 to a public container. Managed identities and workload identity are refused by :mod:`.auth`.
 
-Flux writes an Azure etag into the index hex-encoded (``%x`` of the listed ETag string); so do we, with
-the quotes a download's header carries stripped first, so a listing and a download agree.
+Etags and Flux's revision. Azure (and Azurite: checked against the stack's) lists a blob's etag bare,
+``0x8DB…``, and sends it quoted in a download's ``ETag`` header, ``"0x8DB…"``. Flux (pkg/azure) lists it as
+``%x`` (hex of the bare string) but its download returns the header's quoted string, and Flux's fetch puts
+every downloaded etag that differs from the listed one into the index before the revision is taken - for
+Azure, all of them. So the revision Flux stores for an Azure Bucket is the digest over the *quoted* etags,
+and its listing never matches it (Flux downloads the whole container every interval). Our index holds the
+quoted form from the start: the same revision as Flux's artifact, and a listing that does match it, so an
+unchanged container is one listing here.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from source_controller.objectstore.s3 import redact
 
 
 def index_etag(etag: str | None) -> str:
-    """Flux's index form of an Azure etag: the ETag string's bytes in hex."""
-    return (etag or "").strip('"').encode().hex()
+    """The etag as Flux's artifact revision holds it: quoted, as a download's ETag header carries it."""
+    bare = (etag or "").strip('"')
+    return f'"{bare}"' if bare else ""
 
 
 def _detail(e: Exception) -> str:
