@@ -7,7 +7,9 @@ Sources, read from this controller's own storage (never over HTTP):
   ``valuesFiles`` it is repackaged with the merged values and version ``<version>+<generation>``.
 * GitRepository: the artifact is unpacked (``safe_extract``) into a scratch directory and ``spec.chart``
   packaged with the real helm; ``reconcileStrategy: Revision`` adds ``+<12 hex of the commit>``.
-* Bucket: not supported yet (Stalled, said so); charts from OCI HelmRepositories neither.
+* Bucket: as a GitRepository: its artifact unpacked and ``spec.chart`` packaged; ``reconcileStrategy: Revision``
+  adds ``+<12 hex of the bucket revision>``.
+* HelmRepository of type oci: not supported yet (Stalled, said so).
 
 The source must be Ready for its current generation, with its artifact in storage, else the chart waits
 (DependencyNotReady). As in Flux, a chart whose version did not change keeps its stored artifact
@@ -123,7 +125,7 @@ def dependency_urls(source_root: Path, chart_path: str) -> set[str]:
 class HelmChartReconciler:
     """HelmChart's inner work; the runner does finalizers, suspend, conditions and the status patch.
 
-    ``sources`` are the process's caches of the source kinds (GitRepository, HelmRepository).
+    ``sources`` are the process's caches of the source kinds (GitRepository, HelmRepository, Bucket).
     """
 
     kube: KubeClient

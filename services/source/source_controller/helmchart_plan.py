@@ -147,12 +147,8 @@ def source_failure(obj: KubeObject, observed: Observed) -> Failure | None:
     missing, not Ready at its generation, or without its artifact in storage (waits; its news wakes us)."""
     ns, ref = obj["metadata"]["namespace"], obj["spec"]["sourceRef"]
     kind, name = ref.get("kind"), ref["name"]
-    if kind not in (HELM_REPOSITORY, GIT_REPOSITORY):
-        message = (
-            "Bucket sources are not supported yet"
-            if kind == BUCKET
-            else f"unsupported source kind '{kind}', must be one of: HelmRepository, GitRepository, Bucket"
-        )
+    if kind not in (HELM_REPOSITORY, GIT_REPOSITORY, BUCKET):
+        message = f"unsupported source kind '{kind}', must be one of: HelmRepository, GitRepository, Bucket"
         return _fetch_failed("UnsupportedSourceKind", message, TerminalError(message, reason="UnsupportedSourceKind"))
     source = observed.source
     if source is None:

@@ -65,7 +65,11 @@ async def setup(ctx: ProcessContext[SourceSettings]) -> AsyncIterator[None]:
             git = GitRepositoryReconciler(p.kube, storage, git_repos, max_repository_size=s.max_repository_size)
             git_runner = kind_runner(ctx, p, git)
             repo_runner = kind_runner(ctx, p, HelmRepositoryReconciler(p.kube, storage, http))
-            sources = {"GitRepository": git_repos, "HelmRepository": helm_repo_cache}
+            sources = {
+                "GitRepository": git_repos,
+                "HelmRepository": helm_repo_cache,
+                "Bucket": own_cache(ctx, p, API_VERSION, "Bucket"),
+            }
             chart_runner = kind_runner(ctx, p, HelmChartReconciler(p.kube, storage, http, sources, helm=helm))
             # A new artifact of a source wakes what is built from it at once: charts, including repositories.
             changed = new_revision(artifact_revision)

@@ -125,7 +125,6 @@ def fetch_mark(failure: Failure) -> tuple[str, str]:
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("Bucket", "Bucket sources are not supported yet"),
         (
             "OCIRepository",
             "unsupported source kind 'OCIRepository', must be one of: HelmRepository, GitRepository, Bucket",

@@ -60,6 +60,7 @@ async def controller(
         f"--storage-path={storage}",
         f"--storage-addr=127.0.0.1:{port}",
         f"--max-bucket-object-size={MAX_OBJECT_SIZE}",
+        f"--helm-path={stack_env['HELM']}",  # HelmCharts from a Bucket are packaged with the stack's helm
     ]
     which = [Topic.ARTIFACT_READY, Topic.FAILED]
     async with (
