@@ -7,12 +7,15 @@ Sources, read from this controller's own storage (never over HTTP):
   ``valuesFiles`` it is repackaged with the merged values and version ``<version>+<generation>``.
 * GitRepository: the artifact is unpacked (``safe_extract``) into a scratch directory and ``spec.chart``
   packaged with the real helm; ``reconcileStrategy: Revision`` adds ``+<12 hex of the commit>``.
+* HelmRepository of type oci: ``spec.version`` is the tag, or a range resolved against the registry's tags
+  (:mod:`.helm.oci`); the chart layer of ``oci://<url>/<chart>:<tag>`` is pulled with the repository's
+  credentials and TLS material (:mod:`.helm.oci_pull`), then treated as a chart from an index is.
 * Bucket: as a GitRepository: its artifact unpacked and ``spec.chart`` packaged; ``reconcileStrategy: Revision``
   adds ``+<12 hex of the bucket revision>``.
-* HelmRepository of type oci: not supported yet (Stalled, said so).
 
 The source must be Ready for its current generation, with its artifact in storage, else the chart waits
-(DependencyNotReady). As in Flux, a chart whose version did not change keeps its stored artifact
+(DependencyNotReady); an OCI HelmRepository has no artifact and is not waited for (Flux). As in Flux, a
+chart whose version did not change keeps its stored artifact
 (``reconcileStrategy: ChartVersion``), and nothing is fetched or packaged while the generation, the
 source's revision and the artifact file are what the last successful build saw.
 
@@ -57,6 +60,8 @@ from source_controller.helm import (
     parse_index_file,
 )
 from source_controller.helm.chart import parse_chart_yaml
+from source_controller.helm.errors import ChartPullError
+from source_controller.helm.oci_pull import pull_chart, resolve_version
 from source_controller.helmchart_plan import (
     HELM_REPOSITORY,
     Build,
@@ -67,12 +72,13 @@ from source_controller.helmchart_plan import (
     chart_stored,
     chart_version,
     credential_sources,
+    oci_source,
     plan,
     reusable,
     reused,
     version_metadata,
 )
-from source_controller.helmrepository import DEFAULT_TIMEOUT, repository_auth
+from source_controller.helmrepository import DEFAULT_TIMEOUT, oci_repository_client, oci_timeout, repository_auth
 from source_controller.status_edits import Done, Failure, storage_failed
 from source_controller.unsupported import HELM_CHART, refuse_unsupported
 
@@ -198,6 +204,8 @@ class HelmChartReconciler:
     async def _build(self, obj: KubeObject, step: Build, tmp: Path) -> BuiltChart:
         """The chart from its source; a failure is BuildFailed or FetchFailed."""
         try:
+            if oci_source(step.source_kind, step.source):
+                return await self._from_oci_repository(obj, step, tmp)
             if step.source_kind == HELM_REPOSITORY:
                 return await self._from_repository(obj, step, tmp)
             return await self._from_tarball(obj, step, tmp)
@@ -238,6 +246,44 @@ class HelmChartReconciler:
             out,
             helm=self.helm,
             name=chart.name,
+            version=version,
+            values_files=values_files,
+            ignore_missing_values_files=bool(spec.get("ignoreMissingValuesFiles")),
+            tmp_dir=tmp,
+        )
+        return BuiltChart.of(repacked)
+
+    async def _from_oci_repository(self, obj: KubeObject, step: Build, tmp: Path) -> BuiltChart:
+        """Resolve the version from the registry's tags; pull the chart unless the stored one is it; repackage it
+        with the merged values when spec.valuesFiles asks (as a chart from an index)."""
+        spec, repo_spec = obj["spec"], step.source["spec"]
+        location, client, _ = await oci_repository_client(
+            self.kube, self.http, step.source["metadata"]["namespace"], repo_spec
+        )
+        name: str = spec["chart"]
+        chart_repo = location.chart(name)
+        timeout = oci_timeout(repo_spec)
+        try:
+            async with asyncio.timeout(timeout):
+                resolved = await resolve_version(client, chart_repo, spec.get("version") or "*")
+                version = chart_version(obj, HELM_REPOSITORY, "", resolved)
+                values_files: list[str] = list(spec.get("valuesFiles") or [])
+                if reusable(obj, name, version, step.artifact_stored):
+                    return BuiltChart(name, version, None, packaged=bool(values_files))
+                pulled_dir = tmp / "pulled"
+                pulled_dir.mkdir()
+                pulled = await pull_chart(client, chart_repo, name, resolved, pulled_dir)
+        except TimeoutError as e:
+            raise ChartPullError(f"pulling chart {name} from {location.url} timed out after {timeout:g}s") from e
+        if not values_files:
+            return BuiltChart.of(pulled)
+        out = tmp / "out"
+        out.mkdir()
+        repacked = await package_chart_archive(
+            pulled.path,
+            out,
+            helm=self.helm,
+            name=name,
             version=version,
             values_files=values_files,
             ignore_missing_values_files=bool(spec.get("ignoreMissingValuesFiles")),

@@ -142,6 +142,11 @@ def _fetch_failed(reason: str, message: str, error: GitopsMeshError) -> Failure:
     return Failure(StatusEdit(marks=(Mark(c.ConditionType.FETCH_FAILED, reason, message),)), error)
 
 
+def oci_source(kind: str | None, source: Mapping[str, Any]) -> bool:
+    """The source is a HelmRepository of type oci (charts pulled from a registry, no artifact of its own)."""
+    return kind == HELM_REPOSITORY and is_oci(source.get("spec") or {})
+
+
 def source_failure(obj: KubeObject, observed: Observed) -> Failure | None:
     """Why the chart cannot be built from its source now: a kind we do not serve (stalls), or a source that is
     missing, not Ready at its generation, or without its artifact in storage (waits; its news wakes us)."""
@@ -154,9 +159,9 @@ def source_failure(obj: KubeObject, observed: Observed) -> Failure | None:
     if source is None:
         message = f"{kind} '{ns}/{name}' not found"
         return _fetch_failed("SourceUnavailable", message, DependencyNotReady(message))
-    if kind == HELM_REPOSITORY and is_oci(source.get("spec") or {}):
-        message = f"charts from OCI HelmRepository '{ns}/{name}' are not supported yet"
-        return _fetch_failed("UnsupportedSourceKind", message, TerminalError(message, reason="UnsupportedSourceKind"))
+    if oci_source(kind, source):
+        # An OCI HelmRepository has no artifact to wait for (Flux): the pull itself says what is wrong.
+        return None
     if not is_ready_at_generation(source) or not (source.get("status") or {}).get("artifact"):
         why = c.get_message(source, c.ConditionType.READY) or "not reconciled yet"
         message = f"{kind} '{ns}/{name}' is not ready: {why}"
@@ -219,9 +224,13 @@ def plan(obj: KubeObject, observed: Observed) -> Failure | Done | Build:
     kind: str = spec["sourceRef"]["kind"]
     source = observed.source
     assert source is not None  # source_failure checked it
-    source_revision: str = source["status"]["artifact"]["revision"]
-    # spec.verify is for OCI sources, which we do not pull.
+    # spec.verify (refused) is the only thing that would verify a chart.
     not_verified = (c.ConditionType.SOURCE_VERIFIED,)
+    if oci_source(kind, source):
+        # No source revision tells that nothing changed: the registry's tags are listed every interval, and
+        # the ChartVersion rule keeps the stored chart when they give the same version.
+        return Build(kind, source, "", observed.artifact_stored, StatusEdit(deletes=not_verified))
+    source_revision: str = source["status"]["artifact"]["revision"]
     if unchanged(obj, source_revision) and observed.artifact_stored:
         reason, message = summary(packaged_by(kind, spec), status.get("observedChartName", ""), _revision(obj) or "")
         return done(obj, reason, message, edit=StatusEdit(deletes=not_verified))

@@ -1,10 +1,12 @@
 """HelmRepository: fetch index.yaml, store it as ``index-<hex>.yaml`` when its digest changed, announce it.
 
 Flux's behaviour kept: type ``default`` stores the index with revision ``sha256:<hex of the fetched bytes>``
-and links ``index.yaml`` to it (``status.url``); type ``oci`` is static - Ready with no artifact, nothing
-fetched (and an artifact left by an earlier ``default`` spec is removed). ``spec.insecure`` only matters to
-OCI registries: plain ``http://`` index URLs are fetched as they are. A failed fetch leaves the stored
-artifact (and ``status.artifact``) alone, so the HelmCharts built from it keep working.
+and links ``index.yaml`` to it (``status.url``); type ``oci`` has no artifact (one left by an earlier
+``default`` spec is removed) and is Ready once the registry answers its API root to the Secret's credentials
+(a login, as Flux's v1beta2 OCI reconciler did; without credentials nothing is contacted, as in Flux).
+``spec.insecure`` only matters to OCI registries: plain ``http://`` index URLs are fetched as they are. A
+failed fetch leaves the stored artifact (and ``status.artifact``) alone, so the HelmCharts built from it keep
+working.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.kube.secrets import secret_data
 from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.oci import RegistryClient
 from gitops_mesh.reconcile.result import Outcome
 from gitops_mesh.settings import parse_duration
 from source_controller.artifact_status import artifact_status, in_storage
 from source_controller.helm import DEFAULT_MAX_INDEX_SIZE, IndexFile, RepositoryAuth, fetch_index
+from source_controller.helm.oci import InvalidOciUrl, OciLocation, parse_oci_url
+from source_controller.helm.oci_pull import login, oci_auth, registry_client
 from source_controller.helmrepository_plan import (
     Observed,
     fetch_failed,
@@ -36,6 +41,7 @@ from source_controller.helmrepository_plan import (
     index_stored,
     is_oci,
     oci_ready,
+    oci_url_invalid,
     plan,
 )
 from source_controller.status_edits import Done, storage_failed
@@ -54,22 +60,46 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _read_secret(
+    kube: KubeClient, namespace: str, spec: Mapping[str, Any], field: str
+) -> dict[str, bytes] | None:
+    """The data of the Secret ``spec.<field>`` names, None when it names none."""
+    name = (spec.get(field) or {}).get("name")
+    if not name:
+        return None
+    try:
+        return await secret_data(kube, namespace, name)
+    except NotFound as e:
+        # A Secret created after its HelmRepository is normal: retry rather than stall.
+        raise TransientError(f"{field} secret '{namespace}/{name}' not found", reason="AuthenticationFailed") from e
+
+
 async def repository_auth(kube: KubeClient, namespace: str, spec: Mapping[str, Any]) -> RepositoryAuth:
     """A HelmRepository's credentials and TLS material from spec.secretRef and spec.certSecretRef."""
-
-    async def read(field: str) -> dict[str, bytes] | None:
-        name = (spec.get(field) or {}).get("name")
-        if not name:
-            return None
-        try:
-            return await secret_data(kube, namespace, name)
-        except NotFound as e:
-            # A Secret created after its HelmRepository is normal: retry rather than stall.
-            raise TransientError(f"{field} secret '{namespace}/{name}' not found", reason="AuthenticationFailed") from e
-
-    secret = await read("secretRef")
-    cert_secret = await read("certSecretRef")
+    secret = await _read_secret(kube, namespace, spec, "secretRef")
+    cert_secret = await _read_secret(kube, namespace, spec, "certSecretRef")
     return RepositoryAuth.from_secrets(secret, cert_secret, pass_credentials=bool(spec.get("passCredentials")))
+
+
+async def oci_repository_client(
+    kube: KubeClient, http: aiohttp.ClientSession, namespace: str, spec: Mapping[str, Any]
+) -> tuple[OciLocation, RegistryClient, bool]:
+    """An OCI HelmRepository's registry, a client of it with the Secrets' credentials and TLS material, and
+    whether it goes anonymous (no credentials)."""
+    try:
+        location = parse_oci_url(str(spec.get("url") or ""))
+    except InvalidOciUrl as e:
+        raise oci_url_invalid(e) from e
+    secret = await _read_secret(kube, namespace, spec, "secretRef")
+    cert_secret = await _read_secret(kube, namespace, spec, "certSecretRef")
+    auth = oci_auth(location.registry, secret, cert_secret, secret_name=(spec.get("secretRef") or {}).get("name") or "")
+    client = registry_client(http, location, auth, insecure=bool(spec.get("insecure")), timeout=oci_timeout(spec))
+    return location, client, auth.credentials is None
+
+
+def oci_timeout(spec: Mapping[str, Any]) -> float:
+    """How long one registry operation of the repository may take (spec.timeout, Flux's default 60s)."""
+    return parse_duration(spec.get("timeout") or DEFAULT_TIMEOUT)
 
 
 @dataclass
@@ -156,11 +186,15 @@ class HelmRepositoryReconciler:
         return artifact, link
 
     async def _static(self, obj: KubeObject) -> Outcome:
-        """type: oci - nothing to fetch; Ready, without an artifact (one from a former spec is removed)."""
+        """type: oci - no artifact (one from a former spec is removed); Ready once a login with the Secret's
+        credentials succeeds (at once without credentials); the URL and Secrets are checked either way."""
+        meta, spec = obj["metadata"], obj["spec"]
         if holds_artifact(obj):
-            meta = obj["metadata"]
             try:
                 await self.storage.remove_all(KIND, meta["namespace"], meta["name"])
             except StorageError as e:
                 raise TransientError(f"removing the former index artifact failed: {e}", reason=e.reason) from e
+        location, client, anonymous = await oci_repository_client(self.kube, self.http, meta["namespace"], spec)
+        if not anonymous:
+            await login(client, location.url, timeout=oci_timeout(spec))
         return oci_ready(obj).apply(obj, now=self.clock())

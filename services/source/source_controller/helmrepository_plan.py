@@ -119,8 +119,13 @@ def holds_artifact(obj: KubeObject) -> bool:
     return bool(status.get("artifact") or status.get("url"))
 
 
+def oci_url_invalid(error: Exception) -> TerminalError:
+    """An OCI repository URL that names no registry: Flux's URLInvalid, Stalled until the spec changes."""
+    return TerminalError(str(error), reason="URLInvalid")
+
+
 def oci_ready(obj: KubeObject) -> Done:
-    """``type: oci``: nothing to fetch; Ready, with no artifact and no artifact conditions."""
+    """``type: oci``: the registry answered; Ready, with no artifact and no artifact conditions."""
     edit = StatusEdit(
         deletes=(
             c.ConditionType.ARTIFACT_IN_STORAGE,
@@ -130,5 +135,6 @@ def oci_ready(obj: KubeObject) -> Done:
         ),
         drops=("artifact", "url"),
     )
-    # Nothing changes without a spec change, so no periodic run.
-    return Done(edit, Outcome.succeeded(requeue_after=None, message=OCI_READY_MESSAGE, reason=c.Reason.SUCCEEDED))
+    # The login is checked again every interval, as Flux's OCI reconciler did (credentials expire).
+    outcome = Outcome.succeeded(requeue_after=interval_of(obj), message=OCI_READY_MESSAGE, reason=c.Reason.SUCCEEDED)
+    return Done(edit, outcome)

@@ -139,14 +139,12 @@ def test_a_source_kind_we_do_not_serve_stalls(kind: str, message: str) -> None:
     assert fetch_mark(step) == ("UnsupportedSourceKind", message)
 
 
-def test_charts_from_an_oci_helm_repository_stall() -> None:
+def test_charts_from_an_oci_helm_repository_are_built_without_a_source_artifact() -> None:
+    # An OCI HelmRepository has no artifact: the chart is pulled (its tags listed) every time, no revision kept.
     step = plan(chart(), observed(source(type="oci")))
-    assert isinstance(step, Failure)
-    assert isinstance(step.error, TerminalError)
-    assert fetch_mark(step) == (
-        "UnsupportedSourceKind",
-        "charts from OCI HelmRepository 'apps/src' are not supported yet",
-    )
+    assert isinstance(step, Build)
+    assert step.source_revision == ""
+    assert "observedSourceArtifactRevision" not in step.edit.writes
 
 
 def test_a_missing_source_is_waited_for() -> None:

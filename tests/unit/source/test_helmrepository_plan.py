@@ -159,7 +159,7 @@ def test_the_same_index_stored_again_is_not_announced() -> None:
     assert index_stored(obj, OLD, artifact(OLD), "link").outcome.announce == ()
 
 
-def test_an_oci_repository_is_ready_without_artifact_or_periodic_runs() -> None:
+def test_an_oci_repository_is_ready_without_artifact_and_checked_every_interval() -> None:
     obj = repository({"artifact": artifact(), "url": "http://storage/x/index.yaml"}, type="oci")
     for cond in (c.ConditionType.ARTIFACT_IN_STORAGE, c.ConditionType.FETCH_FAILED):
         c.mark_true(obj, cond, "Earlier", "from the default type", now=NOW)
@@ -167,7 +167,7 @@ def test_an_oci_repository_is_ready_without_artifact_or_periodic_runs() -> None:
     done = oci_ready(obj)
     assert done.outcome.message == OCI_READY_MESSAGE == "Helm repository is ready"
     assert done.outcome.reason == "Succeeded"
-    assert done.outcome.requeue_after is None
+    assert done.outcome.requeue_after is not None  # the login is checked again at spec.interval
     done.apply(obj, now=NOW)
     assert "artifact" not in obj["status"]
     assert "url" not in obj["status"]
