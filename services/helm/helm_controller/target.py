@@ -30,6 +30,7 @@ from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.kube.remote import RemoteKubeConfig, RemoteKubeConfigError, RemoteOptions, parse_remote
 from gitops_mesh.kube.remote import secret_kubeconfig as kubeconfig_of
+from gitops_mesh.kube.version import parse_version, validates_fields
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.watches import ref_key
 from helm_controller.actions import KubeAccess
@@ -77,6 +78,8 @@ class RemoteTarget:
     holders: int = 0
     retired: bool = False
     last_used: float = field(default_factory=time.monotonic)
+    #: that apiserver validates fields itself (1.27+): helm skips its client-side OpenAPI check there too
+    validates_fields: bool = False
 
     def access(self, obj: KubeObject, default_service_account: str) -> KubeAccess:
         """helm's way in: the Secret's kubeconfig, acting as the HelmRelease's service account when it names one."""
@@ -84,12 +87,15 @@ class RemoteTarget:
         ns = obj["metadata"]["namespace"]
         data = self.remote.document_bytes()
         if not sa:
-            return KubeAccess(kubeconfig=None, kubeconfig_data=data, client=self.client)
+            return KubeAccess(
+                kubeconfig=None, kubeconfig_data=data, client=self.client, server_validates_fields=self.validates_fields
+            )
         return KubeAccess(
             kubeconfig=None,
             kubeconfig_data=data,
             as_user=f"system:serviceaccount:{ns}:{sa}",
             client=self.client.impersonate(sa, ns),
+            server_validates_fields=self.validates_fields,
         )
 
 
@@ -157,7 +163,7 @@ class TargetClusters:
         try:
             # One look before the client is kept: an unreachable or refusing cluster is named here, once,
             # rather than as a failed storage read deeper in the reconcile.
-            await client.request("GET", "/version")
+            version_info = parse_version(await client.request("GET", "/version"))
         except (KubeUnavailable, ApiError) as e:
             await client.close()
             raise TransientError(f"remote cluster {remote.server}: {e}", reason=REST_CLIENT_ERROR) from None
@@ -170,7 +176,7 @@ class TargetClusters:
             current.retired = True
             if current.holders == 0:
                 await current.client.close()
-        target = RemoteTarget(remote, client, version)
+        target = RemoteTarget(remote, client, version, validates_fields=validates_fields(version_info))
         self._targets[(ns, name, key)] = target
         log.info("remote cluster client opened", secret=secret_name, server=remote.server)
         return target

@@ -288,6 +288,8 @@ async def test_remote_clients_are_kept_per_secret_version_and_closed_when_replac
         assert await targets.bind(b) is first  # same Secret, same version: one client
         assert targets.bound(a) is first
         assert (await first.client.request("GET", "/version"))["major"] == "1"
+        assert first.validates_fields  # 1.34: helm is told to leave field validation to that apiserver
+        assert first.access(a, "").server_validates_fields
         await targets.release(a)
         # A new version of the Secret: a new client; the old one closes once its last holder lets go.
         await kube.patch("v1", "Secret", "remote", {"metadata": {"annotations": {"rotated": "1"}}}, namespace=namespace)
