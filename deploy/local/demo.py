@@ -6,8 +6,11 @@ repository; creates a GitRepository, two Kustomizations (apps dependsOn infra), 
 and a Receiver; shows what was applied and notified; commits a change, calls the Receiver like a git host
 and shows the change applied and notified, with latencies. Then helm-controller: a HelmRelease of the podinfo
 chart (deploy/examples/charts/podinfo, packaged as 6.0.0 and 6.0.1 into a local Helm repository) is installed,
-upgraded to 6.0.1 with new values (revision 2), and what `helm list` and the sink saw of it is shown. Leaves
-everything running (`make demo-down`).
+upgraded to 6.0.1 with new values (revision 2), and what `helm list` and the sink saw of it is shown. Then the
+other sources (deploy/local/demo_sources.py): a directory pushed to the stack's OCI registry with
+`gitops-mesh push artifact` and an OCIRepository, manifests in an S3 bucket (SeaweedFS) and a Bucket, and the
+Git repository's apps/ split out by an ArtifactGenerator into an ExternalArtifact — each applied by a
+Kustomization. Leaves everything running (`make demo-down`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from typing import Any
 
 import aiohttp
 import orjson
+
+# A sibling module: running this file puts deploy/local first on sys.path.
+from demo_sources import show_sources
 
 from gitops_mesh.errors import NotFound
 from gitops_mesh.helmcli import helm_env
@@ -514,6 +520,8 @@ async def main() -> None:
         show_notifications(wall)
         await show_refusal(kube)
         await show_helm_release(kube, env["HELM"], env["KUBECONFIG"])
+        say("the other sources: an OCI artifact, an S3 bucket, and the Git repository split by an ArtifactGenerator")
+        await show_sources(kube, env, DEMO, say, lambda since: show_notifications(since, "Kustomization"))
     finally:
         await kube.close()
     extra = (
