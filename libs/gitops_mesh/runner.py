@@ -289,28 +289,11 @@ class KindRunner:
 
     def _publish(self, obj: KubeObject, announcement: Announcement) -> None:
         """Put one event about ``obj`` on the bus (never blocks; see Publisher)."""
-        meta = obj.get("metadata") or {}
-        ref = ObjectRef(
-            api_version=self.reconciler.api_version,
-            kind=self.reconciler.kind,
-            namespace=meta.get("namespace", ""),
-            name=meta.get("name", ""),
-            uid=meta.get("uid", ""),
-        )
-        a = announcement
-        event = build_event(
-            kind=a.kind,
-            controller=self.controller,
-            instance=self.instance,
-            involved_object=ref,
-            severity=a.severity,
-            reason=a.reason,
-            message=a.message,
-            revision=a.revision,
-            metadata=a.metadata or None,
-            artifact=a.artifact,
-        )
-        self.publisher.publish(topic_of(a.kind), event)
+        r = self.reconciler
+        publish_announcement(
+            self.publisher, obj, announcement, controller=self.controller, instance=self.instance,
+            api_version=r.api_version, kind=r.kind,
+        )  # fmt: skip
 
     async def run(self) -> None:
         """Work once the cache has synced (the caches are started by whoever owns them)."""
@@ -319,3 +302,39 @@ class KindRunner:
 
     def stop(self) -> None:
         self.workers.stop()
+
+
+def publish_announcement(
+    publisher: Publisher,
+    obj: KubeObject,
+    announcement: Announcement,
+    *,
+    controller: str,
+    instance: str,
+    api_version: str = "",
+    kind: str = "",
+) -> None:
+    """Put one event about ``obj`` on its topic (never blocks; see Publisher): the runner's announcements, and a
+    reconciler's about other objects it writes (``api_version``/``kind`` default to the object's own)."""
+    meta = obj.get("metadata") or {}
+    ref = ObjectRef(
+        api_version=api_version or str(obj.get("apiVersion") or ""),
+        kind=kind or str(obj.get("kind") or ""),
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+        uid=str(meta.get("uid") or ""),
+    )
+    a = announcement
+    event = build_event(
+        kind=a.kind,
+        controller=controller,
+        instance=instance,
+        involved_object=ref,
+        severity=a.severity,
+        reason=a.reason,
+        message=a.message,
+        revision=a.revision,
+        metadata=a.metadata or None,
+        artifact=a.artifact,
+    )
+    publisher.publish(topic_of(a.kind), event)

@@ -40,7 +40,6 @@ from gitops_mesh.artifacts.errors import ArtifactError
 from gitops_mesh.artifacts.extract import ExtractLimits, safe_extract
 from gitops_mesh.artifacts.fetch import fetch
 from gitops_mesh.artifacts.storage import Storage
-from gitops_mesh.bus.envelope import ObjectRef, build_event
 from gitops_mesh.errors import ApiError, GitopsMeshError, NotFound, TransientError
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.events import EventRecorder
@@ -49,7 +48,7 @@ from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.observability.logging import get_logger
 from gitops_mesh.process import Platform, ProcessContext, kind_runner, own_cache
 from gitops_mesh.reconcile.result import Announcement, Outcome
-from gitops_mesh.runner import KindRunner, topic_of
+from gitops_mesh.runner import KindRunner, publish_announcement
 from gitops_mesh.timestamps import rfc3339
 from gitops_mesh.watches import artifact_revision, new_revision
 from source_controller.artifact_status import artifact_status
@@ -346,27 +345,10 @@ def bus_publisher(ctx: ProcessContext[Any], p: Platform) -> Publish:
     """Announcements about objects other than the runner's own (the ExternalArtifacts a generator writes)."""
 
     def publish(obj: KubeObject, a: Announcement) -> None:
-        meta = obj.get("metadata") or {}
-        ref = ObjectRef(
-            api_version=str(obj.get("apiVersion") or EA_API_VERSION),
-            kind=str(obj.get("kind") or EA_KIND),
-            namespace=str(meta.get("namespace") or ""),
-            name=str(meta.get("name") or ""),
-            uid=str(meta.get("uid") or ""),
-        )
-        event = build_event(
-            kind=a.kind,
-            controller=ctx.controller,
-            instance=ctx.instance,
-            involved_object=ref,
-            severity=a.severity,
-            reason=a.reason,
-            message=a.message,
-            revision=a.revision,
-            metadata=a.metadata or None,
-            artifact=a.artifact,
-        )
-        p.publisher.publish(topic_of(a.kind), event)
+        publish_announcement(
+            p.publisher, obj, a, controller=ctx.controller, instance=ctx.instance,
+            api_version=str(obj.get("apiVersion") or EA_API_VERSION), kind=str(obj.get("kind") or EA_KIND),
+        )  # fmt: skip
 
     return publish
 
