@@ -400,10 +400,12 @@ up() {
 
 down() {
   local i c
-  # The servers depend on nothing: stopped together, so the slowest one alone sets the time.
+  # The servers depend on nothing: stopped together and while the cluster stops, so they add no time.
   for c in "${SERVERS[@]}"; do stop_component "$c" & done
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    [[ " ${SERVERS[*]} " == *" ${COMPONENTS[i]} "* ]] || stop_component "${COMPONENTS[i]}"
+  done
   wait
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop_component "${COMPONENTS[i]}"; done
   log "down"
 }
 
