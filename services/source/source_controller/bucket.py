@@ -14,10 +14,12 @@ import contextlib
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from aiobotocore.session import AioSession
 
 from gitops_mesh.artifacts.errors import StorageError
 from gitops_mesh.artifacts.storage import Storage, StoredArtifact
@@ -47,7 +49,7 @@ from source_controller.objectstore.errors import AuthenticationFailed, BucketOpe
 from source_controller.objectstore.fetch import Fetched, fetch_objects, list_objects, read_sourceignore
 from source_controller.objectstore.index import Index, Limits, build_index, ignore_filter
 from source_controller.objectstore.provider import BucketClient
-from source_controller.objectstore.s3 import open_s3
+from source_controller.objectstore.s3 import open_s3, sealed_session
 from source_controller.status_edits import Done, storage_failed
 from source_controller.unsupported import BUCKET, refuse_unsupported
 
@@ -80,6 +82,8 @@ class BucketReconciler:
     limits: Limits
     concurrency: int = DEFAULT_CONCURRENCY
     clock: Callable[[], datetime] = _now
+    #: One botocore session for every S3 client: the S3 model is loaded once, not each reconcile.
+    s3_session: AioSession = field(default_factory=sealed_session, repr=False)
 
     api_version: str = API_VERSION
     kind: str = KIND
@@ -180,6 +184,7 @@ class BucketReconciler:
             aws=provider == AWS,
             timeout=timeout,
             max_connections=self.concurrency,
+            session=self.s3_session,
         ) as s3:
             yield s3
 
