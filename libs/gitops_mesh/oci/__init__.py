@@ -29,7 +29,7 @@ from gitops_mesh.oci.errors import (
 )
 from gitops_mesh.oci.manifest import Descriptor, Manifest
 from gitops_mesh.oci.reference import DEFAULT_TAG, Repository, parse_repository
-from gitops_mesh.oci.tls import InvalidTLSMaterial, tls_context
+from gitops_mesh.tls import InvalidTLSMaterial, tls_context
 
 __all__ = [
     "DEFAULT_TAG",

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import shutil
 import ssl
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +15,7 @@ from yarl import URL
 from gitops_mesh.artifacts.errors import StorageError
 from gitops_mesh.errors import InvalidSpec
 from gitops_mesh.http_headers import parse_retry_after
+from gitops_mesh.tls import InvalidTLSMaterial, tls_context
 from source_controller.helm.errors import InvalidRepositoryAuth, RepositoryAuthFailed, RepositoryFetchFailed
 
 #: HelmRepository spec.timeout default.
@@ -163,26 +161,11 @@ def ssl_context(ca: bytes | None, client_cert: ClientCert | None) -> ssl.SSLCont
     return _ssl_context(ca, client_cert.cert if client_cert else None, client_cert.key if client_cert else None)
 
 
-@functools.lru_cache(maxsize=32)
 def _ssl_context(ca: bytes | None, cert: bytes | None, key: bytes | None) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if ca is not None:
-        try:
-            context.load_verify_locations(cadata=ca.decode("ascii", errors="replace"))
-        except (ssl.SSLError, ValueError) as e:
-            raise InvalidRepositoryAuth(f"ca.crt is not a valid PEM certificate: {e}") from e
-    if cert is not None and key is not None:
-        # load_cert_chain reads only files: a private directory that lives for the call.
-        tmp = Path(tempfile.mkdtemp(prefix="helm-tls-"))
-        try:
-            (tmp / "tls.crt").write_bytes(cert)
-            (tmp / "tls.key").write_bytes(key)
-            context.load_cert_chain(tmp / "tls.crt", tmp / "tls.key")
-        except (ssl.SSLError, ValueError) as e:
-            raise InvalidRepositoryAuth(f"tls.crt / tls.key are not a valid certificate and key: {e}") from e
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return context
+    try:
+        return tls_context(ca, cert, key)
+    except InvalidTLSMaterial as e:
+        raise InvalidRepositoryAuth(str(e)) from e
 
 
 def _status_error(resp: aiohttp.ClientResponse, what: str, shown: str) -> RepositoryFetchFailed:

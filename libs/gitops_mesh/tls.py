@@ -1,6 +1,7 @@
-"""TLS material of a registry connection (a Secret's ``ca.crt``, ``tls.crt``/``tls.key``) as an SSL context.
+"""TLS material of a client connection (a Secret's ``ca.crt``, ``tls.crt``/``tls.key``) as an SSL context: OCI
+registries, Helm repositories.
 
-The CA is added to the system roots, as Flux's OCIRepository does (``WithSystemCertPool``). Contexts are cached
+The CA is added to the system roots, as Flux's OCIRepository and Helm getters do (``WithSystemCertPool``). Contexts are cached
 by their material: a thousand objects sharing one CA Secret build one context, and aiohttp pools connections
 per context.
 """
