@@ -23,8 +23,10 @@ HELMRELEASE: tuple[Unsupported, ...] = (
         "CEL readiness expressions are not implemented; ignoring one would proceed on a dependency's Ready alone",
     ),
     Unsupported(
-        "chart.spec.verify",
-        "chart verification is not implemented; ignoring it would release an unverified chart",
+        "chart.spec.verify.provider",
+        "notation signatures are not implemented (cosign is: the HelmChart verifies the chart's signature); "
+        "ignoring it would release an unverified chart",
+        allowed=frozenset({"cosign"}),
     ),
     Unsupported("waitStrategy.name", "only the poller wait strategy is implemented", allowed=frozenset({"poller"})),
     Unsupported(

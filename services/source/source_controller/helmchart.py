@@ -9,7 +9,9 @@ Sources, read from this controller's own storage (never over HTTP):
   packaged with the real helm; ``reconcileStrategy: Revision`` adds ``+<12 hex of the commit>``.
 * HelmRepository of type oci: ``spec.version`` is the tag, or a range resolved against the registry's tags
   (:mod:`.helm.oci`); the chart layer of ``oci://<url>/<chart>:<tag>`` is pulled with the repository's
-  credentials and TLS material (:mod:`.helm.oci_pull`), then treated as a chart from an index is.
+  credentials and TLS material (:mod:`.helm.oci_pull`), then treated as a chart from an index is. With
+  ``spec.verify`` the chart's manifest digest must carry a cosign signature by one of the Secret's public keys
+  (:mod:`gitops_mesh.oci.cosign`), checked every reconcile before anything is stored (:mod:`.helmchart_verify`).
 * Bucket: as a GitRepository: its artifact unpacked and ``spec.chart`` packaged; ``reconcileStrategy: Revision``
   adds ``+<12 hex of the bucket revision>``.
 
@@ -42,11 +44,13 @@ import aiohttp
 from gitops_mesh.artifacts.errors import StorageError
 from gitops_mesh.artifacts.extract import ExtractLimits, safe_extract
 from gitops_mesh.artifacts.storage import Storage, StoredArtifact
-from gitops_mesh.errors import DependencyNotReady, GitopsMeshError
+from gitops_mesh.errors import DependencyNotReady, GitopsMeshError, NotFound
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.informer import Informer
 from gitops_mesh.kube.objects import KubeObject, object_key
+from gitops_mesh.kube.secrets import secret_data
 from gitops_mesh.observability.logging import get_logger
+from gitops_mesh.oci import RegistryClient, Repository, cosign
 from gitops_mesh.reconcile.result import Outcome
 from gitops_mesh.settings import parse_duration
 from gitops_mesh.watches import ref_key
@@ -61,6 +65,7 @@ from source_controller.helm import (
 )
 from source_controller.helm.chart import parse_chart_yaml
 from source_controller.helm.errors import ChartPullError
+from source_controller.helm.oci import tag_of
 from source_controller.helm.oci_pull import pull_chart, resolve_version
 from source_controller.helmchart_plan import (
     HELM_REPOSITORY,
@@ -78,7 +83,9 @@ from source_controller.helmchart_plan import (
     reused,
     version_metadata,
 )
+from source_controller.helmchart_verify import keys_error, signature_error, verification_failure, wants_verification
 from source_controller.helmrepository import DEFAULT_TIMEOUT, oci_repository_client, oci_timeout, repository_auth
+from source_controller.ocirepository_plan import refuse_keyless
 from source_controller.status_edits import Done, Failure, storage_failed
 from source_controller.unsupported import HELM_CHART, refuse_unsupported
 
@@ -147,6 +154,7 @@ class HelmChartReconciler:
 
     async def reconcile(self, obj: KubeObject) -> Outcome:
         refuse_unsupported(obj["spec"], HELM_CHART)
+        refuse_keyless(obj["spec"])
         step = plan(obj, self._observe(obj))
         if isinstance(step, Failure):
             raise step.apply(obj, now=self.clock())
@@ -210,7 +218,8 @@ class HelmChartReconciler:
                 return await self._from_repository(obj, step, tmp)
             return await self._from_tarball(obj, step, tmp)
         except (GitopsMeshError, OSError) as e:
-            build_failed(e).fail(obj, cause=e, now=self.clock())
+            failure = verification_failure(e) if isinstance(e, GitopsMeshError) else None
+            (failure or build_failed(e)).fail(obj, cause=e, now=self.clock())
 
     async def _from_repository(self, obj: KubeObject, step: Build, tmp: Path) -> BuiltChart:
         """Resolve the version in the stored index; pull the chart unless the stored one is it; repackage it
@@ -267,16 +276,19 @@ class HelmChartReconciler:
             async with asyncio.timeout(timeout):
                 resolved = await resolve_version(client, chart_repo, spec.get("version") or "*")
                 version = chart_version(obj, HELM_REPOSITORY, "", resolved)
+                # Flux verifies at every reconcile, before the stored chart is kept or a new one pulled.
+                digest = await self._verify(obj, client, chart_repo, resolved) if wants_verification(spec) else None
+                verified = digest is not None
                 values_files: list[str] = list(spec.get("valuesFiles") or [])
                 if reusable(obj, name, version, step.artifact_stored):
-                    return BuiltChart(name, version, None, packaged=bool(values_files))
+                    return BuiltChart(name, version, None, packaged=bool(values_files), verified=verified)
                 pulled_dir = tmp / "pulled"
                 pulled_dir.mkdir()
-                pulled = await pull_chart(client, chart_repo, name, resolved, pulled_dir)
+                pulled = await pull_chart(client, chart_repo, name, resolved, pulled_dir, digest=digest)
         except TimeoutError as e:
             raise ChartPullError(f"pulling chart {name} from {location.url} timed out after {timeout:g}s") from e
         if not values_files:
-            return BuiltChart.of(pulled)
+            return BuiltChart.of(pulled, verified=verified)
         out = tmp / "out"
         out.mkdir()
         repacked = await package_chart_archive(
@@ -289,7 +301,27 @@ class HelmChartReconciler:
             ignore_missing_values_files=bool(spec.get("ignoreMissingValuesFiles")),
             tmp_dir=tmp,
         )
-        return BuiltChart.of(repacked)
+        return BuiltChart.of(repacked, verified=verified)
+
+    async def _verify(self, obj: KubeObject, client: RegistryClient, repo: Repository, version: str) -> str:
+        """The manifest digest of chart ``version``, once a cosign signature of it verified with one of the
+        spec.verify Secret's public keys (in the chart's namespace); else VerificationError/ChartVerificationError."""
+        ns, secret = obj["metadata"]["namespace"], obj["spec"]["verify"]["secretRef"]["name"]
+        try:
+            keys = cosign.load_public_keys(await secret_data(self.kube, ns, secret))
+        except NotFound as e:
+            raise keys_error(f"secret '{ns}/{secret}' not found") from e
+        except cosign.InvalidPublicKey as e:
+            raise keys_error(f"secret '{ns}/{secret}': {e}") from e
+        if not keys:
+            raise keys_error(f"no public keys found in secret '{ns}/{secret}'")
+        reference = f"oci://{repo}:{tag_of(version)}"
+        try:
+            descriptor = await client.resolve(repo, tag_of(version))
+            await cosign.verify(client, repo, descriptor.digest, keys)
+        except GitopsMeshError as e:
+            raise signature_error(reference, e) from e
+        return descriptor.digest
 
     async def _from_tarball(self, obj: KubeObject, step: Build, tmp: Path) -> BuiltChart:
         """Unpack the source's artifact and package spec.chart with helm; the stored chart stays when the

@@ -28,6 +28,7 @@ from source_controller.helm import (
     with_build_metadata,
 )
 from source_controller.helm.errors import ChartPackageError
+from source_controller.helmchart_verify import unverifiable, verified_mark, wants_verification
 from source_controller.helmrepository_plan import is_oci
 from source_controller.status_edits import Done, Failure, Mark, StatusEdit
 
@@ -224,8 +225,11 @@ def plan(obj: KubeObject, observed: Observed) -> Failure | Done | Build:
     kind: str = spec["sourceRef"]["kind"]
     source = observed.source
     assert source is not None  # source_failure checked it
-    # spec.verify (refused) is the only thing that would verify a chart.
-    not_verified = (c.ConditionType.SOURCE_VERIFIED,)
+    refused = unverifiable(spec, kind, oci_source(kind, source))
+    if refused is not None:
+        return refused
+    # With spec.verify, SourceVerified stays until this build verifies again (True) or fails to (False).
+    not_verified = () if wants_verification(spec) else (c.ConditionType.SOURCE_VERIFIED,)
     if oci_source(kind, source):
         # No source revision tells that nothing changed: the registry's tags are listed every interval, and
         # the ChartVersion rule keeps the stored chart when they give the same version.
@@ -250,10 +254,16 @@ class BuiltChart:
     path: Path | None
     packaged: bool
     values_files: tuple[str, ...] = ()
+    #: a trusted key verified the chart's signature in this reconcile (spec.verify)
+    verified: bool = False
 
     @classmethod
-    def of(cls, build: ChartBuild) -> BuiltChart:
-        return cls(build.name, build.version, build.path, build.packaged, build.values_files)
+    def of(cls, build: ChartBuild, *, verified: bool = False) -> BuiltChart:
+        return cls(build.name, build.version, build.path, build.packaged, build.values_files, verified)
+
+
+def _verified(built: BuiltChart) -> tuple[Mark, ...]:
+    return (verified_mark(built.version),) if built.verified else ()
 
 
 def build_failed(error: GitopsMeshError | OSError) -> Failure:
@@ -270,7 +280,7 @@ def build_failed(error: GitopsMeshError | OSError) -> Failure:
 
 def reused(obj: KubeObject, built: BuiltChart) -> Done:
     """Same chart, same version, same spec: the stored artifact stays (Flux's ChartVersion rule)."""
-    return done(obj, *summary(built.packaged, built.name, built.version))
+    return done(obj, *summary(built.packaged, built.name, built.version), edit=StatusEdit(marks=_verified(built)))
 
 
 def chart_stored(obj: KubeObject, built: BuiltChart, artifact: dict[str, Any], url: str) -> Done:
@@ -291,7 +301,9 @@ def chart_stored(obj: KubeObject, built: BuiltChart, artifact: dict[str, Any], u
     writes: dict[str, Any] = {"artifact": artifact, "url": url, "observedChartName": built.name}
     if built.values_files:
         writes["observedValuesFiles"] = list(built.values_files)
-    edit = StatusEdit(writes=writes, drops=() if built.values_files else ("observedValuesFiles",))
+    edit = StatusEdit(
+        marks=_verified(built), writes=writes, drops=() if built.values_files else ("observedValuesFiles",)
+    )
     return done(obj, reason, message, edit=edit, announce=announce)
 
 

@@ -37,11 +37,18 @@ HELM_REPOSITORY: tuple[Unsupported, ...] = (
     ),
 )
 
+# spec.verify itself is implemented (cosign public keys, charts from an OCI HelmRepository: see helmchart_verify);
+# keyless verification without secretRef is refused by ocirepository_plan.refuse_keyless, as for OCIRepository.
 HELM_CHART: tuple[Unsupported, ...] = (
     Unsupported(
-        "verify",
-        "chart signatures are only verified for charts from OCI registries, which this controller does not pull; "
-        "ignoring it would store the chart unverified",
+        "verify.provider",
+        "notation signatures are not implemented; ignoring it would store the chart unverified",
+        allowed=frozenset({"cosign"}),
+    ),
+    Unsupported(
+        "verify.matchOIDCIdentity",
+        "cosign keyless verification (Fulcio certificates, the Rekor log) is not implemented; "
+        "verify with the signers' public keys ('*.pub') in spec.verify.secretRef",
     ),
 )
 

@@ -163,14 +163,18 @@ async def pull_chart(
     dest_dir: Path,
     *,
     limits: ExtractLimits = CHART_LIMITS,
+    digest: str | None = None,
 ) -> ChartBuild:
     """Pull ``oci://<repo>:<version>`` into ``dest_dir`` as ``<name>-<version>.tgz``: the manifest's chart layer,
-    its digest checked by the client, the archive validated as a chart."""
+    its digest checked by the client, the archive validated as a chart.
+
+    With ``digest`` (the manifest a signature was verified for) the manifest is taken by that digest, so a tag
+    moved since the verification cannot slip another chart in."""
     shown = f"oci://{repo}:{tag_of(version)}"
     final = dest_dir / f"{name}-{version}.tgz"
     tmp = dest_dir / f".{name}-{version}.pull"
     try:
-        manifest = await client.manifest(repo, tag_of(version))
+        manifest = await client.manifest(repo, digest or tag_of(version))
         layer = manifest.layers[chart_layer(manifest, shown)]
         await client.fetch_blob(repo, layer, tmp)
     except OciError as e:
