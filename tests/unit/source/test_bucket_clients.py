@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from source_controller.objectstore import azure, s3
-from source_controller.objectstore.errors import ClientError
+from source_controller.objectstore.errors import BucketOperationFailed, ClientError
 
 
 def test_endpoint_is_host_port_and_insecure_selects_http() -> None:
@@ -38,3 +38,21 @@ def test_redact_drops_userinfo_and_secret_values() -> None:
     assert "SeCrEt" not in out
     assert "sig=abc" not in out
     assert "proxy:3128" in out
+
+
+class _Trickle:
+    """A body as aiohttp gives it: ``read(n)`` returns at most what arrived, here 7 bytes at a time."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def read(self, n: int) -> bytes:
+        chunk, self._data = self._data[: min(n, 7)], self._data[min(n, 7) :]
+        return chunk
+
+
+async def test_a_small_object_is_read_to_its_end_not_one_read() -> None:
+    data = bytes(range(256)) * 40
+    assert await s3._read_small(_Trickle(data), "k", 1 << 20) == data
+    with pytest.raises(BucketOperationFailed, match="larger than the 100 allowed"):
+        await s3._read_small(_Trickle(data), "k", 100)

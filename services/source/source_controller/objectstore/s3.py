@@ -171,9 +171,7 @@ class S3Bucket:
                 if length > max_size:
                     raise _too_large(key, length, max_size)
                 if length <= _WHOLE:
-                    data = await body.read(max_size + 1)
-                    if len(data) > max_size:
-                        raise _too_large(key, len(data), max_size)
+                    data = await _read_small(body, key, max_size)
                     await asyncio.to_thread(_write_whole, dest, data)
                 else:
                     await _stream(body, dest, key, max_size)
@@ -213,6 +211,19 @@ def _write_whole(dest: Path, data: bytes) -> None:
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+
+
+async def _read_small(body: Any, key: str, max_size: int) -> bytes:
+    """The whole body in memory. ``read(n)`` gives *at most* n bytes (what aiohttp has buffered), so it is read
+    until the empty chunk that ends it - which is also when aiobotocore checks the Content-Length."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await body.read(_CHUNK):
+        size += len(chunk)
+        if size > max_size:
+            raise _too_large(key, size, max_size)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 async def _stream(body: Any, dest: Path, key: str, max_size: int) -> None:
