@@ -267,9 +267,11 @@ async def test_repository_and_chart_errors(
     unknown = await wait_failed(kube, "HelmChart", namespace, "unknown-chart", "InvalidChartReference")
     assert "did you mean demo" in c.get_message(unknown, "Ready")
     assert "charts in the index: demo" in c.get_message(unknown, "Ready")
-    bucket = await wait_failed(kube, "HelmChart", namespace, "bucket", "UnsupportedSourceKind")
-    assert c.get_message(bucket, "Ready") == "Bucket sources are not supported yet"
-    assert c.is_true(bucket, "Stalled")
+    # A Bucket source that does not exist (yet): waited for, not stalled; its creation wakes the chart.
+    bucket = await wait_failed(kube, "HelmChart", namespace, "bucket", "DependencyNotReady")
+    assert c.get_message(bucket, "Ready") == f"Bucket '{namespace}/b' not found"
+    assert c.get_reason(bucket, "FetchFailed") == "SourceUnavailable"
+    assert not c.is_true(bucket, "Stalled")
 
     # A malformed index fails clearly; the artifact fetched before stays stored and served.
     good = await wait_ready(kube, "HelmRepository", namespace, "good")
