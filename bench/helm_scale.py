@@ -41,6 +41,7 @@ from gitops_mesh.bus.topics import Topics, ensure_topics
 from gitops_mesh.errors import NotFound
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.informer import Informer
+from gitops_mesh.observability.logging import configure_logging
 from gitops_mesh.reconcile import conditions as c
 from gitops_mesh_dev.chartrepo import ChartRepo
 from gitops_mesh_dev.mesh import Controller, common_args, free_port
@@ -455,6 +456,8 @@ def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.sizes, args.deadline, args.settle = [10], 120.0, 3.0
+    # stdout is the JSON report: the runtime's own logs (the progress informer's) go to stderr, warnings only.
+    configure_logging(level="warning")
     asyncio.run(main_async(args))
 
 
