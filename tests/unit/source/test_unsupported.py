@@ -29,7 +29,11 @@ SAMPLES = Path(__file__).parents[2] / "integration" / "crds" / "samples" / "vali
             {"accessFrom": {"namespaceSelectors": [{"matchLabels": {"team": "a"}}]}},
             "spec.accessFrom",
         ),
-        (HELM_CHART, {"verify": {"provider": "notation", "secretRef": {"name": "k"}}}, "spec.verify.provider 'notation'"),
+        (
+            HELM_CHART,
+            {"verify": {"provider": "notation", "secretRef": {"name": "k"}}},
+            "spec.verify.provider 'notation'",
+        ),
     ],
 )
 def test_each_unsupported_field_is_refused(table: tuple[Unsupported, ...], spec: dict[str, Any], path: str) -> None:
