@@ -146,14 +146,16 @@ def test_refused_fields_stall_with_unsupported_field() -> None:
     assert "spec.kubeConfig.configMapRef" in str(err.value)
     assert "chartRef" not in str(err.value)  # charts from an OCIRepository are implemented
     refuse_unsupported({"driftDetection": {"mode": "enabled", "ignore": [{"paths": ["/spec/replicas"]}]}}, HELMRELEASE)
+
     # chart.spec.verify with cosign is implemented (the HelmChart verifies); notation is refused
-    verify = {
-        "chart": {"spec": {**CHART["chart"]["spec"], "verify": {"provider": "cosign", "secretRef": {"name": "k"}}}}
-    }
-    refuse_unsupported(verify, HELMRELEASE)
-    verify["chart"]["spec"]["verify"]["provider"] = "notation"
+    def verify(provider: str) -> dict[str, Any]:
+        return {
+            "chart": {"spec": {**CHART["chart"]["spec"], "verify": {"provider": provider, "secretRef": {"name": "k"}}}}
+        }
+
+    refuse_unsupported(verify("cosign"), HELMRELEASE)
     with pytest.raises(InvalidSpec, match=r"spec\.chart\.spec\.verify\.provider 'notation' is not supported"):
-        refuse_unsupported(verify, HELMRELEASE)
+        refuse_unsupported(verify("notation"), HELMRELEASE)
 
 
 def test_storage_namespace_follows_the_target_and_a_different_one_stalls() -> None:
