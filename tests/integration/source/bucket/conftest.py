@@ -21,6 +21,10 @@ from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.reconcile import conditions as c
 from gitops_mesh_dev.mesh import common_args, free_port, running
 from tests.integration.conftest import eventually
+
+# source- and kustomize-controller over a test's own topics, as the kustomize tests run them (Kustomizations
+# following these sources)
+from tests.integration.kustomize.controller.conftest import mesh, topics  # noqa: F401
 from tests.support.bus import BusLog, recording
 
 API = "source.toolkit.fluxcd.io/v1"

@@ -3,43 +3,22 @@ source-controller and kustomize-controller as real processes over Kafka, the obj
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.errors import NotFound
 from gitops_mesh.kube import KubeClient
-from gitops_mesh_dev.mesh import running
 from tests.integration.conftest import eventually
-from tests.integration.kustomize.controller.conftest import kustomize_args, source_args
+from tests.integration.kustomize.controller.conftest import Mesh
 from tests.integration.source.bucket.conftest import S3, bucket, secret
-from tests.support.bus import BusLog, recording
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-async def mesh(stack_env: dict[str, str], namespace: str, tmp_path: Path, unique: str) -> AsyncIterator[BusLog]:
-    topics = Topics(f"{unique}.")
-    await ensure_topics(stack_env["KAFKA_BOOTSTRAP"], topics.all(), partitions=1)
-    which = [Topic.ARTIFACT_READY, Topic.APPLIED, Topic.FAILED]
-    async with (
-        recording(stack_env["KAFKA_BOOTSTRAP"], topics, f"{unique}-observer", which) as bus,
-        running("source-controller", source_args(stack_env, topics, namespace, tmp_path), tmp_path / "source.log"),
-        running(
-            "kustomize-controller", kustomize_args(stack_env, topics, namespace, tmp_path), tmp_path / "kustomize.log"
-        ),
-    ):
-        yield bus
 
 
 def configmap(value: str) -> str:
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-bucket\ndata:\n  value: {value}\n"
 
 
-async def test_kustomization_applies_from_a_bucket(kube: KubeClient, namespace: str, mesh: BusLog, s3: S3) -> None:
+async def test_kustomization_applies_from_a_bucket(kube: KubeClient, namespace: str, mesh: Mesh, s3: S3) -> None:
     await s3.put("app/cm.yaml", configmap("one"))
     await s3.put("app/kustomization.yaml", "resources: [cm.yaml]\n")
     await kube.create(secret("s3-creds", namespace, {"accesskey": s3.access_key, "secretkey": s3.secret_key}))
@@ -81,7 +60,7 @@ async def test_kustomization_applies_from_a_bucket(kube: KubeClient, namespace: 
     revision = bucket_obj["status"]["artifact"]["revision"]
 
     async def announced() -> bool:
-        return any(e.revision == revision for e in mesh.of("applied", "app"))
+        return any(e.revision == revision for e in mesh.bus.of("applied", "app"))
 
     await eventually(announced, timeout=30)
 

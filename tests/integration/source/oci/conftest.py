@@ -12,6 +12,10 @@ import pytest
 
 from gitops_mesh import commands
 from gitops_mesh_dev.ociregistry import OciRegistry
+
+# source- and kustomize-controller over a test's own topics, as the kustomize tests run them (Kustomizations
+# following these sources)
+from tests.integration.kustomize.controller.conftest import mesh, topics  # noqa: F401
 from tests.integration.source.controller.conftest import controller  # noqa: F401  (the source-controller process)
 
 

@@ -3,37 +3,18 @@ follows a new push: source-controller and kustomize-controller as real processes
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from gitops_mesh.bus.topics import Topic, Topics, ensure_topics
 from gitops_mesh.errors import NotFound
 from gitops_mesh.kube import KubeClient
-from gitops_mesh_dev.mesh import running
 from gitops_mesh_dev.ociregistry import OciRegistry
 from tests.integration.conftest import eventually
-from tests.integration.kustomize.controller.conftest import kustomize_args, source_args
+from tests.integration.kustomize.controller.conftest import Mesh
 from tests.integration.source.oci.conftest import push, write_tree
-from tests.support.bus import BusLog, recording
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-async def mesh(stack_env: dict[str, str], namespace: str, tmp_path: Path, unique: str) -> AsyncIterator[BusLog]:
-    topics = Topics(f"{unique}.")
-    await ensure_topics(stack_env["KAFKA_BOOTSTRAP"], topics.all(), partitions=1)
-    which = [Topic.ARTIFACT_READY, Topic.APPLIED, Topic.FAILED]
-    async with (
-        recording(stack_env["KAFKA_BOOTSTRAP"], topics, f"{unique}-observer", which) as bus,
-        running("source-controller", source_args(stack_env, topics, namespace, tmp_path), tmp_path / "source.log"),
-        running(
-            "kustomize-controller", kustomize_args(stack_env, topics, namespace, tmp_path), tmp_path / "kustomize.log"
-        ),
-    ):
-        yield bus
 
 
 def configmap(value: str) -> str:
@@ -41,7 +22,7 @@ def configmap(value: str) -> str:
 
 
 async def test_kustomization_applies_from_an_oci_repository(
-    kube: KubeClient, namespace: str, mesh: BusLog, registry: OciRegistry, tmp_path: Path
+    kube: KubeClient, namespace: str, mesh: Mesh, registry: OciRegistry, tmp_path: Path
 ) -> None:
     url = f"oci://{registry.address}/manifests/app"
     files = {"app/cm.yaml": configmap("one"), "app/kustomization.yaml": "resources: [cm.yaml]\n"}
@@ -82,7 +63,7 @@ async def test_kustomization_applies_from_an_oci_repository(
     assert revision.startswith("latest@sha256:")
 
     async def applied(revision: str) -> bool:
-        return any(e.revision == revision for e in mesh.of("applied", "app"))
+        return any(e.revision == revision for e in mesh.bus.of("applied", "app"))
 
     await eventually(lambda: applied(revision), timeout=30)
 
