@@ -104,9 +104,6 @@ class _Bound:
     major_dirty: bool  # the whole version was a wildcard
 
     def check(self, v: Version) -> bool:
-        if v.pre and not self.con.pre and (self.op != "!=" or self.dirty):
-            # prereleases only match constraints that mention a prerelease themselves
-            return False
         return _CHECKS[self.op](self, v)
 
 
@@ -217,7 +214,15 @@ class Constraint:
     alternatives: tuple[tuple[_Bound, ...], ...]
 
     def check(self, version: Version) -> bool:
-        return any(all(b.check(version) for b in conj) for conj in self.alternatives)
+        return any(_group_admits(conj, version) for conj in self.alternatives)
+
+
+def _group_admits(conj: tuple[_Bound, ...], version: Version) -> bool:
+    """One ``&&`` group (Masterminds v3.5, which Flux uses): a prerelease is considered only when some bound of
+    the group names a prerelease itself (``>=1.0.0-0, <2.0.0`` admits ``1.2.0-rc.1``), then every bound checks."""
+    if version.pre and not any(b.con.pre for b in conj):
+        return False
+    return all(b.check(version) for b in conj)
 
 
 def parse_constraint(text: str) -> Constraint:

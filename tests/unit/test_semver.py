@@ -85,6 +85,11 @@ TABLE = [
     (">=1.2.0-alpha", "1.2.0-beta", True),
     (">=1.2.0-beta", "1.2.0-alpha", False),
     ("<1.2.0-rc.2", "1.2.0-rc.10", False),
+    # the prerelease question is the whole && group's (Masterminds v3.5, Flux's): one bound naming one is enough
+    (">=1.0.0-0, <2.0.0", "1.2.0-rc.1", True),
+    (">=1.0.0-0 <2.0.0", "2.0.0-rc.1", True),
+    (">=1.0.0-0 <2.0.0 || >=3.0.0", "3.1.0-rc.1", False),
+    ("!=1.2.3", "1.2.4-beta", False),
     # build metadata does not take part in comparisons
     ("=1.2.3", "1.2.3+build.5", True),
     (">1.2.3", "1.2.3+build.5", False),
