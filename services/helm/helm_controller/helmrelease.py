@@ -460,7 +460,7 @@ class HelmReleaseReconciler:
         """One look at the release's objects: a requeue while they roll out, else None once the action
         ended (healthy, or failed as Helm's wait would have: past the timeout, or an object Failed)."""
         now = _now()
-        elapsed = wait.elapsed(now)
+        elapsed, waited = wait.elapsed(now), wait.waited(now)
         try:
             refs = record.objects() if wait.enabled else []
             if not wait.jobs:
@@ -470,11 +470,11 @@ class HelmReleaseReconciler:
         except UnreadableManifest as e:
             error = str(e)
         except ApiError as e:
-            if elapsed < wait.timeout:
+            if waited < wait.timeout:
                 raise  # retried; the wait's timeout still runs from the action's start
             error = str(e)
         else:
-            verdict = report.verdict(elapsed=elapsed, timeout=wait.timeout)
+            verdict = report.verdict(elapsed=waited, timeout=wait.timeout)
             if verdict is health.Verdict.PROGRESSING:
                 message = f"{st.running(wait.action.value, wait.timeout)}: {report.message(verdict)}"
                 return Outcome.progressing(message, requeue_after=wait.poll_after(now, self.settings.health_poll))

@@ -23,7 +23,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from gitops_mesh.settings import parse_duration
 from helm_controller import post_renderers
@@ -503,6 +503,10 @@ ACTION_DURATION = "lastAttemptedReleaseActionDuration"
 WAITED: dict[str, Action] = {"install": Action.INSTALL, "upgrade": Action.UPGRADE, "rollback": Action.ROLLBACK}
 
 
+#: The resolution of a history snapshot's times (``lastDeployed``): seconds, as Flux writes them.
+TIMESTAMP_RESOLUTION: Final = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class Wait:
     """The latest release (``snapshot``) is waiting for its objects after ``action``."""
@@ -522,9 +526,15 @@ class Wait:
         """Seconds since the action began; without a start time the wait has no time left (fail closed)."""
         return math.inf if self.started is None else max(0.0, (now - self.started).total_seconds())
 
+    def waited(self, now: datetime) -> float:
+        """Seconds the timeout has run. ``lastDeployed`` is written to the second, truncated (Flux's format), so
+        the action began up to a second after it: that second is not counted, and the timeout ends at most a
+        second late, never early. (The action's duration is :meth:`elapsed`.)"""
+        return max(0.0, self.elapsed(now) - TIMESTAMP_RESOLUTION)
+
     def poll_after(self, now: datetime, poll: float) -> float:
         """The next look: after ``poll``, or just past the deadline when it comes first."""
-        left = self.timeout - self.elapsed(now)
+        left = self.timeout - self.waited(now)
         return max(0.1, min(poll, left + 0.1))
 
 

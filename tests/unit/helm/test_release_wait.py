@@ -105,8 +105,19 @@ def test_a_wait_without_a_start_time_has_no_time_left() -> None:
 def test_polls_come_at_the_poll_interval_or_just_past_the_deadline() -> None:
     wait = plan.Wait(plan.Action.UPGRADE, snap(2), NOW, timeout=10.0, enabled=True, jobs=True)
     assert wait.poll_after(NOW, 2.0) == 2.0
-    assert wait.poll_after(NOW + timedelta(seconds=9), 2.0) == pytest.approx(1.1)
+    # The deadline is the timeout past the end of lastDeployed's second (the time is truncated to it).
+    assert wait.poll_after(NOW + timedelta(seconds=10), 2.0) == pytest.approx(1.1)
     assert wait.poll_after(NOW + timedelta(seconds=60), 2.0) == 0.1  # overdue: at once, never negative
+
+
+def test_the_timeout_never_ends_early_for_a_start_time_truncated_to_the_second() -> None:
+    # lastDeployed 12:00:00Z may stand for an action that began at 12:00:00.9: its 10 s end at 12:00:10.9 at the
+    # earliest, so the timeout counts from the end of that second; the duration still counts from the stamp.
+    wait = plan.Wait(plan.Action.UPGRADE, snap(2), NOW, timeout=10.0, enabled=True, jobs=True)
+    assert wait.waited(NOW + timedelta(seconds=10)) == pytest.approx(9.0)
+    assert wait.waited(NOW + timedelta(seconds=11)) == pytest.approx(10.0)
+    assert wait.elapsed(NOW + timedelta(seconds=10)) == pytest.approx(10.0)
+    assert wait.waited(NOW) == 0.0
 
 
 def test_action_duration_is_the_wait_marker() -> None:
