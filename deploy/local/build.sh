@@ -22,6 +22,8 @@ AGE_DIR=$CACHE/age-$AGE_VERSION
 KAFKA_DIR=$CACHE/kafka-$KAFKA_VERSION
 SEAWEEDFS_DIR=$CACHE/seaweedfs-$SEAWEEDFS_VERSION
 AZURITE_DIR=$CACHE/azurite-$AZURITE_VERSION
+# Our own LDAP directory for the STS tests, named for its sources so an edit builds it anew.
+LDAP_SERVER_DIR=$CACHE/ldap-server-$(cat "$here/ldap-server/"{go.mod,go.sum,main.go} | sha256sum | cut -c1-12)
 
 paths() {
   cat <<P
@@ -40,6 +42,7 @@ AGE_KEYGEN=$AGE_DIR/age-keygen
 KAFKA_LIBS=$KAFKA_DIR/libs
 WEED=$SEAWEEDFS_DIR/weed
 AZURITE_BLOB=$AZURITE_DIR/node_modules/azurite/dist/src/blob/main.js
+LDAP_SERVER=$LDAP_SERVER_DIR/ldap-server
 P
 }
 if [[ ${1:-} == --print ]]; then paths; exit 0; fi
@@ -175,6 +178,16 @@ install_azurite() {
   touch "$AZURITE_DIR/.complete"
 }
 
+# The LDAP directory SeaweedFS's STS authenticates against (deploy/local/ldap-server: vjeantet/ldapserver, MIT).
+build_ldap_server() {
+  [[ -x $LDAP_SERVER_DIR/ldap-server ]] && return 0
+  log "ldap-server (deploy/local/ldap-server)"
+  mkdir -p "$LDAP_SERVER_DIR"
+  (cd "$here/ldap-server" && go build -trimpath -ldflags "-s -w" -o "$LDAP_SERVER_DIR/ldap-server.tmp" .) \
+    >>"$CACHE/logs/ldap-server.log" 2>&1 || { log "ldap-server build failed; see $CACHE/logs/ldap-server.log"; return 1; }
+  mv "$LDAP_SERVER_DIR/ldap-server.tmp" "$LDAP_SERVER_DIR/ldap-server"
+}
+
 build_kafka
 build_etcd
 # Helm's Makefile stamps the version into helm.sh/helm/v4/internal/version (a tagged build: no metadata, a clean
@@ -193,4 +206,5 @@ build_kwok_stages
 install_azurite
 build_kubernetes
 build_seaweedfs
+build_ldap_server
 log "all binaries in $CACHE"

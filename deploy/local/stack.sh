@@ -21,9 +21,12 @@ OCI_REGISTRY_TLS_PORT=${OCI_REGISTRY_TLS_PORT:-25443}
 S3_PORT=${S3_PORT:-28333}
 AZURITE_BLOB_PORT=${AZURITE_BLOB_PORT:-20010}
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kafka oci-registry oci-registry-tls seaweedfs azurite)
+# spec.sts: the LDAP directory and the STS gateway (after seaweedfs: it joins that filer).
+COMPONENTS+=(ldap seaweedfs-sts)
 # Servers that depend on nothing else: up launches them first and waits for them last, so their start-up
 # overlaps the cluster's instead of adding to it.
 SERVERS=(oci-registry oci-registry-tls seaweedfs azurite)
+SERVERS+=(ldap seaweedfs-sts)
 # Azurite's development account: its name and key are published by Microsoft (not a secret).
 AZURITE_ACCOUNT=devstoreaccount1
 AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
@@ -149,6 +152,7 @@ export AZURE_BLOB_ENDPOINT=http://127.0.0.1:$AZURITE_BLOB_PORT/$AZURITE_ACCOUNT
 export AZURE_ACCOUNT_NAME=$AZURITE_ACCOUNT
 export AZURE_ACCOUNT_KEY=$AZURITE_KEY
 ENV
+  sts_env >>"$STACK/env"
   chmod 600 "$STACK/env"
 }
 
@@ -336,6 +340,73 @@ azurite_answers() {
 }
 ready_azurite() { wait_for azurite 30 azurite_answers; }
 
+# spec.sts (ldap) for Buckets: a small LDAP directory (deploy/local/ldap-server, one user) and a second SeaweedFS S3
+# gateway on the same filer whose advanced IAM config (pki/s3-sts.json) has STS with that directory as its LDAP
+# provider and a read-only role the user may assume. The first gateway and its access keys are left as they are; the
+# temporary credentials are valid on this gateway, which serves the same buckets.
+LDAP_PORT=${LDAP_PORT:-20389}
+S3_STS_PORT=${S3_STS_PORT:-28343}
+S3_STS_ROLE=arn:aws:iam::000000000000:role/BucketReader
+sts_secrets() {
+  local d=$STACK/pki
+  if [[ ! -s $d/ldap-users ]]; then
+    (umask 077 && printf 'flux:%s\n' "$(openssl rand -hex 16)" >"$d/ldap-users.tmp") && mv "$d/ldap-users.tmp" "$d/ldap-users"
+  fi
+  if [[ ! -s $d/s3-sts.json ]]; then
+    (umask 077 && cat >"$d/s3-sts.json.tmp" <<J
+{
+  "sts": {"tokenDuration": "1h", "maxSessionLength": "12h", "issuer": "gitops-mesh-sts",
+          "signingKey": "$(openssl rand -base64 32)"},
+  "providers": [{"name": "ldap", "type": "ldap", "enabled": true,
+                 "config": {"server": "ldap://127.0.0.1:$LDAP_PORT", "baseDN": "ou=people,dc=gitops-mesh,dc=local",
+                            "userFilter": "(uid=%s)", "connectionTimeout": "5s"}}],
+  "policy": {"defaultEffect": "Deny"},
+  "roles": [{"roleName": "BucketReader", "roleArn": "$S3_STS_ROLE",
+             "trustPolicy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+               "Principal": {"AWS": "arn:aws:iam::000000000000:user/flux"},
+               "Action": ["sts:AssumeRole"]}]},
+             "attachedPolicies": ["BucketRead"]}],
+  "policies": [{"name": "BucketRead", "document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+    "Action": ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:ListAllMyBuckets"],
+    "Resource": ["arn:aws:s3:::*", "arn:aws:s3:::*/*"]}]}}]
+}
+J
+    ) && mv "$d/s3-sts.json.tmp" "$d/s3-sts.json"
+  fi
+}
+ldap_user() { cut -d: -f"$1" "$STACK/pki/ldap-users" | head -n1; }
+# The role rides on the endpoint's query: Flux (minio-go) posts only the LDAP name and password, and SeaweedFS's
+# AssumeRoleWithLDAPIdentity also needs RoleArn and RoleSessionName, which it reads from the query as well.
+sts_env() {
+  sts_secrets
+  cat <<ENV
+export LDAP_URL=ldap://127.0.0.1:$LDAP_PORT
+export S3_STS_S3_ENDPOINT=http://127.0.0.1:$S3_STS_PORT
+export S3_STS_ENDPOINT="http://127.0.0.1:$S3_STS_PORT/?RoleArn=$S3_STS_ROLE&RoleSessionName=flux"
+export S3_STS_LDAP_USERNAME=$(ldap_user 1)
+export S3_STS_LDAP_PASSWORD=$(ldap_user 2)
+ENV
+}
+
+launch_ldap() {
+  sts_secrets
+  spawn ldap "$LDAP_SERVER" -addr "127.0.0.1:$LDAP_PORT" -users "$STACK/pki/ldap-users"
+}
+ready_ldap() { wait_for ldap 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$LDAP_PORT"; }
+
+launch_seaweedfs_sts() {
+  sts_secrets
+  spawn seaweedfs-sts "$WEED" -logtostderr s3 -filer="127.0.0.1:$((S3_PORT + 5)).$((S3_PORT + 6))" -ip.bind=127.0.0.1 \
+    -port="$S3_STS_PORT" -port.grpc=$((S3_STS_PORT + 1)) -port.iceberg=0 -port.lance=0 -iam=false \
+    -iam.config="$STACK/pki/s3-sts.json" -localSocket="$STACK/run/seaweedfs-sts.sock"
+}
+# Up means the STS answers: an AssumeRoleWithLDAPIdentity without credentials is refused with STS's own error.
+sts_answers() {
+  curl -s -X POST --data 'Action=AssumeRoleWithLDAPIdentity&Version=2011-06-15' "http://127.0.0.1:$S3_STS_PORT/" \
+    | grep -q '<Code>MissingParameter</Code>'
+}
+ready_seaweedfs_sts() { wait_for seaweedfs-sts 60 sts_answers; }
+
 launch_server() { "launch_${1//-/_}"; }
 ready_server() { "ready_${1//-/_}"; }
 
@@ -354,6 +425,7 @@ start_component() {
     kwok) start_kwok ;;
     kafka) start_kafka ;;
     oci-registry | oci-registry-tls | seaweedfs | azurite) launch_server "$1" && ready_server "$1" ;;
+    ldap | seaweedfs-sts) launch_server "$1" && ready_server "$1" ;;
     *) die "unknown component $1 (one of: ${COMPONENTS[*]})" ;;
   esac
 }
@@ -429,6 +501,8 @@ status() {
       && echo "seaweedfs s3 ready      http://127.0.0.1:$S3_PORT" || { echo "seaweedfs s3 not ready"; rc=1; }
     azurite_answers >/dev/null 2>&1 \
       && echo "azurite blob ready      http://127.0.0.1:$AZURITE_BLOB_PORT/$AZURITE_ACCOUNT" || { echo "azurite blob not ready"; rc=1; }
+    sts_answers >/dev/null 2>&1 \
+      && echo "seaweedfs sts ready     http://127.0.0.1:$S3_STS_PORT (LDAP 127.0.0.1:$LDAP_PORT)" || { echo "seaweedfs sts not ready"; rc=1; }
   fi
   return $rc
 }
