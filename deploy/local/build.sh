@@ -22,6 +22,7 @@ AGE_DIR=$CACHE/age-$AGE_VERSION
 KAFKA_DIR=$CACHE/kafka-$KAFKA_VERSION
 SEAWEEDFS_DIR=$CACHE/seaweedfs-$SEAWEEDFS_VERSION
 AZURITE_DIR=$CACHE/azurite-$AZURITE_VERSION
+FAKE_GCS_DIR=$CACHE/fake-gcs-server-$FAKE_GCS_SERVER_VERSION
 # Our own LDAP directory for the STS tests, named for its sources so an edit builds it anew.
 LDAP_SERVER_DIR=$CACHE/ldap-server-$(cat "$here/ldap-server/"{go.mod,go.sum,main.go} | sha256sum | cut -c1-12)
 
@@ -42,6 +43,7 @@ AGE_KEYGEN=$AGE_DIR/age-keygen
 KAFKA_LIBS=$KAFKA_DIR/libs
 WEED=$SEAWEEDFS_DIR/weed
 AZURITE_BLOB=$AZURITE_DIR/node_modules/azurite/dist/src/blob/main.js
+FAKE_GCS_SERVER=$FAKE_GCS_DIR/fake-gcs-server
 LDAP_SERVER=$LDAP_SERVER_DIR/ldap-server
 P
 }
@@ -206,5 +208,7 @@ build_kwok_stages
 install_azurite
 build_kubernetes
 build_seaweedfs
+# fake-gcs-server: the stack's Google Cloud Storage (JSON API) for Buckets with provider gcp; no local replaces.
+go_install "$FAKE_GCS_DIR" "github.com/fsouza/fake-gcs-server@$FAKE_GCS_SERVER_VERSION" fake-gcs-server "-s -w"
 build_ldap_server
 log "all binaries in $CACHE"

@@ -26,6 +26,9 @@ COMPONENTS+=(ldap seaweedfs-sts)
 # Servers that depend on nothing else: up launches them first and waits for them last, so their start-up
 # overlaps the cluster's instead of adding to it.
 SERVERS=(oci-registry oci-registry-tls seaweedfs azurite)
+# provider: gcp - fake-gcs-server, Google Cloud Storage's JSON API (a server like the others: no dependencies).
+COMPONENTS+=(fake-gcs-server)
+SERVERS+=(fake-gcs-server)
 SERVERS+=(ldap seaweedfs-sts)
 # Azurite's development account: its name and key are published by Microsoft (not a secret).
 AZURITE_ACCOUNT=devstoreaccount1
@@ -151,6 +154,7 @@ export S3_SECRET_KEY=$(s3_key secretKey)
 export AZURE_BLOB_ENDPOINT=http://127.0.0.1:$AZURITE_BLOB_PORT/$AZURITE_ACCOUNT
 export AZURE_ACCOUNT_NAME=$AZURITE_ACCOUNT
 export AZURE_ACCOUNT_KEY=$AZURITE_KEY
+export GCS_ENDPOINT=http://127.0.0.1:$GCS_PORT
 ENV
   sts_env >>"$STACK/env"
   chmod 600 "$STACK/env"
@@ -340,6 +344,19 @@ azurite_answers() {
 }
 ready_azurite() { wait_for azurite 30 azurite_answers; }
 
+# fake-gcs-server: GCS's JSON API over plain HTTP on loopback, objects kept under .stack/data. It takes any bearer
+# token (or none): Buckets authenticate with a service account key whose token_uri the tests serve themselves.
+GCS_PORT=${GCS_PORT:-24080}
+launch_fake_gcs_server() {
+  mkdir -p "$STACK/data/fake-gcs-server"
+  spawn fake-gcs-server "$FAKE_GCS_SERVER" -scheme http -host 127.0.0.1 -port "$GCS_PORT" -backend filesystem \
+    -filesystem-root "$STACK/data/fake-gcs-server" -public-host "127.0.0.1:$GCS_PORT" \
+    -external-url "http://127.0.0.1:$GCS_PORT" -log-level warn
+}
+# Up means the JSON API answers a bucket listing.
+gcs_answers() { curl -sf -o /dev/null "http://127.0.0.1:$GCS_PORT/storage/v1/b?project=gitops-mesh"; }
+ready_fake_gcs_server() { wait_for fake-gcs-server 30 gcs_answers; }
+
 # spec.sts (ldap) for Buckets: a small LDAP directory (deploy/local/ldap-server, one user) and a second SeaweedFS S3
 # gateway on the same filer whose advanced IAM config (pki/s3-sts.json) has STS with that directory as its LDAP
 # provider and a read-only role the user may assume. The first gateway and its access keys are left as they are; the
@@ -425,6 +442,7 @@ start_component() {
     kwok) start_kwok ;;
     kafka) start_kafka ;;
     oci-registry | oci-registry-tls | seaweedfs | azurite) launch_server "$1" && ready_server "$1" ;;
+    fake-gcs-server) launch_server "$1" && ready_server "$1" ;;
     ldap | seaweedfs-sts) launch_server "$1" && ready_server "$1" ;;
     *) die "unknown component $1 (one of: ${COMPONENTS[*]})" ;;
   esac
@@ -501,6 +519,8 @@ status() {
       && echo "seaweedfs s3 ready      http://127.0.0.1:$S3_PORT" || { echo "seaweedfs s3 not ready"; rc=1; }
     azurite_answers >/dev/null 2>&1 \
       && echo "azurite blob ready      http://127.0.0.1:$AZURITE_BLOB_PORT/$AZURITE_ACCOUNT" || { echo "azurite blob not ready"; rc=1; }
+    gcs_answers >/dev/null 2>&1 \
+      && echo "fake-gcs-server ready   http://127.0.0.1:$GCS_PORT" || { echo "fake-gcs-server not ready"; rc=1; }
     sts_answers >/dev/null 2>&1 \
       && echo "seaweedfs sts ready     http://127.0.0.1:$S3_STS_PORT (LDAP 127.0.0.1:$LDAP_PORT)" || { echo "seaweedfs sts not ready"; rc=1; }
   fi
