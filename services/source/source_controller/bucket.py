@@ -50,6 +50,7 @@ from source_controller.objectstore.fetch import Fetched, fetch_objects, list_obj
 from source_controller.objectstore.index import Index, Limits, build_index, ignore_filter
 from source_controller.objectstore.provider import BucketClient
 from source_controller.objectstore.s3 import open_s3, sealed_session
+from source_controller.objectstore.sts import with_sts
 from source_controller.status_edits import Done, storage_failed
 from source_controller.unsupported import BUCKET, refuse_unsupported
 
@@ -171,7 +172,7 @@ class BucketReconciler:
             ) as azure:
                 yield azure
             return
-        keys = s3_keys(secret_name, secrets.secret)
+        keys = await with_sts(self.kube, obj, s3_keys(secret_name, secrets.secret), proxy=proxy, timeout=timeout)
         tls = tls_material((spec.get("certSecretRef") or {}).get("name", ""), secrets.cert)
         async with open_s3(
             endpoint=spec["endpoint"],

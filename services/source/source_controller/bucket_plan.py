@@ -36,8 +36,9 @@ def refuse_provider_fields(spec: Mapping[str, Any]) -> None:
         )
     if provider == AWS and not (spec.get("secretRef") or {}).get("name"):
         problems.append(
-            "provider 'aws' without spec.secretRef authenticates with IAM (EC2 instance role or IRSA), which is "
-            "not implemented; set spec.secretRef to a Secret with 'accesskey' and 'secretkey'"
+            "provider 'aws' without spec.secretRef authenticates with IAM (EC2 instance role or IRSA, with "
+            "spec.sts.endpoint as its STS endpoint when set), which is not implemented; set spec.secretRef to a "
+            "Secret with 'accesskey' and 'secretkey'"
         )
     if problems:
         raise InvalidSpec("; ".join(problems), reason=UNSUPPORTED_FIELD)

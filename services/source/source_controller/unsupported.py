@@ -62,10 +62,6 @@ BUCKET: tuple[Unsupported, ...] = (
         "serviceAccountName",
         f"workload identity and a ServiceAccount's pull secrets are not implemented; {_SECRET_AUTH}",
     ),
-    Unsupported(
-        "sts",
-        f"temporary credentials from a Security Token Service (ldap, aws) are not implemented; {_SECRET_AUTH}",
-    ),
 )
 
 

@@ -114,8 +114,9 @@ def test_supported_provider_specs_pass() -> None:
 def test_unsupported_table() -> None:
     assert unsupported_fields({"provider": "generic"}, BUCKET) == []
     assert unsupported_fields({"provider": "azure"}, BUCKET) == []
-    (gcp,) = unsupported_fields({"provider": "gcp"}, BUCKET)
-    assert "spec.provider 'gcp' is not supported" in gcp
+    assert unsupported_fields({"provider": "gcp"}, BUCKET) == []
+    (other,) = unsupported_fields({"provider": "oracle"}, BUCKET)
+    assert "spec.provider 'oracle' is not supported" in other
     sts = {"provider": "ldap", "endpoint": "https://ldap"}
     assert len(unsupported_fields({"sts": sts, "serviceAccountName": "sa"}, BUCKET)) == 2
 

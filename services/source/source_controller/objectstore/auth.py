@@ -15,10 +15,11 @@ from source_controller.objectstore.errors import AuthenticationFailed, ClientErr
 
 @dataclass(frozen=True, slots=True)
 class S3Keys:
-    """Static S3 credentials (``accesskey``/``secretkey``)."""
+    """S3 credentials: static (``accesskey``/``secretkey``), or temporary ones from spec.sts with their session token."""
 
     access_key: str = field(repr=False)
     secret_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
 
 
 def _text(secret_name: str, data: Mapping[str, bytes], key: str) -> str:

@@ -1,6 +1,6 @@
 """What the Bucket reconciler needs of an object store, whatever the provider: a seam, no I/O here.
 
-Each provider module (:mod:`.s3`, :mod:`.azure`) implements :class:`BucketClient` with its own maintained
+Each provider module (:mod:`.s3`, :mod:`.azure`, :mod:`.gcs`) implements :class:`BucketClient` with its own maintained
 SDK and maps that SDK's errors to :mod:`.errors` at its edge, with messages that hold no credentials.
 """
 

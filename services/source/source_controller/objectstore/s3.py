@@ -4,8 +4,8 @@ aiobotocore is botocore (AWS's own request signing, paginators, error model, pro
 on aiohttp, so listing and downloads are asyncio-native and share one connection pool per Bucket
 reconcile; hand-writing SigV4 and S3's XML would be the maintained library again. The session is
 sealed from the controller's own environment: no shared config or credentials file, no
-``AWS_ENDPOINT_URL``, and either the Secret's keys or unsigned requests - a tenant's Bucket never runs
-with the controller's credentials. TLS material from certSecretRef is handed to botocore as 0600 files in
+``AWS_ENDPOINT_URL``, and either the Secret's keys, spec.sts's temporary ones (:mod:`.sts`) or unsigned requests -
+a tenant's Bucket never runs with the controller's credentials. TLS material from certSecretRef is handed to botocore as 0600 files in
 a private directory that lives as long as the client.
 
 Listing is the exception: each ListObjectsV2 page is a URL botocore presigns (its public API, the same
@@ -289,7 +289,11 @@ async def open_s3(
             ignore_configured_endpoint_urls=True,
         )
         session = session or sealed_session()
-        secrets = (keys.secret_key if keys else None, keys.access_key if keys else None)
+        secrets = (
+            keys.secret_key if keys else None,
+            keys.access_key if keys else None,
+            keys.session_token if keys else None,
+        )
         async with contextlib.AsyncExitStack() as stack:
             try:
                 client = await stack.enter_async_context(
@@ -299,6 +303,7 @@ async def open_s3(
                         region_name=region or DEFAULT_REGION,
                         aws_access_key_id=keys.access_key if keys else None,
                         aws_secret_access_key=keys.secret_key if keys else None,
+                        aws_session_token=keys.session_token if keys else None,
                         verify=verify,
                         config=config,
                     )
