@@ -34,6 +34,7 @@ from source_controller.artifact_status import artifact_status, in_storage
 from source_controller.bucket_plan import (
     AWS,
     AZURE,
+    GCP,
     Fetch,
     Observed,
     fetch_failed,
@@ -47,6 +48,7 @@ from source_controller.objectstore.azure import open_azure
 from source_controller.objectstore.cache import ObjectCache, link_tree
 from source_controller.objectstore.errors import AuthenticationFailed, BucketOperationFailed
 from source_controller.objectstore.fetch import Fetched, fetch_objects, list_objects, read_sourceignore
+from source_controller.objectstore.gcs import open_gcp_bucket
 from source_controller.objectstore.index import Index, Limits, build_index, ignore_filter
 from source_controller.objectstore.provider import BucketClient
 from source_controller.objectstore.s3 import open_s3, sealed_session
@@ -171,6 +173,17 @@ class BucketReconciler:
                 timeout=timeout,
             ) as azure:
                 yield azure
+            return
+        if provider == GCP:
+            async with open_gcp_bucket(
+                spec=spec,
+                secret_name=secret_name,
+                secret=secrets.secret,
+                proxy=proxy,
+                timeout=timeout,
+                max_connections=self.concurrency,
+            ) as gcs:
+                yield gcs
             return
         keys = await with_sts(self.kube, obj, s3_keys(secret_name, secrets.secret), proxy=proxy, timeout=timeout)
         tls = tls_material((spec.get("certSecretRef") or {}).get("name", ""), secrets.cert)

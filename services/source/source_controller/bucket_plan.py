@@ -16,6 +16,7 @@ from gitops_mesh.reconcile.result import Announcement, Outcome
 from gitops_mesh.reconcile.unsupported import UNSUPPORTED_FIELD
 from gitops_mesh.runner import interval_of
 from source_controller.artifact_status import bus_artifact
+from source_controller.objectstore.gcs_auth import bucket_problem
 from source_controller.status_edits import Done, Failure, Mark, StatusEdit
 
 GENERIC, AWS, AZURE, GCP = "generic", "aws", "azure", "gcp"
@@ -40,8 +41,29 @@ def refuse_provider_fields(spec: Mapping[str, Any]) -> None:
             "spec.sts.endpoint as its STS endpoint when set), which is not implemented; set spec.secretRef to a "
             "Secret with 'accesskey' and 'secretkey'"
         )
+    if provider == GCP:
+        problems += _gcp_problems(spec)
     if problems:
         raise InvalidSpec("; ".join(problems), reason=UNSUPPORTED_FIELD)
+    if provider == GCP:
+        problem = bucket_problem(str(spec.get("bucketName") or ""))
+        if problem is not None:
+            raise InvalidSpec(f"spec.bucketName '{spec.get('bucketName')}' is not a GCS bucket name: it {problem}")
+
+
+def _gcp_problems(spec: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if (spec.get("certSecretRef") or {}).get("name"):
+        problems.append(
+            "spec.certSecretRef is not supported for the 'gcp' provider (Flux reads it for generic and aws only)"
+        )
+    if not (spec.get("secretRef") or {}).get("name"):
+        problems.append(
+            "provider 'gcp' without spec.secretRef authenticates with the controller's own Google credentials "
+            "(workload identity, Application Default Credentials), which is not implemented; set spec.secretRef to "
+            "a Secret whose 'serviceaccount' holds a service account key file"
+        )
+    return problems
 
 
 def stored_message(revision: str) -> str:

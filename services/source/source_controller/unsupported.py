@@ -55,8 +55,8 @@ HELM_CHART: tuple[Unsupported, ...] = (
 BUCKET: tuple[Unsupported, ...] = (
     Unsupported(
         "provider",
-        "Google Cloud Storage is not implemented; use a generic (S3) endpoint with HMAC keys for GCS interoperability",
-        allowed=frozenset({"generic", "aws", "azure"}),
+        "the providers are generic, aws, gcp and azure",
+        allowed=frozenset({"generic", "aws", "gcp", "azure"}),
     ),
     Unsupported(
         "serviceAccountName",
