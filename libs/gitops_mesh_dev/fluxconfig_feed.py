@@ -1,0 +1,73 @@
+"""Dev tooling: fluxconfig-controller's status feed in-process, on its own caches, publisher and bus consumer.
+
+What ``fluxconfig-controller`` wires in its ``setup`` (the shared platform, the feed's handler on the bus
+consumer), for tests and benchmarks that exercise the feed alone against the local stack while the rest of
+the mesh runs as real processes. ``with_bus=False`` leaves the consumer out: Kafka "away", the informers alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fluxconfig_controller.model import API_VERSION, KIND
+from fluxconfig_controller.status_feed import TOPICS, StatusFeed
+from gitops_mesh.bus.consumer import Consumer
+from gitops_mesh.bus.kafka import Producer
+from gitops_mesh.bus.producer import Publisher
+from gitops_mesh.bus.topics import Topics
+from gitops_mesh.kube.caches import Caches
+from gitops_mesh.kube.client import KubeClient
+from gitops_mesh.kube.events import EventRecorder
+
+CONTROLLER = "fluxconfig-controller"
+
+
+@contextlib.asynccontextmanager
+async def feed_running(
+    *, kubeconfig: str, bootstrap: str, topics: Topics, namespace: str | None, with_bus: bool = True
+) -> AsyncIterator[StatusFeed]:
+    """A running :class:`StatusFeed` watching ``namespace`` (None: all), stopped and closed on exit."""
+    kube = await KubeClient.connect(kubeconfig)
+    producer = Producer(bootstrap=bootstrap, client_id=CONTROLLER)
+    publisher = Publisher(producer=producer, topics=topics)
+    caches = Caches(kube, namespace=namespace)
+    consumer: Consumer | None = None
+    task: asyncio.Task[None] | None = None
+    try:
+        await publisher.start()
+        feed = StatusFeed(
+            kube=kube,
+            configs=caches.informer(API_VERSION, KIND),
+            caches=caches,
+            publisher=publisher,
+            controller=CONTROLLER,
+            instance="dev",
+            recorder=EventRecorder(kube, CONTROLLER, "dev"),
+        )
+        if with_bus:
+            consumer = Consumer(
+                bootstrap=bootstrap,
+                group_id=topics.group(CONTROLLER),
+                topics=list(TOPICS),
+                names=topics,
+                handler=feed.handler(),
+                producer=producer,
+                client_id=CONTROLLER,
+            )
+            await consumer.start()
+        caches.start()
+        task = asyncio.create_task(feed.run(), name="fluxconfig/status-feed")
+        yield feed
+    finally:
+        if consumer is not None:
+            await consumer.stop()
+        if task is not None:
+            feed.stop()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, 30)
+        await caches.stop()
+        await publisher.close()
+        await producer.close()
+        await kube.close()
