@@ -392,14 +392,16 @@ J
   fi
 }
 ldap_user() { cut -d: -f"$1" "$STACK/pki/ldap-users" | head -n1; }
-# The role rides on the endpoint's query: Flux (minio-go) posts only the LDAP name and password, and SeaweedFS's
-# AssumeRoleWithLDAPIdentity also needs RoleArn and RoleSessionName, which it reads from the query as well.
+# Flux (minio-go) posts only the LDAP name and password; SeaweedFS's AssumeRoleWithLDAPIdentity also needs RoleArn
+# and RoleSessionName, which it reads from the URL's query as well: a Bucket's spec.sts.endpoint is
+# S3_STS_ENDPOINT?RoleArn=S3_STS_ROLE_ARN&RoleSessionName=NAME (kept apart here: the env file is read unquoted).
 sts_env() {
   sts_secrets
   cat <<ENV
 export LDAP_URL=ldap://127.0.0.1:$LDAP_PORT
 export S3_STS_S3_ENDPOINT=http://127.0.0.1:$S3_STS_PORT
-export S3_STS_ENDPOINT="http://127.0.0.1:$S3_STS_PORT/?RoleArn=$S3_STS_ROLE&RoleSessionName=flux"
+export S3_STS_ENDPOINT=http://127.0.0.1:$S3_STS_PORT/
+export S3_STS_ROLE_ARN=$S3_STS_ROLE
 export S3_STS_LDAP_USERNAME=$(ldap_user 1)
 export S3_STS_LDAP_PASSWORD=$(ldap_user 2)
 ENV
