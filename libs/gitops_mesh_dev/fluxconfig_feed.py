@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fluxconfig_controller.model import API_VERSION, KIND
 from fluxconfig_controller.status_feed import TOPICS, StatusFeed
@@ -24,10 +26,26 @@ from gitops_mesh.kube.events import EventRecorder
 CONTROLLER = "fluxconfig-controller"
 
 
+@dataclass
+class RunningFeed:
+    """The running feed and its bus consumer (None when Kafka is left out)."""
+
+    feed: StatusFeed
+    consumer: Consumer | None
+
+    async def joined(self, timeout: float = 60) -> None:
+        """Until the consumer has joined its group (partitions assigned), so events reach the feed."""
+        deadline = time.monotonic() + timeout
+        while self.consumer is not None and self.consumer.ready() is not None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the feed's consumer did not join: {self.consumer.ready()}")
+            await asyncio.sleep(0.05)
+
+
 @contextlib.asynccontextmanager
 async def feed_running(
     *, kubeconfig: str, bootstrap: str, topics: Topics, namespace: str | None, with_bus: bool = True
-) -> AsyncIterator[StatusFeed]:
+) -> AsyncIterator[RunningFeed]:
     """A running :class:`StatusFeed` watching ``namespace`` (None: all), stopped and closed on exit."""
     kube = await KubeClient.connect(kubeconfig)
     producer = Producer(bootstrap=bootstrap, client_id=CONTROLLER)
@@ -59,7 +77,7 @@ async def feed_running(
             await consumer.start()
         caches.start()
         task = asyncio.create_task(feed.run(), name="fluxconfig/status-feed")
-        yield feed
+        yield RunningFeed(feed, consumer)
     finally:
         if consumer is not None:
             await consumer.stop()

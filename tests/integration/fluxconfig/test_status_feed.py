@@ -152,7 +152,8 @@ async def test_compliance_follows_the_bus_pending_compliant_non_compliant_and_ba
     repo.push()
     async with feed_running(
         kubeconfig=stack_env["KUBECONFIG"], bootstrap=stack_env["KAFKA_BOOTSTRAP"], topics=topics, namespace=namespace
-    ):
+    ) as running:
+        await running.joined()
         await make_config(kube, namespace, git_http.url(repo.name))
 
         async def compliant() -> bool:
