@@ -208,9 +208,17 @@ async def test_wrong_keys_missing_bucket_and_missing_secret(
 
 async def test_unsupported_fields_are_refused(kube: KubeClient, namespace: str, controller: Controller, s3: S3) -> None:
     await kube.create(
-        bucket("gcs", namespace, interval="10m", provider="gcp", endpoint="storage.googleapis.com", bucketName="b")
+        bucket(
+            "wi",
+            namespace,
+            interval="10m",
+            provider="aws",
+            endpoint=s3.endpoint,
+            bucketName="b",
+            serviceAccountName="reader",
+        )
     )
-    obj = await wait_failed(kube, namespace, "gcs", "spec.provider 'gcp' is not supported")
+    obj = await wait_failed(kube, namespace, "wi", "spec.serviceAccountName is not supported")
     assert c.get_reason(obj, "Ready") == "UnsupportedField"
     assert c.is_true(obj, "Stalled")
 
