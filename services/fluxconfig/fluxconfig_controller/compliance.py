@@ -373,6 +373,8 @@ class ComplianceStatus:
     source_revision: str = ""
     #: Applied objects counted but not listed (past MAX_APPLIED_LISTED).
     not_listed: int = 0
+    #: Non-Compliant because the config's own controller refused or failed it (its runner announced that).
+    refused: bool = False
     counts: Mapping[str, int] = field(default_factory=dict)
 
     def status_fields(self) -> dict[str, Any]:
@@ -452,6 +454,7 @@ def summarize(config: KubeObject, observed: Observed) -> ComplianceStatus:
         source_revision=revision if isinstance(revision, str) else "",
         not_listed=len(entries) - len(listed),
         counts=counts,
+        refused=refusal is not None and state is ComplianceState.NON_COMPLIANT,
     )
 
 

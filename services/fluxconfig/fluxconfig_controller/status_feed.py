@@ -99,9 +99,13 @@ def status_change(before: Mapping[str, Any], summary: ComplianceStatus, now: dat
 
 
 def announcement(before: Mapping[str, Any], summary: ComplianceStatus) -> Announcement | None:
-    """The bus event for a change of overall compliance to Compliant or Non-Compliant, else None."""
+    """The bus event for a change of overall compliance to Compliant or Non-Compliant, else None.
+
+    A config its own controller refused is announced by that controller's runner (``failed`` with Flux's
+    reason when Ready turns False); the feed does not say it a second time.
+    """
     state = summary.compliance_state
-    if before.get("complianceState") == state or state not in _ANNOUNCED:
+    if before.get("complianceState") == state or state not in _ANNOUNCED or summary.refused:
         return None
     kind, severity, reason = _ANNOUNCED[state]
     if state is ComplianceState.COMPLIANT:

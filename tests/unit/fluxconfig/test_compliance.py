@@ -255,6 +255,7 @@ def test_a_failing_applied_helmrelease_makes_it_non_compliant_and_says_why() -> 
     out = summarize(cfg, _observed(cfg, source(), infra, hr))
     assert out.compliance_state is ComplianceState.NON_COMPLIANT
     assert out.error_message == f"HelmRelease/{NS}/web: install retries exhausted"
+    assert not out.refused
     assert out.statuses[-1]["complianceState"] == "Non-Compliant"
 
 
@@ -281,6 +282,7 @@ def test_the_configs_own_state_comes_first() -> None:
     out = summarize(refused, _observed(refused, *everything_ready))
     assert out.compliance_state is ComplianceState.NON_COMPLIANT
     assert out.error_message == "Invalid URL scheme"
+    assert out.refused
 
     new_spec = config("infra", generation=2, observed=1)
     assert summarize(new_spec, _observed(new_spec, *everything_ready)).compliance_state is ComplianceState.PENDING

@@ -66,6 +66,8 @@ def test_announces_only_a_change_to_compliant_or_non_compliant() -> None:
     assert (said.kind, said.reason, said.severity) == (EventKind.FAILED, "NonCompliant", Severity.ERROR)
     assert said.message == "Kustomization/ns/cfg-apps: build failed"
 
+    refused = summary(ComplianceState.NON_COMPLIANT, error_message="Invalid URL", refused=True)
+    assert announcement({"complianceState": "Compliant"}, refused) is None, "the runner announced that one"
     assert announcement({"complianceState": "Compliant"}, summary(ComplianceState.PENDING)) is None
     assert announcement({}, summary(ComplianceState.SUSPENDED)) is None
 
