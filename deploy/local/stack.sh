@@ -369,6 +369,14 @@ sts_secrets() {
   if [[ ! -s $d/ldap-users ]]; then
     (umask 077 && printf 'flux:%s\n' "$(openssl rand -hex 16)" >"$d/ldap-users.tmp") && mv "$d/ldap-users.tmp" "$d/ldap-users"
   fi
+  # The STS gateway also answers over TLS (its own certificate from the stack's CA) for spec.sts.certSecretRef.
+  if [[ ! -f $d/sts.crt ]]; then
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=seaweedfs-sts" -keyout "$d/sts.key" -out "$d/sts.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$d/sts-san.ext"
+    openssl x509 -req -in "$d/sts.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
+      -extfile "$d/sts-san.ext" -out "$d/sts.crt.tmp" 2>/dev/null
+    mv "$d/sts.crt.tmp" "$d/sts.crt"
+  fi
   if [[ ! -s $d/s3-sts.json ]]; then
     (umask 077 && cat >"$d/s3-sts.json.tmp" <<J
 {
@@ -401,6 +409,8 @@ sts_env() {
 export LDAP_URL=ldap://127.0.0.1:$LDAP_PORT
 export S3_STS_S3_ENDPOINT=http://127.0.0.1:$S3_STS_PORT
 export S3_STS_ENDPOINT=http://127.0.0.1:$S3_STS_PORT/
+export S3_STS_ENDPOINT_TLS=https://127.0.0.1:$((S3_STS_PORT + 2))/
+export S3_STS_TLS_CA=$STACK/pki/ca.crt
 export S3_STS_ROLE_ARN=$S3_STS_ROLE
 export S3_STS_LDAP_USERNAME=$(ldap_user 1)
 export S3_STS_LDAP_PASSWORD=$(ldap_user 2)
@@ -417,7 +427,8 @@ launch_seaweedfs_sts() {
   sts_secrets
   spawn seaweedfs-sts "$WEED" -logtostderr s3 -filer="127.0.0.1:$((S3_PORT + 5)).$((S3_PORT + 6))" -ip.bind=127.0.0.1 \
     -port="$S3_STS_PORT" -port.grpc=$((S3_STS_PORT + 1)) -port.iceberg=0 -port.lance=0 -iam=false \
-    -iam.config="$STACK/pki/s3-sts.json" -localSocket="$STACK/run/seaweedfs-sts.sock"
+    -iam.config="$STACK/pki/s3-sts.json" -localSocket="$STACK/run/seaweedfs-sts.sock" \
+    -port.https=$((S3_STS_PORT + 2)) -cert.file="$STACK/pki/sts.crt" -key.file="$STACK/pki/sts.key"
 }
 # Up means the STS answers: an AssumeRoleWithLDAPIdentity without credentials is refused with STS's own error.
 sts_answers() {

@@ -193,3 +193,28 @@ async def test_bad_sts_input_with_fluxs_reasons(
     text = dumped(objs, events, [e.message for e in controller.bus.events], controller.log.read_text())
     assert wrong not in text
     assert password not in text
+
+
+async def test_sts_endpoint_over_tls_with_its_cert_secret(
+    kube: KubeClient, namespace: str, controller: Controller, s3: S3, stack_env: dict[str, str]
+) -> None:
+    _, endpoint, username, password = sts_env(stack_env)
+    need(stack_env, "S3_STS_ENDPOINT_TLS", "S3_STS_TLS_CA")
+    query = urlencode({"RoleArn": stack_env["S3_STS_ROLE_ARN"], "RoleSessionName": "flux"})
+    tls_endpoint = f"{stack_env['S3_STS_ENDPOINT_TLS']}?{query}"
+    with open(stack_env["S3_STS_TLS_CA"]) as f:
+        ca = f.read()
+    await s3.put("app.yaml", "kind: ConfigMap\n")
+    await kube.create(secret("ldap", namespace, {"username": username, "password": password}))
+    await kube.create(secret("sts-ca", namespace, {"ca.crt": ca}))
+    common = {"secretRef": {"name": "ldap"}}
+    await kube.create(
+        ldap_bucket("trusted", namespace, endpoint, s3.bucket, tls_endpoint, certSecretRef={"name": "sts-ca"}, **common)
+    )
+    # Without spec.sts.certSecretRef the stack's CA is not trusted: the STS's certificate is refused.
+    await kube.create(ldap_bucket("untrusted", namespace, endpoint, s3.bucket, tls_endpoint, **common))
+
+    obj = await wait_ready(kube, namespace, "trusted")
+    assert await members(obj["status"]["artifact"]["url"]) == {"app.yaml": b"kind: ConfigMap\n"}
+    obj = await wait_failed(kube, namespace, "untrusted", "certificate verify failed")
+    assert c.get_reason(obj, "Ready") == "BucketOperationFailed"
