@@ -117,8 +117,10 @@ def test_unsupported_table() -> None:
     assert unsupported_fields({"provider": "gcp"}, BUCKET) == []
     (other,) = unsupported_fields({"provider": "oracle"}, BUCKET)
     assert "spec.provider 'oracle' is not supported" in other
+    # spec.sts is implemented (objectstore.sts); serviceAccountName is still refused.
     sts = {"provider": "ldap", "endpoint": "https://ldap"}
-    assert len(unsupported_fields({"sts": sts, "serviceAccountName": "sa"}, BUCKET)) == 2
+    (refused,) = unsupported_fields({"sts": sts, "serviceAccountName": "sa"}, BUCKET)
+    assert "spec.serviceAccountName" in refused
 
 
 def test_bucket_secrets_index_values() -> None:
