@@ -61,6 +61,8 @@ APPLIED_KINDS: Mapping[tuple[str, str], str] = {
 MAX_APPLIED_LISTED = 200
 #: Condition messages copied into statuses[] are cut here (Flux's own are capped at 32 KiB each).
 MAX_MESSAGE = 1024
+#: Conditions copied per object: Flux's kinds carry at most a handful; more is someone else's writing.
+MAX_CONDITIONS = 8
 
 
 class ComplianceState(StrEnum):
@@ -257,7 +259,8 @@ def _cut(text: str, limit: int = MAX_MESSAGE) -> str:
 
 
 def status_conditions(obj: KubeObject | None) -> list[StatusConditionWire]:
-    """The object's conditions in Azure's ``ObjectStatusConditionDefinition`` shape, messages capped."""
+    """The object's conditions in Azure's ``ObjectStatusConditionDefinition`` shape, capped in number and
+    message length."""
     out: list[StatusConditionWire] = []
     # Another controller wrote these: read them as untyped data.
     conds: Sequence[Any] = c.conditions_of(obj or {})
@@ -273,6 +276,8 @@ def status_conditions(obj: KubeObject | None) -> list[StatusConditionWire]:
         if isinstance(message, str) and message:
             wire["message"] = _cut(message)
         out.append(wire)
+        if len(out) == MAX_CONDITIONS:
+            break
     return out
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from fluxconfig_controller.compliance import (
     MAX_APPLIED_LISTED,
+    MAX_CONDITIONS,
     MAX_MESSAGE,
     ComplianceState,
     Ref,
@@ -17,6 +18,7 @@ from fluxconfig_controller.compliance import (
     object_compliance,
     observe,
     parse_inventory_id,
+    status_conditions,
     summarize,
     synced_commit_id,
 )
@@ -314,3 +316,11 @@ def test_azureblob_is_a_bucket_and_the_listing_is_capped() -> None:
     # Compliance counts the unlisted ones too, and a tenant's long message is cut.
     assert out.compliance_state is ComplianceState.NON_COMPLIANT
     assert len(out.error_message) <= MAX_MESSAGE
+
+
+def test_status_conditions_are_capped() -> None:
+    many = [cond("True", type=f"T{i}", message="m" * 5000) for i in range(MAX_CONDITIONS + 3)]
+    out = status_conditions(flux("HelmRelease", "x", *many))
+    assert len(out) == MAX_CONDITIONS
+    assert all(len(c.get("message", "")) <= MAX_MESSAGE for c in out)
+    assert status_conditions(None) == []
