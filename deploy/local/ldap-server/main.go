@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -99,13 +100,17 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:20389", "listen address")
 	base := flag.String("base-dn", "dc=gitops-mesh,dc=local", "base DN; users are uid=NAME,ou=people,BASE")
 	usersFile := flag.String("users", "", "file of name:password lines")
+	verbose := flag.Bool("v", false, "log every connection (the library logs each one in five lines)")
 	flag.Parse()
 	users, err := readUsers(*usersFile)
 	if err != nil {
 		log.Fatalf("users: %v", err)
 	}
 	d := &directory{base: *base, users: users}
-	ldap.Logger = log.New(os.Stderr, "[ldap] ", log.LstdFlags)
+	ldap.Logger = log.New(io.Discard, "", 0)
+	if *verbose {
+		ldap.Logger = log.New(os.Stderr, "[ldap] ", log.LstdFlags)
+	}
 	server := ldap.NewServer()
 	server.ReadTimeout = 5 * time.Minute
 	server.WriteTimeout = 30 * time.Second
