@@ -416,7 +416,7 @@ async def main() -> None:
     sink_url = f"http://127.0.0.1:{ports['SINK_PORT']}/alerts"
     chart_url = f"http://127.0.0.1:{ports['CHART_PORT']}"
     storage_port, receiver_port = 29090, 29292
-    metrics = {"source": 28101, "kustomize": 28102, "notification": 28103, "helm": 28104}
+    metrics = {"source": 28101, "kustomize": 28102, "notification": 28103, "helm": 28104, "fluxconfig": 28105}
     common = [
         f"--kubeconfig={env['KUBECONFIG']}",
         f"--kafka-bootstrap={env['KAFKA_BOOTSTRAP']}",
@@ -425,7 +425,9 @@ async def main() -> None:
         "--watch-all-namespaces=false",
         f"--watch-namespace={NS}",
     ]
-    say("starting source-controller, kustomize-controller, notification-controller, helm-controller")
+    say(
+        "starting source-controller, kustomize-controller, notification-controller, helm-controller, fluxconfig-controller"
+    )
     spawn(
         "source-controller",
         [
@@ -468,6 +470,10 @@ async def main() -> None:
             "--health-poll=500ms",
             "--requeue-dependency=5s",
         ],
+    )
+    spawn(
+        "fluxconfig-controller",
+        [str(BIN / "fluxconfig-controller"), *common, f"--metrics-addr=127.0.0.1:{metrics['fluxconfig']}"],
     )
     await wait_ready(metrics)
     work = make_repo()
