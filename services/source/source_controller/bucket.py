@@ -14,7 +14,7 @@ import contextlib
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,15 +43,24 @@ from source_controller.bucket_plan import (
     refuse_provider_fields,
     stored,
 )
+from source_controller.git.ignore import IGNORE_FILE
 from source_controller.objectstore.auth import azure_credential, proxy_url, s3_keys, tls_material
 from source_controller.objectstore.azure import open_azure
 from source_controller.objectstore.cache import ObjectCache, link_tree
 from source_controller.objectstore.errors import AuthenticationFailed, BucketOperationFailed
-from source_controller.objectstore.fetch import Fetched, fetch_objects, list_objects, read_sourceignore
+from source_controller.objectstore.fetch import (
+    Fetched,
+    RangedBucketClient,
+    fetch_objects,
+    list_objects,
+    list_ranged,
+    read_sourceignore,
+)
 from source_controller.objectstore.gcs import open_gcp_bucket
-from source_controller.objectstore.index import Index, Limits, build_index, ignore_filter
+from source_controller.objectstore.index import Index, Limits, Listed, build_index, ignore_filter
 from source_controller.objectstore.provider import BucketClient
 from source_controller.objectstore.s3 import open_s3, sealed_session
+from source_controller.objectstore.s3_ranges import RangedListing
 from source_controller.objectstore.sts import with_sts
 from source_controller.status_edits import Done, storage_failed
 from source_controller.unsupported import BUCKET, refuse_unsupported
@@ -67,6 +76,31 @@ log = get_logger(__name__)
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Indexed:
+    """A listing's revision; its index unless the listing is the known one (nothing indexed); the root
+    .sourceignore's cache entry."""
+
+    revision: str
+    index: Index | None
+    sourceignore: tuple[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What a Bucket's last listing was (ranges and page digests, not its objects) and the revision it gave:
+    a few hundred bytes per Bucket, dropped by the finalizer."""
+
+    #: provider, endpoint, bucket, prefix, region: what the listing is of
+    where: tuple[str, ...]
+    listing: RangedListing
+    #: the root .sourceignore as listed (its etag is the listing's, so an unchanged listing has it too)
+    sourceignore: Listed | None
+    #: the .sourceignore entry, spec.ignore and the limits the revision was indexed under
+    inputs: tuple[object, ...]
+    revision: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +121,8 @@ class BucketReconciler:
     clock: Callable[[], datetime] = _now
     #: One botocore session for every S3 client: the S3 model is loaded once, not each reconcile.
     s3_session: AioSession = field(default_factory=sealed_session, repr=False)
+    #: Each Bucket's last listing, by (namespace, name): see :meth:`_index`.
+    _known: dict[tuple[str, str], _Known] = field(default_factory=dict, init=False, repr=False)
 
     api_version: str = API_VERSION
     kind: str = KIND
@@ -100,11 +136,17 @@ class BucketReconciler:
         try:
             secrets = await self._secrets(obj)
             async with self._client(obj, secrets, timeout) as client:
-                index, sourceignore = await self._index(obj, client, cache, timeout)
-                step = plan(obj, Observed(index.revision, in_storage(self.storage, obj)))
+                indexed = await self._index(obj, client, cache, timeout)
+                step = plan(obj, Observed(indexed.revision, in_storage(self.storage, obj)))
+                if isinstance(step, Fetch) and indexed.index is None:
+                    # The listing is the known one, but the artifact must be built again: read it whole.
+                    indexed = await self._index(obj, client, cache, timeout, reuse=False)
+                    step = plan(obj, Observed(indexed.revision, in_storage(self.storage, obj)))
                 if isinstance(step, Done):
                     return step.apply(obj, now=self.clock())
                 assert isinstance(step, Fetch)
+                assert indexed.index is not None
+                index, sourceignore = indexed.index, indexed.sourceignore
                 step.edit.apply(obj, now=self.clock())
                 # Objects no longer listed (or at another etag) leave the cache: it stays within the limits.
                 keep = list(index.etags.items()) + ([sourceignore] if sourceignore else [])
@@ -132,6 +174,7 @@ class BucketReconciler:
     async def finalize(self, obj: KubeObject) -> None:
         # The object directory holds the artifacts and the object cache: both go.
         meta = obj["metadata"]
+        self._known.pop((meta["namespace"], meta["name"]), None)
         await self.storage.remove_all(KIND, meta["namespace"], meta["name"])
 
     def _cache(self, obj: KubeObject) -> ObjectCache:
@@ -203,23 +246,54 @@ class BucketReconciler:
             yield s3
 
     async def _index(
-        self, obj: KubeObject, client: BucketClient, cache: ObjectCache, timeout: float
-    ) -> tuple[Index, tuple[str, str] | None]:
-        """The listing as Flux's etag index, within spec.timeout."""
-        spec = obj["spec"]
+        self, obj: KubeObject, client: BucketClient, cache: ObjectCache, timeout: float, *, reuse: bool = True
+    ) -> _Indexed:
+        """The listing as Flux's etag index (its revision, at least), within spec.timeout.
+
+        With a client that lists by ranges, a listing whose every page is byte for byte the one the last
+        revision was computed from, under the same ignore rules and limits, is that revision again: nothing
+        is parsed, filtered or hashed (``index`` None). ``reuse=False`` reads and indexes it whole.
+        """
+        meta, spec = obj["metadata"], obj["spec"]
         bucket, prefix = spec["bucketName"], spec.get("prefix") or ""
+        key = (meta["namespace"], meta["name"])
+        where = (provider_of(spec), spec.get("endpoint") or "", bucket, prefix, spec.get("region") or "")
+        known = self._known.get(key) if reuse else None
+        if known is not None and known.where != where:
+            known = None
+        # Deleted keys and "directories" are listed too: allow some room over the object cap.
+        max_listed = 2 * self.limits.max_objects + 1000
         try:
             async with asyncio.timeout(timeout):
-                # Deleted keys and "directories" are listed too: allow some room over the object cap.
-                listed = await list_objects(client, bucket, prefix, 2 * self.limits.max_objects + 1000)
+                if isinstance(client, RangedBucketClient):
+                    ranged = await list_ranged(client, bucket, prefix, max_listed, known.listing if known else None)
+                    if ranged.objects is None:
+                        assert known is not None  # an unchanged listing is one compared with a known one
+                        listed = [known.sourceignore] if known.sourceignore else []
+                    else:
+                        listed = ranged.objects
+                else:
+                    ranged = None
+                    listed = await list_objects(client, bucket, prefix, max_listed)
                 text, entry = await read_sourceignore(client, cache, listed, prefix)
         except TimeoutError:
             raise BucketOperationFailed(
                 f"indexation of objects from bucket '{bucket}' failed: timed out after {timeout:g}s"
             ) from None
+        inputs = (entry, spec.get("ignore"), self.limits)
+        if ranged is not None and ranged.objects is None:
+            assert known is not None
+            if known.inputs == inputs:
+                return _Indexed(known.revision, None, entry)
+            # Same objects, other rules: index them again from a whole listing.
+            return await self._index(obj, client, cache, timeout, reuse=False)
         keep = await asyncio.to_thread(ignore_filter, text, spec.get("ignore"))
         index = await asyncio.to_thread(build_index, bucket, listed, keep, self.limits)
-        return index, entry
+        if ranged is not None:
+            root = next((o for o in listed if o.key == IGNORE_FILE), None)
+            # What the next listing is compared with; the objects themselves are not kept.
+            self._known[key] = _Known(where, replace(ranged, objects=None), root, inputs, index.revision)
+        return _Indexed(index.revision, index, entry)
 
     async def _fetch(
         self, obj: KubeObject, client: BucketClient, index: Index, cache: ObjectCache, timeout: float

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from gitops_mesh.observability.logging import get_logger
 from source_controller.git.ignore import IGNORE_FILE, MAX_RULES_TEXT
@@ -20,6 +21,7 @@ from source_controller.objectstore.cache import ObjectCache, entry_name
 from source_controller.objectstore.errors import BucketOperationFailed, ObjectNotFound
 from source_controller.objectstore.index import Index, Listed
 from source_controller.objectstore.provider import BucketClient
+from source_controller.objectstore.s3_ranges import RangedListing
 
 log = get_logger(__name__)
 
@@ -44,6 +46,35 @@ async def list_objects(client: BucketClient, bucket: str, prefix: str, max_liste
                 f"bucket '{bucket}' lists more than {max_listed} objects under prefix '{prefix}' (--max-bucket-objects)"
             )
     return listed
+
+
+@runtime_checkable
+class RangedBucketClient(BucketClient, Protocol):
+    """A client that lists by key ranges at once and can tell an unchanged listing (S3: :mod:`.s3_ranges`)."""
+
+    async def list_ranges(self, prefix: str, previous: RangedListing | None, max_listed: int) -> RangedListing: ...
+
+
+async def list_ranged(
+    client: RangedBucketClient, bucket: str, prefix: str, max_listed: int, previous: RangedListing | None
+) -> RangedListing:
+    """:func:`list_objects` by ranges, with the bucket's existence asked at the same time as the listing
+    rather than one round trip before it; a missing bucket is still said so first, as Flux words it."""
+    exists = asyncio.create_task(client.exists())
+    try:
+        listing = await client.list_ranges(prefix, previous, max_listed)
+    except BucketOperationFailed:
+        if not await exists:
+            raise BucketOperationFailed(f"bucket '{bucket}' not found") from None
+        raise
+    except BaseException:
+        exists.cancel()
+        if exists.done() and not exists.cancelled():
+            exists.exception()  # retrieved: the listing's own error is the one raised
+        raise
+    if not await exists:
+        raise BucketOperationFailed(f"bucket '{bucket}' not found")
+    return listing
 
 
 async def read_sourceignore(

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,35 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from yarl import URL
 
+from gitops_mesh.observability.logging import get_logger
 from source_controller.objectstore.auth import S3Keys, TLSMaterial
 from source_controller.objectstore.errors import BucketOperationFailed, ClientError, ObjectNotFound
 from source_controller.objectstore.index import Listed
-from source_controller.objectstore.s3_listing import MAX_PAGE_BYTES, MalformedListing, error_detail, parse_page
+from source_controller.objectstore.s3_listing import MAX_PAGE_BYTES, MalformedListing, Page, error_detail, parse_page
+from source_controller.objectstore.s3_ranges import (
+    PAGE_KEYS,
+    KeyRanges,
+    RangedListing,
+    RangeRead,
+    RangesUnusable,
+    assemble,
+    learn,
+    next_listing,
+)
 
 DEFAULT_REGION = "us-east-1"
 #: Objects up to this size are read whole and written in one step; larger ones are streamed.
 _WHOLE = 1 << 20
 _CHUNK = 1 << 20
 _USERINFO = re.compile(r"://[^/@\s]*@")
+#: A listing's objects (the name ``list`` is taken inside :class:`S3Bucket`).
+_Objects = list[Listed]
+#: Listing requests in flight per Bucket (ranges); also the listing's connection pool.
+LISTING_CONNECTIONS = 8
+#: First pages of a ranged listing held unparsed while they may all be unchanged; past it they are parsed.
+_HELD_PAGE_BYTES = 32 << 20
+
+log = get_logger(__name__)
 
 
 def redact(message: str, *secrets: str | None) -> str:
@@ -86,6 +106,9 @@ def sealed_session() -> AioSession:
 class S3Bucket:
     """A bucket on an S3 endpoint; use :func:`open_s3`."""
 
+    #: Keys per listing page asked for, and per key range (tests make it small to cut a few keys in ranges).
+    page_keys: int = PAGE_KEYS
+
     def __init__(
         self,
         client: Any,
@@ -120,36 +143,116 @@ class S3Bucket:
         return True
 
     async def list(self, prefix: str) -> AsyncIterator[Listed]:
-        what = f"listing objects from bucket '{self._bucket}' failed"
         token: str | None = None
         while True:
-            # Keys url-encoded, as botocore asks, so that any key survives XML.
-            params: dict[str, Any] = {"Bucket": self._bucket, "EncodingType": "url"}
-            if prefix:
-                params["Prefix"] = prefix
-            if token:
-                params["ContinuationToken"] = token
-            try:
-                url = await self._client.generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=900)
-                async with self._http.get(URL(url, encoded=True), proxy=self._proxy) as resp:
-                    body = await _read_capped(resp, MAX_PAGE_BYTES)
-                    status = resp.status
-            except (botocore.exceptions.BotoCoreError, aiohttp.ClientError, OSError, TimeoutError) as e:
-                raise self._failed(e, what) from None
-            if len(body) > MAX_PAGE_BYTES:
-                raise BucketOperationFailed(f"{what}: a page of the listing is larger than {MAX_PAGE_BYTES} bytes")
-            if status != 200:
-                detail = error_detail(body[:65536]) or f"HTTP {status}"
-                raise BucketOperationFailed(f"{what}: {redact(detail, *self._secrets)}")
-            try:
-                page = await asyncio.to_thread(parse_page, body) if len(body) > 1 << 20 else parse_page(body)
-            except MalformedListing as e:
-                raise BucketOperationFailed(f"{what}: {e}") from None
+            page = await self._parse(await self._page(prefix, token=token))
             for item in page.objects:
-                yield Listed(item.key, index_etag(item.etag), item.size)
+                yield item
             if page.next_token is None:
                 return
             token = page.next_token
+
+    async def list_ranges(self, prefix: str, previous: RangedListing | None, max_listed: int) -> RangedListing:
+        """The listing, by key ranges at once when the previous one taught them (:mod:`.s3_ranges`), page by
+        page otherwise; ``unchanged`` (nothing parsed) when every range's page is the one read last time."""
+        ranges = previous.ranges if previous is not None else None
+        if ranges is None:
+            objects = await self._sequential(prefix, max_listed)
+            # A server found not to list by ranges stays listed page by page.
+            return RangedListing(objects, learn([o.key for o in objects], self.page_keys) if previous is None else None)
+        try:
+            return await self._by_ranges(prefix, ranges, previous.digests if previous else None, max_listed)
+        except RangesUnusable as e:
+            log.info("bucket listed page by page", bucket=self._bucket, why=str(e))
+            return RangedListing(await self._sequential(prefix, max_listed), None)
+
+    async def _sequential(self, prefix: str, max_listed: int) -> _Objects:
+        objects: _Objects = []
+        async for item in self.list(prefix):
+            objects.append(item)
+            _check_count(self._bucket, prefix, len(objects), max_listed)
+        return objects
+
+    async def _by_ranges(
+        self, prefix: str, ranges: KeyRanges, known: tuple[bytes, ...] | None, max_listed: int
+    ) -> RangedListing:
+        reads = [RangeRead(ranges.starts[i], ranges.bound(i)) for i in range(len(ranges))]
+        digests: list[bytes] = [b""] * len(reads)
+        # First pages held unparsed while they may all be last time's (then none is parsed), within a budget.
+        held: dict[int, bytes] = {}
+        budget = [_HELD_PAGE_BYTES]
+        listed = [0]
+
+        async def take(i: int, body: bytes) -> None:
+            page = await self._parse(body)
+            reads[i].take(page.objects, page.next_token is not None)
+            listed[0] += len(page.objects)
+            _check_count(self._bucket, prefix, listed[0], max_listed)
+            tokens[i] = page.next_token
+
+        tokens: list[str | None] = [None] * len(reads)
+
+        async def first(i: int) -> None:
+            body = await self._page(prefix, start_after=ranges.starts[i], max_keys=self.page_keys)
+            digests[i] = hashlib.sha256(body).digest()
+            if known is not None and i < len(known) and digests[i] == known[i] and len(body) <= budget[0]:
+                budget[0] -= len(body)
+                held[i] = body
+            else:
+                await take(i, body)
+
+        await _each(range(len(reads)), first)
+        if known is not None and tuple(digests) == known:
+            return RangedListing(None, ranges, known)
+        for i, body in held.items():
+            await take(i, body)
+        held.clear()
+
+        async def rest(i: int) -> None:
+            # A range that grew is read on until it passes its bound (its keys past it are the next range's).
+            while not reads[i].done:
+                await take(i, await self._page(prefix, token=tokens[i]))
+
+        await _each([i for i, r in enumerate(reads) if not r.done], rest)
+        return next_listing(assemble(reads), ranges, reads, digests, self.page_keys)
+
+    async def _page(
+        self, prefix: str, *, token: str | None = None, start_after: str | None = None, max_keys: int | None = None
+    ) -> bytes:
+        """One ListObjectsV2 answer's body (200, within MAX_PAGE_BYTES)."""
+        what = f"listing objects from bucket '{self._bucket}' failed"
+        # Keys url-encoded, as botocore asks, so that any key survives XML.
+        params: dict[str, Any] = {"Bucket": self._bucket, "EncodingType": "url"}
+        if prefix:
+            params["Prefix"] = prefix
+        if token:
+            params["ContinuationToken"] = token
+        if start_after:
+            params["StartAfter"] = start_after
+        if max_keys:
+            params["MaxKeys"] = max_keys
+        try:
+            url = await self._client.generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=900)
+            async with self._http.get(URL(url, encoded=True), proxy=self._proxy) as resp:
+                body = await _read_capped(resp, MAX_PAGE_BYTES)
+                status = resp.status
+        except (botocore.exceptions.BotoCoreError, aiohttp.ClientError, OSError, TimeoutError) as e:
+            raise self._failed(e, what) from None
+        if len(body) > MAX_PAGE_BYTES:
+            raise BucketOperationFailed(f"{what}: a page of the listing is larger than {MAX_PAGE_BYTES} bytes")
+        if status != 200:
+            detail = error_detail(body[:65536]) or f"HTTP {status}"
+            raise BucketOperationFailed(f"{what}: {redact(detail, *self._secrets)}")
+        return body
+
+    async def _parse(self, body: bytes) -> Page:
+        """A page read, etags in index form: on the loop for a usual page (~3-8 ms for 1,000 keys), in a thread
+        for a large one."""
+        try:
+            page = await asyncio.to_thread(parse_page, body) if len(body) > 1 << 20 else parse_page(body)
+        except MalformedListing as e:
+            raise BucketOperationFailed(f"listing objects from bucket '{self._bucket}' failed: {e}") from None
+        return Page([Listed(o.key, index_etag(o.etag), o.size) for o in page.objects], page.next_token)
 
     async def etag(self, key: str) -> str | None:
         try:
@@ -194,6 +297,29 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
         if size > cap:
             break
     return b"".join(parts)
+
+
+def _check_count(bucket: str, prefix: str, listed: int, max_listed: int) -> None:
+    if listed > max_listed:
+        raise BucketOperationFailed(
+            f"bucket '{bucket}' lists more than {max_listed} objects under prefix '{prefix}' (--max-bucket-objects)"
+        )
+
+
+async def _each(items: Iterable[int], work: Callable[[int], Awaitable[None]]) -> None:
+    """``work`` on every item, LISTING_CONNECTIONS at a time; the first failure cancels the rest and is raised."""
+    todo = iter(items)
+
+    async def worker() -> None:
+        for item in todo:
+            await work(item)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(LISTING_CONNECTIONS):
+                tg.create_task(worker())
+    except* (BucketOperationFailed, RangesUnusable) as group:
+        raise group.exceptions[0] from None
 
 
 def _status(e: botocore.exceptions.ClientError) -> int:
@@ -310,7 +436,9 @@ async def open_s3(
                 )
                 http = await stack.enter_async_context(
                     aiohttp.ClientSession(
-                        connector=aiohttp.TCPConnector(limit=4, ssl=_ssl_context(verify, client_cert)),
+                        connector=aiohttp.TCPConnector(
+                            limit=LISTING_CONNECTIONS, ssl=_ssl_context(verify, client_cert)
+                        ),
                         timeout=aiohttp.ClientTimeout(sock_connect=min(timeout, 30.0), sock_read=timeout),
                         # As botocore: the proxy the Secret names, else the process environment's.
                         trust_env=proxy is None,
