@@ -24,6 +24,7 @@ COMPONENTS = (
     "oci-registry-tls",
     "seaweedfs",
     "azurite",
+    "fake-gcs-server",
 )
 SERVER_KEYS = (
     "OCI_REGISTRY",
@@ -37,6 +38,7 @@ SERVER_KEYS = (
     "AZURE_BLOB_ENDPOINT",
     "AZURE_ACCOUNT_NAME",
     "AZURE_ACCOUNT_KEY",
+    "GCS_ENDPOINT",
 )
 
 
@@ -78,6 +80,7 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         "OCI_REGISTRY_TLS_PORT": "25543",
         "S3_PORT": "28433",
         "AZURITE_BLOB_PORT": "20110",
+        "GCS_PORT": "24180",
         "KWOK_NODES": "1",
     }
 
@@ -94,7 +97,13 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         assert "stopped" not in status.stdout
         assert "kube-apiserver ready" in status.stdout
         assert "kafka ready" in status.stdout
-        for server in ("oci-registry ready", "oci-registry-tls ready", "seaweedfs s3 ready", "azurite blob ready"):
+        for server in (
+            "oci-registry ready",
+            "oci-registry-tls ready",
+            "seaweedfs s3 ready",
+            "azurite blob ready",
+            "fake-gcs-server ready",
+        ):
             assert server in status.stdout
         assert "nodes ready             1" in status.stdout
         exported = read_stack_env(stack_dir / "env")
@@ -104,6 +113,7 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         assert exported["OCI_REGISTRY"] == f"127.0.0.1:{env['OCI_REGISTRY_PORT']}"
         assert exported["S3_ENDPOINT"] == f"http://127.0.0.1:{env['S3_PORT']}"
         assert exported["AZURE_BLOB_ENDPOINT"] == f"http://127.0.0.1:{env['AZURITE_BLOB_PORT']}/devstoreaccount1"
+        assert exported["GCS_ENDPOINT"] == f"http://127.0.0.1:{env['GCS_PORT']}"
         # The env file carries the servers' local credentials: the owner's alone.
         assert (stack_dir / "env").stat().st_mode & 0o077 == 0
         pids = {c: int((stack_dir / "run" / f"{c}.pid").read_text()) for c in COMPONENTS}
