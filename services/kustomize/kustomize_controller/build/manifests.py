@@ -1,4 +1,5 @@
-"""YAML in and out of the build: libyaml loading that reads scalars as Go's YAML does, and the dumper substitution uses."""
+"""YAML in and out of the build: manifests loaded as Go reads them (:mod:`gitops_mesh.kube_yaml`), kustomization files
+as kustomize reads them, and the dumper substitution uses."""
 
 from __future__ import annotations
 
@@ -9,42 +10,14 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from gitops_mesh import tenant_yaml
+from gitops_mesh.kube_yaml import ManifestLoader
 
 try:
-    _Loader: type[Any] = yaml.CSafeLoader
     _Dumper: type[Any] = yaml.CSafeDumper
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
     _Dumper = yaml.SafeDumper
 
 KubeObject = dict[str, Any]
-
-
-class ManifestLoader(_Loader):  # type: ignore[misc]
-    """Safe loading with two YAML 1.1 resolutions Go's decoders (sigs.k8s.io/yaml) do not make.
-
-    Plain timestamps stay strings (JSON has no time type, and the apiserver wants the text), and
-    ``1:20`` is the string it looks like, not the sexagesimal 80.
-    """
-
-
-def _int_or_sexagesimal(loader: SafeConstructor, node: yaml.ScalarNode) -> Any:
-    value = loader.construct_scalar(node)
-    if isinstance(value, str) and ":" in value:
-        return value
-    return loader.construct_yaml_int(node)
-
-
-def _float_or_sexagesimal(loader: SafeConstructor, node: yaml.ScalarNode) -> Any:
-    value = loader.construct_scalar(node)
-    if isinstance(value, str) and ":" in value:
-        return value
-    return loader.construct_yaml_float(node)
-
-
-ManifestLoader.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
-ManifestLoader.add_constructor("tag:yaml.org,2002:int", _int_or_sexagesimal)
-ManifestLoader.add_constructor("tag:yaml.org,2002:float", _float_or_sexagesimal)
 
 
 class KustomizationLoader(ManifestLoader):
