@@ -316,9 +316,16 @@ class KubeClient:
         force: bool | None = None,
         subresource: str | None = None,
         dry_run: bool = False,
+        field_validation: str | None = None,
     ) -> KubeObject:
+        """PATCH; ``field_validation`` Strict|Warn|Ignore (the apiserver's default, Warn, drops unknown fields)."""
         info = await self.resource(api_version, kind)
-        params = _query(fieldManager=field_manager, force=force, dryRun="All" if dry_run else None)
+        params = _query(
+            fieldManager=field_manager,
+            force=force,
+            dryRun="All" if dry_run else None,
+            fieldValidation=field_validation,
+        )
         patched: KubeObject = await self._request_json(
             "PATCH",
             info.path(namespace if info.namespaced else None, name, subresource),
@@ -337,6 +344,7 @@ class KubeClient:
         force: bool = False,
         subresource: str | None = None,
         dry_run: bool = False,
+        field_validation: str | None = None,
     ) -> KubeObject:
         """Server-side apply ``obj`` (the fields this manager owns); ``force`` takes fields from other managers."""
         meta = metadata(obj)
@@ -354,6 +362,7 @@ class KubeClient:
             force=force,
             subresource=subresource,
             dry_run=dry_run,
+            field_validation=field_validation,
         )
 
     async def patch_status(

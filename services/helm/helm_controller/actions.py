@@ -23,10 +23,15 @@ Decisions:
   CPU (docs/helm-actions.md); an invalid object is refused by the apiserver at the same point either way.
 - Helm's CLI keeps a release's records in the namespace it installs into, so a storage namespace other
   than the target namespace cannot be honoured on this path: such a request is refused (InvalidSpec).
+- A first install that needs nothing but rendering and applying (no hooks to run, no CRDs to create,
+  server-side apply, no kustomize post-renderer, a 1.27+ apiserver) is rendered by
+  ``helm install --dry-run=server -o json`` and applied and recorded by :mod:`.direct_install`; every other
+  install, and every other action, is helm's own.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import dataclasses
@@ -49,7 +54,8 @@ from gitops_mesh import commands
 from gitops_mesh.errors import GitopsMeshError, InvalidSpec, TransientError
 from gitops_mesh.helmcli import HelmResult, run_helm
 from gitops_mesh.kube.client import KubeClient
-from helm_controller import post_renderers
+from gitops_mesh.observability.logging import get_logger
+from helm_controller import direct_install, post_renderers
 from helm_controller.post_renderers import PostRender
 from helm_controller.releases import Release, release_history
 
@@ -60,6 +66,8 @@ MESSAGE_CHARS: Final = 600
 #: Helm's rollback/uninstall description limit (pkg/action MaxDescriptionLength).
 MAX_DESCRIPTION: Final = 256
 _SERVICE_ACCOUNT_USER: Final = "system:serviceaccount:"
+
+log = get_logger(__name__)
 
 
 class Action(StrEnum):
@@ -220,6 +228,25 @@ def install_args(req: ActionRequest, values_file: Path) -> list[str]:
     return args
 
 
+def render_args(req: ActionRequest, values_file: Path) -> list[str]:
+    """``helm install --dry-run=server -o json``: Helm's whole install short of writing, its release as JSON.
+    No post-renderer: :mod:`.direct_install` sets the origin labels itself."""
+    return [*install_args(dataclasses.replace(req, post_render=None), values_file), "--dry-run=server", "-o", "json"]
+
+
+def direct_request_refusal(req: ActionRequest) -> str:
+    """Why this install request must go to helm's own install ("" when :mod:`.direct_install` may take it)."""
+    if req.server_side is False:
+        return "client-side apply"
+    if req.replace:
+        return "install.replace"
+    if req.post_render is not None and req.post_render.kustomizations:
+        return "kustomize post-renderers"
+    if not req.kube.server_validates_fields:
+        return "the apiserver does not validate fields itself"
+    return ""
+
+
 def upgrade_args(req: ActionRequest, values_file: Path, *, last_apply_method: str) -> list[str]:
     """``helm upgrade``: values reset to the chart's and ours (Flux's default), history capped."""
     server_side = last_apply_method == "ssa" if req.server_side is None else req.server_side
@@ -319,11 +346,17 @@ def _as_service_account(user: str) -> tuple[str, str] | None:
 class HelmActions:
     """Runs helm actions; one private work directory per call under ``tmp_root``."""
 
-    def __init__(self, helm: Path | str, tmp_root: Path, *, kustomize: Path | str | None = None) -> None:
+    def __init__(
+        self, helm: Path | str, tmp_root: Path, *, kustomize: Path | str | None = None, direct_installs: bool = True
+    ) -> None:
         self._helm = helm
         self._tmp_root = tmp_root
         #: the kustomize binary post-renderers run; without one a release asking for them fails
         self._kustomize = kustomize
+        #: first installs that qualify are applied by :mod:`.direct_install` (False: helm does every install)
+        self._direct_installs = direct_installs
+        #: installs done so far by path, "direct" or "helm" (what the tests and the benchmark read)
+        self.installs: collections.Counter[str] = collections.Counter()
 
     @contextlib.asynccontextmanager
     async def _workdir(self) -> AsyncIterator[Path]:
@@ -359,7 +392,7 @@ class HelmActions:
         async with self._client(req) as kube:
             return await release_history(kube, req.target_namespace, req.release_name)
 
-    async def _run(self, action: Action, req: ActionRequest, args: list[str], work: Path) -> None:
+    async def _run(self, action: Action, req: ActionRequest, args: list[str], work: Path) -> HelmResult:
         def stopped(message: str) -> TransientError:
             return HelmActionFailed(action, redact(message, req.secrets))
 
@@ -375,6 +408,7 @@ class HelmActions:
                 detail = plugin_error.read_text(errors="replace")[:MESSAGE_CHARS]
                 message = f"{message}: {commands.one_line(redact(detail, req.secrets), MESSAGE_CHARS)}"
             raise HelmActionFailed(action, message)
+        return result
 
     def _write_post_renderer(self, action: Action, req: ActionRequest, work: Path) -> None:
         """Our plugin and its request in this call's HELM_PLUGINS (install and upgrade: Flux's origin labels at
@@ -413,9 +447,51 @@ class HelmActions:
         check_storage(req)
         async with self._workdir() as work:
             req = _with_kubeconfig(req, work)
-            args = install_args(req, self._write_values(work, req.values))
+            values = self._write_values(work, req.values)
+            if self._direct_installs:
+                try:
+                    installed = await self._install_directly(req, values, work)
+                except direct_install.NotDirect as e:
+                    log.debug("install by helm", release=req.release_name, namespace=req.target_namespace, why=str(e))
+                else:
+                    self.installs["direct"] += 1
+                    return installed
+            args = install_args(req, values)
             self._write_post_renderer(Action.INSTALL, req, work)
+            self.installs["helm"] += 1
             return await self._act(Action.INSTALL, req, args, work)
+
+    async def _install_directly(self, req: ActionRequest, values: Path, work: Path) -> Release:
+        """Helm renders, :mod:`.direct_install` applies and records; :class:`direct_install.NotDirect` when the
+        install must be helm's own (decided before anything is written)."""
+        refusal = direct_request_refusal(req)
+        if refusal:
+            raise direct_install.NotDirect(refusal)
+        shape = await direct_install.chart_shape(req.chart_path)
+        direct_install.chart_qualifies(shape, skip_crds=req.crds is CRDsPolicy.SKIP, disable_hooks=req.disable_hooks)
+        if await self.history(req):
+            raise direct_install.NotDirect("the release name has history")  # helm says it is in use, or replaces
+        result = await self._run(Action.INSTALL, req, render_args(req, values), work)
+        try:
+            rendered = orjson.loads(result.stdout)
+        except orjson.JSONDecodeError:
+            raise direct_install.NotDirect("helm's dry run printed no release") from None
+        if not isinstance(rendered, dict):
+            raise direct_install.NotDirect("helm's dry run printed no release")
+        direct_install.release_qualifies(rendered, disable_hooks=req.disable_hooks)
+        async with self._client(req) as kube:
+            try:
+                return await direct_install.install(
+                    kube,
+                    rendered,
+                    origin_labels=req.post_render.labels if req.post_render else {},
+                    release_labels=req.labels,
+                    description=req.description,
+                    create_ns=req.create_namespace,
+                )
+            except direct_install.InstallFailed as e:
+                message = commands.one_line(redact(e.message, req.secrets), MESSAGE_CHARS)
+                raise HelmActionFailed(Action.INSTALL, message, release=e.release) from None
 
     async def upgrade(self, req: ActionRequest) -> Release:
         check_storage(req)

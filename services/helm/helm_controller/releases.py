@@ -32,6 +32,7 @@ from gitops_mesh.errors import NotFound, TransientError
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.health import ObjectRef
 from gitops_mesh.kube.objects import KubeObject
+from gitops_mesh.kube_yaml import ManifestLoader
 from gitops_mesh.timestamps import rfc3339
 
 #: Helm's own limit on a release name; Flux shortens longer names (internal/release/name.go).
@@ -351,9 +352,9 @@ def _refs_of(doc: Any, namespace: str) -> list[ObjectRef]:
 
 
 def _load_manifest(manifest: str) -> list[Any]:
-    """A rendered release manifest's documents, parsed as tenant YAML under :data:`MANIFEST_LIMITS`."""
+    """A rendered release manifest's documents, parsed as tenant YAML under :data:`MANIFEST_LIMITS`, as Go reads them."""
     try:
-        docs = tenant_yaml.load_all(manifest, what="release manifest", limits=MANIFEST_LIMITS)
+        docs = tenant_yaml.load_all(manifest, what="release manifest", limits=MANIFEST_LIMITS, loader=ManifestLoader)
     except tenant_yaml.UnsafeYaml as e:
         raise UnreadableManifest(str(e)) from None
     except yaml.YAMLError as e:
@@ -476,7 +477,7 @@ def history_entry(
 # --- unlock ----------------------------------------------------------------------------------------------------
 
 
-def _encode_release(rel: Mapping[str, Any]) -> str:
+def encode_release(rel: Mapping[str, Any]) -> str:
     """Helm's storage encoding: JSON, gzip at best compression, base64 (then the API's own base64)."""
     helm = base64.b64encode(_gzip(orjson.dumps(rel)))
     return base64.b64encode(helm).decode()
@@ -512,7 +513,7 @@ async def unlock(kube: KubeClient, r: Release) -> None:
     labels = dict(meta.get("labels") or {})
     labels |= {"status": Status.FAILED.value, "modifiedAt": str(int(time.time()))}
     meta["labels"] = labels
-    updated: KubeObject = {**secret, "metadata": meta, "data": {**secret["data"], "release": _encode_release(rel)}}
+    updated: KubeObject = {**secret, "metadata": meta, "data": {**secret["data"], "release": encode_release(rel)}}
     await kube.replace(updated)
 
 
@@ -541,7 +542,7 @@ async def mark_failed(kube: KubeClient, r: Release, description: str) -> Release
     labels = dict(meta.get("labels") or {})
     labels |= {"status": Status.FAILED.value, "modifiedAt": str(int(time.time()))}
     meta["labels"] = labels
-    updated: KubeObject = {**secret, "metadata": meta, "data": {**secret["data"], "release": _encode_release(rel)}}
+    updated: KubeObject = {**secret, "metadata": meta, "data": {**secret["data"], "release": encode_release(rel)}}
     written = await kube.replace(updated)
     return decode_secret(written)
 
