@@ -124,7 +124,7 @@ class FluxConfigReconciler:
         check_credentials(spec, protected)
         await self._check_local_auth(ns, spec)
         key = await self._key_pair(ns, name, spec, protected)
-        return plan(obj, protected, key)
+        return plan(obj, protected, key, impersonate=self.settings.multi_tenancy_enforce)
 
     async def _protected(self, ns: str, name: str, spec: m.Spec) -> dict[str, bytes]:
         secret = m.protected_secret_name(name)

@@ -271,7 +271,9 @@ def source_spec(spec: m.Spec, secret: str | None) -> tuple[str, dict[str, Any]]:
     return "OCIRepository", out
 
 
-def kustomization_spec(config: str, source: tuple[str, str], body: Mapping[str, Any], suspend: bool) -> dict[str, Any]:
+def kustomization_spec(
+    config: str, source: tuple[str, str], body: Mapping[str, Any], suspend: bool, *, impersonate: bool = True
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "sourceRef": {"kind": source[0], "name": source[1]},  # no namespace: never cross-namespace
         "interval": seconds(body, "syncIntervalInSeconds"),
@@ -279,9 +281,10 @@ def kustomization_spec(config: str, source: tuple[str, str], body: Mapping[str, 
         "prune": bool(body.get("prune", False)),
         "force": bool(body.get("force", False)),
         "wait": bool(body.get("wait", True)),
-        "serviceAccountName": m.APPLIER,
         "suspend": suspend,
     }
+    if impersonate:
+        out["serviceAccountName"] = m.APPLIER
     if body.get("path"):
         out["path"] = str(body["path"])
     retry = seconds(body, "retryIntervalInSeconds", default=None)
@@ -326,8 +329,12 @@ def _secret(config: KubeObject, name: str, data: Mapping[str, bytes], **meta: An
     }
 
 
-def plan(config: KubeObject, protected: Mapping[str, bytes], key: KeyPair | None) -> Plan:
+def plan(config: KubeObject, protected: Mapping[str, bytes], key: KeyPair | None, *, impersonate: bool = True) -> Plan:
     """The objects ``config`` wants, given its decoded protected parameters and its key pair (if it has one).
+
+    ``impersonate`` is the extension's ``multiTenancy.enforce``: the Kustomizations run as ``flux-applier``;
+    without it they name no ServiceAccount, Flux's default (kustomize-controller's own identity, or its
+    ``--default-service-account``).
 
     ``key`` is kept in its Secret whenever it exists — a deploy key the user registered stays valid for
     the config's lifetime — and used for auth only when the source needs a generated key.
@@ -361,7 +368,7 @@ def plan(config: KubeObject, protected: Mapping[str, bytes], key: KeyPair | None
                 "apiVersion": m.KUSTOMIZE_API,
                 "kind": "Kustomization",
                 "metadata": _meta(config, m.kustomization_name(name, entry)),
-                "spec": kustomization_spec(name, (kind, name), body or {}, suspend),
+                "spec": kustomization_spec(name, (kind, name), body or {}, suspend, impersonate=impersonate),
             }
         )
     return Plan(objects, use_key.public if use_key else None)

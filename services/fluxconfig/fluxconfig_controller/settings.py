@@ -16,12 +16,18 @@ class FluxConfigSettings(Settings):
     retry_interval: float = 30.0
     #: how often a deletion looks again at the Kustomizations it waits for (their finalizers prune)
     deletion_poll: float = 2.0
+    #: Azure's multiTenancy.enforce: the Kustomizations impersonate flux-applier (false: Flux's default)
+    multi_tenancy_enforce: bool = True
 
 
 _HELP = {
     "resync_interval": "interval at which a FluxConfig's objects are applied again",
     "retry_interval": "interval at which a failed FluxConfig is tried again",
     "deletion_poll": "interval at which a deleted FluxConfig looks again at the Kustomizations being removed",
+    "multi_tenancy_enforce": (
+        "the Kustomizations impersonate the namespace's flux-applier (Azure's multiTenancy.enforce); false leaves"
+        " them Flux's default identity"
+    ),
 }
 
 

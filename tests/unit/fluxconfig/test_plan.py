@@ -281,3 +281,11 @@ def test_rbac_by_scope_shared_by_the_namespace() -> None:
     gone = rbac_plan("team", [deleting])
     assert gone.apply == []
     assert {d[1] for d in gone.delete} == {"ServiceAccount", "RoleBinding", "ClusterRoleBinding"}
+
+
+def test_multi_tenancy_opt_out_leaves_flux_s_default_identity() -> None:
+    spec = {"gitRepository": git(), "kustomizations": {"a": {}}}
+    (enforced,) = by_kind(plan(config(spec), {}, None).objects, "Kustomization")
+    assert enforced["spec"]["serviceAccountName"] == "flux-applier"
+    (opted_out,) = by_kind(plan(config(spec), {}, None, impersonate=False).objects, "Kustomization")
+    assert "serviceAccountName" not in opted_out["spec"]
