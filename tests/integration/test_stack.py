@@ -6,7 +6,10 @@ Runs a second, throw-away stack (own directory and ports) so the shared one othe
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,8 @@ COMPONENTS = (
     "seaweedfs",
     "azurite",
     "fake-gcs-server",
+    "ldap",
+    "seaweedfs-sts",
 )
 SERVER_KEYS = (
     "OCI_REGISTRY",
@@ -39,6 +44,14 @@ SERVER_KEYS = (
     "AZURE_ACCOUNT_NAME",
     "AZURE_ACCOUNT_KEY",
     "GCS_ENDPOINT",
+    "LDAP_URL",
+    "S3_STS_S3_ENDPOINT",
+    "S3_STS_ENDPOINT",
+    "S3_STS_ENDPOINT_TLS",
+    "S3_STS_TLS_CA",
+    "S3_STS_ROLE_ARN",
+    "S3_STS_LDAP_USERNAME",
+    "S3_STS_LDAP_PASSWORD",
 )
 
 
@@ -64,6 +77,18 @@ def _processes_mentioning(text: str) -> list[str]:
     return hits
 
 
+def _sts_refusal(endpoint: str, ca: str) -> str:
+    """An AssumeRoleWithLDAPIdentity without credentials over TLS: the STS's error document."""
+    context = ssl.create_default_context(cafile=ca)
+    body = b"Action=AssumeRoleWithLDAPIdentity&Version=2011-06-15"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(endpoint, data=body), timeout=10, context=context) as r:
+            answer: bytes = r.read()
+            return answer.decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.read().decode(errors="replace")
+
+
 @pytest.mark.stack
 def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
     stack_dir = tmp_path / "stack"
@@ -81,6 +106,9 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         "S3_PORT": "28433",
         "AZURITE_BLOB_PORT": "20110",
         "GCS_PORT": "24180",
+        # The STS gateway takes three ports from S3_STS_PORT on (S3/STS, gRPC, HTTPS).
+        "LDAP_PORT": "20489",
+        "S3_STS_PORT": "28443",
         "KWOK_NODES": "1",
     }
 
@@ -93,7 +121,7 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         status = run("status", timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         for c in COMPONENTS:
-            assert f"{c}" in status.stdout
+            assert f"{c:<24} running  pid " in status.stdout, c
         assert "stopped" not in status.stdout
         assert "kube-apiserver ready" in status.stdout
         assert "kafka ready" in status.stdout
@@ -103,6 +131,7 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
             "seaweedfs s3 ready",
             "azurite blob ready",
             "fake-gcs-server ready",
+            f"seaweedfs sts ready     http://127.0.0.1:{env['S3_STS_PORT']} (LDAP 127.0.0.1:{env['LDAP_PORT']})",
         ):
             assert server in status.stdout
         assert "nodes ready             1" in status.stdout
@@ -114,6 +143,15 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         assert exported["S3_ENDPOINT"] == f"http://127.0.0.1:{env['S3_PORT']}"
         assert exported["AZURE_BLOB_ENDPOINT"] == f"http://127.0.0.1:{env['AZURITE_BLOB_PORT']}/devstoreaccount1"
         assert exported["GCS_ENDPOINT"] == f"http://127.0.0.1:{env['GCS_PORT']}"
+        assert exported["LDAP_URL"] == f"ldap://127.0.0.1:{env['LDAP_PORT']}"
+        sts_port = int(env["S3_STS_PORT"])
+        assert exported["S3_STS_S3_ENDPOINT"] == f"http://127.0.0.1:{sts_port}"
+        assert exported["S3_STS_ENDPOINT"] == f"http://127.0.0.1:{sts_port}/"
+        assert exported["S3_STS_ENDPOINT_TLS"] == f"https://127.0.0.1:{sts_port + 2}/"
+        # The STS's TLS port answers as STS with a certificate the exported CA verifies.
+        assert "<Code>MissingParameter</Code>" in _sts_refusal(
+            exported["S3_STS_ENDPOINT_TLS"], exported["S3_STS_TLS_CA"]
+        )
         # The env file carries the servers' local credentials: the owner's alone.
         assert (stack_dir / "env").stat().st_mode & 0o077 == 0
         pids = {c: int((stack_dir / "run" / f"{c}.pid").read_text()) for c in COMPONENTS}
