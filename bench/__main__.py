@@ -19,6 +19,7 @@ SUITES = [
     "bench.notification_fanout",
     "bench.helm_action_cost",
     "bench.helm_scale",
+    "bench.fluxconfig_status",
     "bench.idle_rss",
 ]
 RESULTS = Path(__file__).resolve().parent / "results"
