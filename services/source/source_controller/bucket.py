@@ -3,7 +3,9 @@
 The decisions are :mod:`.bucket_plan`'s (pure) and :mod:`.objectstore.index`'s (the revision, keys, limits);
 this module does the I/O between them: the Secrets, one provider client per reconcile (:mod:`.objectstore.s3`,
 :mod:`.objectstore.azure`), the listing, the parallel fetch into the Bucket's object cache, and the artifact.
-An unchanged bucket costs one listing (and no download: the root .sourceignore comes from the cache).
+An unchanged bucket costs one listing (and no download: the root .sourceignore comes from the cache); on S3
+that listing asks for its key ranges at once, and when every page is byte for byte the one the known revision
+was computed from, the revision is that one without parsing or hashing the keys again (:meth:`_index`).
 A failed reconcile leaves the stored artifact and status.artifact alone, so consumers keep the last one.
 """
 
