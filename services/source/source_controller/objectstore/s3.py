@@ -11,6 +11,9 @@ a private directory that lives as long as the client.
 Listing is the exception: each ListObjectsV2 page is a URL botocore presigns (its public API, the same
 signature) fetched with aiohttp under the same proxy and TLS material, and read by :mod:`.s3_listing`,
 because botocore's response parser costs ten times the server's time and a no-op reconcile is a listing.
+Once a listing has taught a bucket's key ranges, its pages are asked for at once (:mod:`.s3_ranges`:
+StartAfter, S3's UTF-8 key order, checked on every page), and pages equal byte for byte to the last
+listing's are not parsed at all (:meth:`S3Bucket.list_ranges`).
 One sealed botocore session serves every client of a reconciler (:func:`sealed_session`): it loads the S3
 model once, so a client costs milliseconds instead of ~0.15 s each reconcile.
 
