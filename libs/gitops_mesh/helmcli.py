@@ -32,9 +32,13 @@ class HelmResult:
         )
 
 
-def helm_env(home: Path) -> dict[str, str]:
-    """Only what helm needs: its XDG-style homes under ``home``, so no user's repositories or plugins leak in."""
-    return commands.program_env(home) | {
+def helm_env(home: Path, *, kube_cache: Path | None = None) -> dict[str, str]:
+    """Only what helm needs: its XDG-style homes under ``home``, so no user's repositories or plugins leak in.
+
+    ``kube_cache``: client-go's discovery and HTTP cache (KUBECACHEDIR) shared by the calls of one process; without
+    it each call fetches discovery again and writes a hundred cache files into its own home.
+    """
+    env = commands.program_env(home) | {
         "HELM_CACHE_HOME": str(home / "cache"),
         "HELM_CONFIG_HOME": str(home / "config"),
         "HELM_DATA_HOME": str(home / "data"),
@@ -43,6 +47,9 @@ def helm_env(home: Path) -> dict[str, str]:
         "HELM_PLUGINS": str(home / "plugins"),
         "KUBECONFIG": os.devnull,
     }
+    if kube_cache is not None:
+        env["KUBECACHEDIR"] = str(kube_cache)
+    return env
 
 
 async def run_helm(
@@ -53,6 +60,7 @@ async def run_helm(
     timeout: float,
     cwd: Path | None = None,
     on_stopped: Callable[[str], TransientError],
+    kube_cache: Path | None = None,
 ) -> HelmResult:
     """Run ``helm args...`` to its end, whatever its exit status; the caller judges that.
 
@@ -60,7 +68,9 @@ async def run_helm(
     not startable, printing without end — is reported as ``on_stopped``'s error (the caller's reason).
     """
     try:
-        done = await commands.run([str(helm), *args], env=helm_env(home), timeout=timeout, cwd=cwd, check=False)
+        done = await commands.run(
+            [str(helm), *args], env=helm_env(home, kube_cache=kube_cache), timeout=timeout, cwd=cwd, check=False
+        )
     except commands.CommandTimeout:
         raise on_stopped(f"helm {args[0]} timed out after {timeout:g}s") from None
     except commands.CommandError as e:

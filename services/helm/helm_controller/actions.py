@@ -31,6 +31,7 @@ Decisions:
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import csv
@@ -347,7 +348,13 @@ class HelmActions:
     """Runs helm actions; one private work directory per call under ``tmp_root``."""
 
     def __init__(
-        self, helm: Path | str, tmp_root: Path, *, kustomize: Path | str | None = None, direct_installs: bool = True
+        self,
+        helm: Path | str,
+        tmp_root: Path,
+        *,
+        kustomize: Path | str | None = None,
+        direct_installs: bool = True,
+        max_processes: int = 0,
     ) -> None:
         self._helm = helm
         self._tmp_root = tmp_root
@@ -357,6 +364,8 @@ class HelmActions:
         self._direct_installs = direct_installs
         #: installs done so far by path, "direct" or "helm" (what the tests and the benchmark read)
         self.installs: collections.Counter[str] = collections.Counter()
+        #: helm processes at once (0: no bound): the controller's memory grows by one helm for each
+        self._slots = asyncio.Semaphore(max_processes) if max_processes > 0 else None
 
     @contextlib.asynccontextmanager
     async def _workdir(self) -> AsyncIterator[Path]:
@@ -365,7 +374,8 @@ class HelmActions:
         try:
             yield work
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            # In a thread: a directory helm wrote into is many files, and the event loop serves every release.
+            await asyncio.to_thread(shutil.rmtree, work, True)
 
     @staticmethod
     def _write_values(work: Path, values: Mapping[str, Any]) -> Path:
@@ -387,6 +397,13 @@ class HelmActions:
             sa = _as_service_account(req.kube.as_user or "")
             yield root.impersonate(sa[1], sa[0]) if sa else root
 
+    def _kube_cache(self) -> Path:
+        """client-go's discovery cache, shared by every helm this process runs (discovery is the same for every
+        identity; a remote cluster's lands in its own host-named directory)."""
+        cache = self._tmp_root / "kube-cache"
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return cache
+
     async def history(self, req: ActionRequest) -> list[Release]:
         """The release's stored versions, newest first."""
         async with self._client(req) as kube:
@@ -398,9 +415,17 @@ class HelmActions:
 
         home = work / "home"
         home.mkdir(mode=0o700, exist_ok=True)
-        result = await run_helm(
-            self._helm, args, home=home, timeout=req.timeout + DEADLINE_GRACE, cwd=work, on_stopped=stopped
-        )
+        # A slot is held while helm runs, hooks and tests included: the bound is on resident helm processes.
+        async with self._slots or contextlib.nullcontext():
+            result = await run_helm(
+                self._helm,
+                args,
+                home=home,
+                timeout=req.timeout + DEADLINE_GRACE,
+                cwd=work,
+                on_stopped=stopped,
+                kube_cache=self._kube_cache(),
+            )
         if result.returncode != 0:
             message = helm_message(result, req.secrets)
             plugin_error = _plugin_dir(work) / post_renderers.ERROR_FILE

@@ -83,7 +83,9 @@ async def _serving(
             kube=p.kube,
             http=http,
             # Without kustomize only a release that asks for post-rendering fails (its message says why).
-            helm=HelmActions(helm, workdir / "actions", kustomize=kustomize),
+            helm=HelmActions(
+                helm, workdir / "actions", kustomize=kustomize, max_processes=s.helm_processes or s.concurrent
+            ),
             settings=s,
             releases=releases,
             charts=charts,

@@ -16,6 +16,8 @@ class HelmSettings(Settings):
     artifact_max_size: int = 50 << 20
     #: how often the readiness of a release's objects is looked at while it rolls out
     health_poll: float = 2.0
+    #: helm processes at once (each is 55-85 MiB resident); 0: as many as --concurrent
+    helm_processes: int = 0
     #: Flux's --default-to-retry-on-failure: RetryOnFailure when a HelmRelease names no strategy
     default_to_retry_on_failure: bool = False
     #: the kustomize binary post-renderers run (empty: $KUSTOMIZE, else `kustomize` on PATH)
@@ -30,6 +32,7 @@ _HELP = {
     "temp_dir": "directory for helm's homes and chart files (default: a fresh private directory per process)",
     "artifact_max_size": "largest chart artifact fetched, in bytes",
     "health_poll": "interval between looks at a release's objects while they roll out",
+    "helm_processes": "most helm processes run at once (0: --concurrent); reconciles beyond it wait for a slot",
     "default_to_retry_on_failure": "use the RetryOnFailure strategy when a HelmRelease names none",
     "kustomize_path": "the kustomize binary post-renderers run (default: $KUSTOMIZE, else `kustomize` on PATH)",
     "insecure_kubeconfig_exec": "allow the user.exec section in kubeconfigs provided for remote apply",

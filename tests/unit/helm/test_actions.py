@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from gitops_mesh.errors import InvalidSpec
 from gitops_mesh.helmcli import HelmResult
 from helm_controller import actions
-from helm_controller.actions import Action, ActionRequest, CRDsPolicy, HelmActionFailed, KubeAccess
+from helm_controller.actions import Action, ActionRequest, CRDsPolicy, HelmActionFailed, HelmActions, KubeAccess
 
 VALUES = Path("/w/values.yaml")
 
@@ -192,3 +193,35 @@ def test_failure_reasons_are_fluxs(action: Action, reason: str) -> None:
 def test_service_account_user() -> None:
     assert actions._as_service_account("system:serviceaccount:apps:deployer") == ("apps", "deployer")
     assert actions._as_service_account("alice") is None
+
+
+async def test_helm_processes_are_bounded(tmp_path: Path) -> None:
+    """--helm-processes: no more helm processes at once than the bound, whatever the number of reconciles."""
+    log = tmp_path / "log"
+    fake = tmp_path / "helm"
+    # A stand-in helm that notes its start and end around a short sleep (a real process, as helm is).
+    fake.write_text(f"#!/bin/sh\necho start >> {log}\nsleep 0.3\necho end >> {log}\n")
+    fake.chmod(0o755)
+    actions = HelmActions(fake, tmp_path / "work", max_processes=2)
+    req = ActionRequest(
+        release_name="r",
+        target_namespace="ns",
+        storage_namespace="ns",
+        chart_path=tmp_path,
+        values={},
+        timeout=30,
+        max_history=5,
+        kube=KubeAccess(tmp_path / "kubeconfig"),
+    )
+
+    async def one() -> None:
+        async with actions._workdir() as work:
+            await actions._run(Action.TEST, req, ["test", "r"], work)
+
+    await asyncio.gather(*(one() for _ in range(5)))
+    running = most = 0
+    for line in log.read_text().split():
+        running += 1 if line == "start" else -1
+        most = max(most, running)
+    assert most == 2
+    assert log.read_text().count("end") == 5
