@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -46,7 +47,7 @@ from gitops_mesh.reconcile import conditions as c
 from gitops_mesh_dev.chartrepo import ChartRepo
 from gitops_mesh_dev.mesh import Controller, common_args, free_port
 from gitops_mesh_dev.namespaces import drop_finalizers
-from gitops_mesh_dev.stack import read_stack_env
+from gitops_mesh_dev.stack import STACK_DIR, read_stack_env
 
 SUITE = "helm"
 #: The benchmark's chart: what stefanprodan/podinfo's chart renders with flux-hr-bench's values and 0 pods.
@@ -114,6 +115,37 @@ async def setup_namespace(kube: KubeClient, ns: str, repo_url: str) -> None:
             "spec": {"url": repo_url, "interval": "12h", "timeout": "2m"},
         }
     )
+
+
+# --- where the CPU went, from /proc -------------------------------------------------------------------------------
+
+#: The stack's processes whose CPU a run is charged with (their pid files under .stack/run).
+STACK_PARTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok", "kafka")
+
+
+def cpu_of(pid: int, *, children: bool = False) -> float:
+    """utime + stime of ``pid`` (and of its reaped children: helm processes the controller waited for)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def stack_cpu(controllers: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each stack part and controller (helm-controller with the helm processes it ran)."""
+    out: dict[str, float] = {}
+    for part in STACK_PARTS:
+        with contextlib.suppress(OSError, ValueError):
+            out[part] = cpu_of(int((STACK_DIR / "run" / f"{part}.pid").read_text().strip()))
+    for name, pid in controllers.items():
+        out[name] = cpu_of(pid, children=True)
+    return out
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before.get(k, 0.0), 1) for k in after}
 
 
 # --- the process tree's memory, from /proc ------------------------------------------------------------------------
@@ -272,6 +304,7 @@ class Options:
     deadline: float
     settle: float
     sample: float
+    helm_processes: int = 0
 
 
 async def run_once(
@@ -295,7 +328,13 @@ async def run_once(
     )
     helm = Controller(
         "helm-controller",
-        [*common, f"--concurrent={o.concurrent}", f"--helm-path={env['HELM']}", "--health-poll=1s"],
+        [
+            *common,
+            f"--concurrent={o.concurrent}",
+            f"--helm-processes={o.helm_processes}",
+            f"--helm-path={env['HELM']}",
+            "--health-poll=1s",
+        ],
         work / f"{tag}-helm.log",
     )
     result: dict[str, Any] = {"namespace": ns}
@@ -316,6 +355,9 @@ async def run_once(
         releases = Informer(kube, "helm.toolkit.fluxcd.io/v2", "HelmRelease", namespace=ns)
         releases.start()
         await releases.wait_synced(60)
+        assert source.proc is not None
+        pids = {"source-controller": source.proc.pid, "helm-controller (with helm)": helm.proc.pid}
+        cpu_before = stack_cpu(pids)
         with watch.watching():
             started = time.perf_counter()
             gate = asyncio.Semaphore(32)
@@ -335,6 +377,7 @@ async def run_once(
                 if now.ready + now.stalled == n or elapsed > deadline:
                     break
                 await asyncio.sleep(1.0)
+        cpu = cpu_spent(cpu_before, stack_cpu(pids))
         await releases.stop()
         result.update(
             seconds=round(elapsed, 1),
@@ -349,6 +392,8 @@ async def run_once(
             most_processes=watch.most_processes,
             samples=watch.samples,
             controller_hwm_mib=round(vm_hwm_mib(helm.proc.pid), 1),
+            cpu_seconds=cpu,
+            cpu_seconds_total=round(sum(cpu.values()), 1),
         )
         await asyncio.sleep(o.settle)
         after = sample_tree(helm.proc.pid)
@@ -394,7 +439,7 @@ def measures_for(n: int, r: dict[str, Any]) -> list[Measure]:
 
 async def main_async(args: argparse.Namespace) -> None:
     env = read_stack_env()
-    o = Options(args.concurrent, args.source_concurrent, args.deadline, args.settle, args.sample)
+    o = Options(args.concurrent, args.source_concurrent, args.deadline, args.settle, args.sample, args.helm_processes)
     work = Path(tempfile.mkdtemp(prefix="bench-hr-"))
     measures: list[Measure] = []
     details: dict[str, Any] = {}
@@ -427,6 +472,7 @@ async def main_async(args: argparse.Namespace) -> None:
         {
             "runs": details,
             "helm_controller_concurrent": o.concurrent,
+            "helm_controller_helm_processes": o.helm_processes or o.concurrent,
             "source_controller_concurrent": o.source_concurrent,
             "deadline_seconds": f"120 + 0.5 per release, at most {o.deadline:g}",
             "sample_seconds": o.sample,
@@ -442,7 +488,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[100, 1000])
     # 2: on 2 cores, 2 helm processes at once finish as fast as 4 with ~150 MiB less (docs/helm-actions.md)
-    p.add_argument("--concurrent", type=int, default=2, help="helm-controller --concurrent (helm processes at once)")
+    p.add_argument("--concurrent", type=int, default=2, help="helm-controller --concurrent")
+    p.add_argument("--helm-processes", type=int, default=0, help="helm-controller --helm-processes (0: --concurrent)")
     p.add_argument("--source-concurrent", type=int, default=4, help="source-controller --concurrent")
     p.add_argument(
         "--deadline",
