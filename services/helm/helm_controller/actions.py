@@ -158,6 +158,9 @@ class ActionRequest:
     secrets: frozenset[str] = frozenset()
     #: postRenderers / commonMetadata (install and upgrade); None: helm runs no post-renderer
     post_render: PostRender | None = None
+    #: the caller read Helm's storage for this release just before and found no record (a direct install need
+    #: not read it again; its first write still fails if a record appeared since, as helm's own does)
+    storage_empty: bool = False
 
 
 # --- argv, pure -------------------------------------------------------------------------------------------------
@@ -494,7 +497,7 @@ class HelmActions:
             raise direct_install.NotDirect(refusal)
         shape = await direct_install.chart_shape(req.chart_path)
         direct_install.chart_qualifies(shape, skip_crds=req.crds is CRDsPolicy.SKIP, disable_hooks=req.disable_hooks)
-        if await self.history(req):
+        if not req.storage_empty and await self.history(req):
             raise direct_install.NotDirect("the release name has history")  # helm says it is in use, or replaces
         result = await self._run(Action.INSTALL, req, render_args(req, values), work)
         try:

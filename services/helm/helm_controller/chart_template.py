@@ -141,6 +141,33 @@ def desired_helmchart(hr: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"apiVersion": SOURCE_API, "kind": HELMCHART, "metadata": metadata, "spec": chart_spec}
 
 
+#: The HelmChart spec fields a HelmRelease's template sets (and so owns).
+TEMPLATE_FIELDS: Final = (
+    "chart",
+    "version",
+    "sourceRef",
+    "interval",
+    "reconcileStrategy",
+    "valuesFiles",
+    "ignoreMissingValuesFiles",
+    "verify",
+)
+
+
+def chart_current(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
+    """``live`` already is ``desired``: the template's spec fields, labels and annotations all equal (Flux updates
+    the HelmChart only when it needs it). Anything else, an extra label included, is applied again."""
+    if live is None:
+        return False
+    live_spec = _mapping(live.get("spec"))
+    if {k: live_spec[k] for k in TEMPLATE_FIELDS if k in live_spec} != desired["spec"]:
+        return False
+    want, have = desired["metadata"], _mapping(live.get("metadata"))
+    return dict(_mapping(have.get("labels"))) == want["labels"] and dict(_mapping(have.get("annotations"))) == dict(
+        want.get("annotations") or {}
+    )
+
+
 def _previous(previous: ChartSource | str | None) -> ChartSource | None:
     """``status.helmChart`` (``<namespace>/<name>``) or a ChartSource, as the HelmChart we made last."""
     if previous is None or isinstance(previous, ChartSource):

@@ -50,7 +50,7 @@ from helm_controller.actions import HelmActionFailed, HelmActions, KubeAccess
 from helm_controller.chart_meta import ChartUnreadable, chart_metadata
 from helm_controller.chart_repack import with_version
 from helm_controller.chart_revision import chart_revision
-from helm_controller.chart_template import desired_helmchart, stale_helmchart
+from helm_controller.chart_template import chart_current, desired_helmchart, stale_helmchart
 from helm_controller.references import (
     API_VERSION,
     KIND,
@@ -184,9 +184,11 @@ class HelmReleaseReconciler:
         if desired is None:
             status.pop("helmChart", None)
             return
-        applied = await self.kube.apply(desired, field_manager=FIELD_MANAGER, force=True)
-        await self.charts.observe(applied)
-        status["helmChart"] = f"{applied['metadata']['namespace']}/{applied['metadata']['name']}"
+        meta = desired["metadata"]
+        if not chart_current(desired, self.charts.get(meta["namespace"], meta["name"])):
+            applied = await self.kube.apply(desired, field_manager=FIELD_MANAGER, force=True)
+            await self.charts.observe(applied)
+        status["helmChart"] = f"{meta['namespace']}/{meta['name']}"
 
     @contextlib.asynccontextmanager
     async def _chart(self, obj: KubeObject, artifact: Mapping[str, Any], kind: str) -> AsyncIterator[Chart]:
@@ -217,9 +219,17 @@ class HelmReleaseReconciler:
 
     # --- the release -------------------------------------------------------------------------------------
 
-    async def _storage(self, obj: KubeObject) -> tuple[list[Release], list[st.Snapshot]]:
-        """Helm's records of this release, newest first, and their snapshots (each with its own config digest)."""
-        records = await release_history(self._cluster(obj), storage_namespace(obj), release_name(obj))
+    async def _storage(
+        self, obj: KubeObject, known: list[Release] | None = None
+    ) -> tuple[list[Release], list[st.Snapshot]]:
+        """Helm's records of this release, newest first, and their snapshots (each with its own config digest).
+
+        ``known``: the records as this reconcile just wrote them (a first install's version 1 is the whole
+        history), used instead of reading them back."""
+        if known is not None:
+            records = known
+        else:
+            records = await release_history(self._cluster(obj), storage_namespace(obj), release_name(obj))
         status = obj["status"]
         return records, [history_snapshot(r, oci_digest=recorded_oci_digest(status, r)) for r in records]
 
@@ -258,8 +268,10 @@ class HelmReleaseReconciler:
         done: list[plan.ActionType] = []
         announce: list[Announcement] = []
         drifts: list[Announcement] = []  # kept apart: `announce` empty means "nothing released this time"
+        known: list[Release] | None = None
         while True:
-            records, storage = await self._storage(obj)
+            records, storage = await self._storage(obj, known)
+            known = None
             state = plan.release_state(obj, desired, storage)
             wait = plan.pending_wait(obj, state, storage)
             if wait is not None:
@@ -293,7 +305,10 @@ class HelmReleaseReconciler:
             if step is not plan.Next.CONTINUE:
                 return self._stop(obj, step, announce)
             log.info("running helm action", action=action.value, reason=decision.reason)
-            stored = await self._act(obj, action, decision, records, chart, values)
+            written: list[Release] = []
+            stored = await self._act(obj, action, decision, records, chart, values, written=written)
+            if action is plan.Action.INSTALL and written and written[0].version == 1:
+                known = written  # version 1 is the whole history: nothing to read back
             if not stored:
                 # Nothing reached Helm's storage (a chart that fails to render): nothing to remediate.
                 raise self._failed(obj, plan.after_failure(obj))
@@ -313,8 +328,11 @@ class HelmReleaseReconciler:
         chart: Chart,
         values: dict[str, Any],
         secrets: frozenset[str] = frozenset(),
+        written: list[Release] | None = None,
     ) -> bool:
-        """Run one action and record its result; False when it failed without writing Helm's storage."""
+        """Run one action and record its result; False when it failed without writing Helm's storage.
+
+        ``written`` gets the record an install or upgrade wrote."""
         status = obj["status"]
         cur = st.latest(status) or (history_snapshot(records[0]) if records else {})
         if action is plan.Action.UNLOCK:
@@ -330,6 +348,8 @@ class HelmReleaseReconciler:
             request = action_request(
                 obj, action.value, kube=self._access(obj), chart_path=chart.path, values=values, secrets=secrets
             )
+            # The storage was read at the top of this step: an install onto none need not read it again.
+            request = dataclasses.replace(request, storage_empty=not records)
             try:
                 released = await (self.helm.install if action is plan.Action.INSTALL else self.helm.upgrade)(request)
             except HelmActionFailed as e:
@@ -337,6 +357,8 @@ class HelmReleaseReconciler:
                 return await self._release_failed(obj, action, chart, e, records[0].version if records else 0)
             # Released is written once the objects were waited for (:meth:`_wait`), as Flux writes it after
             # Helm's wait: until then the action is under way.
+            if written is not None:
+                written.append(released)
             st.record(status, history_snapshot(released, action=action.value, oci_digest=_attempted_digest(status)))
             # Flux summarizes after each action: the release made with these post-renderers is theirs, also
             # while its objects are waited for (the out-of-sync check would otherwise upgrade again).

@@ -9,6 +9,7 @@ import pytest
 from gitops_mesh.errors import InvalidSpec
 from helm_controller.chart_template import (
     ChartSource,
+    chart_current,
     chart_source,
     cross_namespace,
     desired_helmchart,
@@ -147,3 +148,22 @@ def test_stale_helmchart_on_deletion_and_never_while_suspended() -> None:
     suspended = hr({"chart": TEMPLATE, "suspend": True}, deletionTimestamp="2026-01-01T00:00:00Z")
     assert stale_helmchart(suspended, "team/team-podinfo") is None
     assert stale_helmchart(hr({"chartRef": {"kind": "OCIRepository", "name": "o"}, "suspend": True}), "team/x") is None
+
+
+def test_a_helmchart_already_as_desired_is_not_applied_again() -> None:
+    desired = desired_helmchart(hr({"chart": TEMPLATE}))
+    assert desired is not None
+    live = {
+        **desired,
+        "metadata": {**desired["metadata"], "uid": "u", "finalizers": ["finalizers.fluxcd.io"]},
+        "spec": {**desired["spec"], "suspend": False},  # a field the template does not set: not ours
+        "status": {"observedGeneration": 1},
+    }
+    assert chart_current(desired, live)
+    assert not chart_current(desired, None)
+    # a field of ours changed, or one we set left over, or the labels differ: applied again
+    assert not chart_current(desired, {**live, "spec": {**live["spec"], "version": "1.x"}})
+    assert not chart_current(desired, {**live, "spec": {**live["spec"], "valuesFiles": ["a.yaml"]}})
+    extra = {**live["metadata"], "labels": {**live["metadata"]["labels"], "x": "y"}}
+    assert not chart_current(desired, {**live, "metadata": extra})
+    assert not chart_current(desired, {**live, "metadata": {**live["metadata"], "annotations": {"a": "b"}}})
