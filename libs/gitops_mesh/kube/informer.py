@@ -62,6 +62,8 @@ def is_newer(obj: KubeObject, than: KubeObject) -> bool:
 class Informer:
     """A cache of one kind (optionally one namespace / label selector) kept current by list + watch.
 
+    Cached objects carry no ``metadata.managedFields`` (removed in place as they arrive, as Flux's caches do).
+
     The watch resumes from the last resourceVersion (bookmarks advance it); on 410 Gone it relists and
     hands handlers the difference, deletions included. Connection loss is retried with a quick jittered
     backoff. Handlers run in the informer's task in event order, so they should only enqueue work.
@@ -265,6 +267,11 @@ class Informer:
         self._backoff.reset()
 
     async def _apply(self, change: ChangeType, obj: KubeObject, old: KubeObject | None) -> None:
+        # Flux's caches drop managedFields (TransformStripManagedFields): no reconciler reads them from a cache,
+        # and with several writers per object they are a large part of each cached object's memory.
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            meta.pop("managedFields", None)
         key = object_key(obj)
         if old is not None:
             self._unindex(key, old)
