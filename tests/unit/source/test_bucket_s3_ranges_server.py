@@ -30,11 +30,14 @@ def page_xml(keys: list[str], next_token: str | None) -> bytes:
     ).encode()
 
 
-def app(order: list[str], honour_start_after: bool) -> web.Application:
+def app(order: list[str], honour_start_after: bool, refuse_start_after: bool = False) -> web.Application:
     """ListObjectsV2 over ``order`` (as the server keeps it), tokens as offsets."""
 
     async def listing(request: web.Request) -> web.Response:
         q = request.query
+        if refuse_start_after and "start-after" in q:
+            error = b"<Error><Code>InvalidArgument</Code><Message>StartAfter is not supported</Message></Error>"
+            return web.Response(status=400, body=error, content_type="application/xml")
         size = int(q.get("max-keys", "1000"))
         start = int(q["continuation-token"]) if "continuation-token" in q else 0
         if honour_start_after and "start-after" in q and "continuation-token" not in q:
@@ -76,7 +79,16 @@ async def client_of(served: web.Application) -> AsyncIterator[S3Bucket]:
     ids=["ignores-start-after", "unsorted"],
 )
 async def test_a_server_without_s3s_order_is_listed_page_by_page(order: list[str], honour: bool) -> None:
-    async with client_of(app(order, honour)) as client:
+    await listed_page_by_page(app(order, honour), order)
+
+
+async def test_a_server_that_refuses_start_after_is_listed_page_by_page() -> None:
+    # S3 Express directory buckets answer StartAfter with an error: not the Bucket's failure, only no ranges.
+    await listed_page_by_page(app(KEYS, False, refuse_start_after=True), KEYS)
+
+
+async def listed_page_by_page(served: web.Application, order: list[str]) -> None:
+    async with client_of(served) as client:
         first = await client.list_ranges("", None, 100)
         assert first.ranges is not None  # learnt: nothing is known yet of the server
         second = await client.list_ranges("", first, 100)

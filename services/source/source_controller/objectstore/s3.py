@@ -244,8 +244,11 @@ class S3Bucket:
         if len(body) > MAX_PAGE_BYTES:
             raise BucketOperationFailed(f"{what}: a page of the listing is larger than {MAX_PAGE_BYTES} bytes")
         if status != 200:
-            detail = error_detail(body[:65536]) or f"HTTP {status}"
-            raise BucketOperationFailed(f"{what}: {redact(detail, *self._secrets)}")
+            detail = redact(error_detail(body[:65536]) or f"HTTP {status}", *self._secrets)
+            if start_after and status in (400, 501):
+                # A server that refuses StartAfter (S3 Express directory buckets) is listed page by page.
+                raise RangesUnusable(f"StartAfter refused: {detail}")
+            raise BucketOperationFailed(f"{what}: {detail}")
         return body
 
     async def _parse(self, body: bytes) -> Page:
