@@ -31,15 +31,13 @@ from fluxconfig_controller.settings import FluxConfigSettings
 from fluxconfig_controller.sshkeys import KeyAlgorithm, KeyPair, generate, parse_private_key
 from fluxconfig_controller.unsupported import FLUXCONFIG, refuse_unsupported
 from fluxconfig_controller.validation import auth_problems, spec_problems
-from gitops_mesh.bus.envelope import EventKind, Severity
 from gitops_mesh.errors import GitopsMeshError, InvalidSpec, NotFound, TransientError
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.informer import Informer
 from gitops_mesh.kube.objects import KubeObject
 from gitops_mesh.kube.secrets import secret_data
 from gitops_mesh.observability.logging import get_logger
-from gitops_mesh.reconcile import conditions as c
-from gitops_mesh.reconcile.result import Announcement, Outcome
+from gitops_mesh.reconcile.result import Outcome
 
 log = get_logger(__name__)
 
@@ -81,7 +79,6 @@ class FluxConfigReconciler:
 
     async def reconcile(self, obj: KubeObject) -> Outcome:
         status: dict[str, Any] = obj.setdefault("status", {})
-        was_ready = c.is_ready(obj) and status.get("observedGeneration") == obj["metadata"].get("generation")
         try:
             wanted = await self._plan(obj)
             await self._apply(obj, wanted)
@@ -89,23 +86,13 @@ class FluxConfigReconciler:
             assemble_status(status, error=str(e), public_key=status.get("repositoryPublicKey"))
             raise
         assemble_status(status, error=None, public_key=wanted.public_key)
-        announce = []
-        if not was_ready:
-            # Alerts route on it, and a watcher of the config learns its objects are in place.
-            count = len(wanted.objects)
-            announce.append(
-                Announcement(
-                    EventKind.APPLIED,
-                    "ReconciliationSucceeded",
-                    f"applied {count} objects of the configuration",
-                    severity=Severity.INFO,
-                    metadata={"objects": str(count)},
-                )
-            )
+        # No `applied` here: the objects being written is not yet the state a user is told about. The status
+        # feed announces the config's one state change that is (Compliant: everything it made is Ready, at
+        # which revision), as Flux sends one event per state change; two `applied` for the same config would
+        # reach every Alert twice. A refusal is still the runner's `failed` (the feed does not repeat it).
         return Outcome.succeeded(
             requeue_after=self.settings.resync_interval,
             message=f"Applied the configuration's {len(wanted.objects)} objects",
-            announce=announce,
         )
 
     # --- planning: reads only ----------------------------------------------------------------------------
