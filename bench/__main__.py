@@ -20,6 +20,7 @@ SUITES = [
     "bench.helm_action_cost",
     "bench.helm_scale",
     "bench.fluxconfig_status",
+    "bench.fluxconfig_scale",
     "bench.idle_rss",
 ]
 RESULTS = Path(__file__).resolve().parent / "results"
