@@ -10,7 +10,9 @@ upgraded to 6.0.1 with new values (revision 2), and what `helm list` and the sin
 other sources (deploy/local/demo_sources.py): a directory pushed to the stack's OCI registry with
 `gitops-mesh push artifact` and an OCIRepository, manifests in an S3 bucket (SeaweedFS) and a Bucket, and the
 Git repository's apps/ split out by an ArtifactGenerator into an ExternalArtifact — each applied by a
-Kustomization. Leaves everything running (`make demo-down`).
+Kustomization. Last, fluxconfig-controller (deploy/local/demo_fluxconfig.py): a FluxConfig ``fleet`` (an
+infrastructure Kustomization with a HelmRepository and a HelmRelease, apps depending on it) shown going
+Pending → Compliant. Leaves everything running (`make demo-down`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import aiohttp
 import orjson
 
 # A sibling module: running this file puts deploy/local first on sys.path.
+from demo_fluxconfig import show_fluxconfig
 from demo_sources import show_sources
 
 from gitops_mesh.errors import NotFound
@@ -528,6 +531,9 @@ async def main() -> None:
         await show_helm_release(kube, env["HELM"], env["KUBECONFIG"])
         say("the other sources: an OCI artifact, an S3 bucket, and the Git repository split by an ArtifactGenerator")
         await show_sources(kube, env, DEMO, say, lambda since: show_notifications(since, "Kustomization"))
+        say("a FluxConfig: the configuration Azure's microsoft.flux takes, made into a source and Kustomizations")
+        git_base = f"http://127.0.0.1:{ports['GIT_PORT']}"
+        await show_fluxconfig(kube, DEMO, git_base, chart_url, git, say, show_notifications)
     finally:
         await kube.close()
     extra = (
