@@ -18,6 +18,7 @@ SUITES = [
     "bench.kustomize_scale",
     "bench.notification_fanout",
     "bench.helm_action_cost",
+    "bench.helm_install_paths",
     "bench.helm_scale",
     "bench.fluxconfig_status",
     "bench.fluxconfig_scale",
