@@ -56,7 +56,7 @@ from gitops_mesh.errors import GitopsMeshError, InvalidSpec, TransientError
 from gitops_mesh.helmcli import HelmResult, run_helm
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.observability.logging import get_logger
-from helm_controller import direct_install, post_renderers
+from helm_controller import crds, direct_install, post_renderers
 from helm_controller.post_renderers import PostRender
 from helm_controller.releases import Release, release_history
 
@@ -225,10 +225,25 @@ def install_args(req: ActionRequest, values_file: Path) -> list[str]:
     args += _render_flags(req)
     if req.create_namespace:
         args.append("--create-namespace")
-    if (req.crds or CRDsPolicy.CREATE) is CRDsPolicy.SKIP:
-        args.append("--skip-crds")
+    # Flux sets SkipCRDs and applies the chart's crds/ itself, by install.crds (:mod:`.crds`).
+    args.append("--skip-crds")
     if req.replace:
         args.append("--replace")
+    return args
+
+
+def crds_policy(req: ActionRequest, action: Action) -> CRDsPolicy:
+    """install.crds / upgrade.crds, Flux's defaults: Create on install, Skip on upgrade."""
+    return req.crds or (CRDsPolicy.CREATE if action is Action.INSTALL else CRDsPolicy.SKIP)
+
+
+def template_crds_args(req: ActionRequest, values_file: Path) -> list[str]:
+    """``helm template --include-crds``: the chart's CRDObjects after its dependencies were processed with the
+    release's values, each printed under its ``crds/`` source."""
+    args = ["template", req.release_name, str(req.chart_path), "--include-crds", "--namespace", req.target_namespace]
+    args += ["--values", str(values_file)]
+    if req.disable_schema_validation:
+        args.append("--skip-schema-validation")
     return args
 
 
@@ -339,6 +354,14 @@ def _plugin_dir(work: Path) -> Path:
     return work / "home" / "plugins" / post_renderers.PLUGIN_NAME
 
 
+async def _shape(chart: Path) -> direct_install.ChartShape | None:
+    """What the chart archive carries (crds, hooks); None when it cannot be read here (helm will say why)."""
+    try:
+        return await direct_install.chart_shape(chart)
+    except direct_install.NotDirect:
+        return None
+
+
 def _as_service_account(user: str) -> tuple[str, str] | None:
     """(namespace, name) of ``system:serviceaccount:<ns>:<sa>``."""
     if not user.startswith(_SERVICE_ACCOUNT_USER):
@@ -412,7 +435,11 @@ class HelmActions:
         async with self._client(req) as kube:
             return await release_history(kube, req.target_namespace, req.release_name)
 
-    async def _run(self, action: Action, req: ActionRequest, args: list[str], work: Path) -> HelmResult:
+    async def _run(
+        self, action: Action, req: ActionRequest, args: list[str], work: Path, *, fresh_discovery: bool = False
+    ) -> HelmResult:
+        """``fresh_discovery``: not the shared discovery cache (CRDs were just applied; a cached mapping lacks them)."""
+
         def stopped(message: str) -> TransientError:
             return HelmActionFailed(action, redact(message, req.secrets))
 
@@ -427,7 +454,7 @@ class HelmActions:
                 timeout=req.timeout + DEADLINE_GRACE,
                 cwd=work,
                 on_stopped=stopped,
-                kube_cache=self._kube_cache(),
+                kube_cache=None if fresh_discovery else self._kube_cache(),
             )
         if result.returncode != 0:
             message = helm_message(result, req.secrets)
@@ -459,9 +486,11 @@ class HelmActions:
         history = await self.history(req)
         return history[0] if history else None
 
-    async def _act(self, action: Action, req: ActionRequest, args: list[str], work: Path) -> Release:
+    async def _act(
+        self, action: Action, req: ActionRequest, args: list[str], work: Path, *, fresh_discovery: bool = False
+    ) -> Release:
         try:
-            await self._run(action, req, args, work)
+            await self._run(action, req, args, work, fresh_discovery=fresh_discovery)
         except HelmActionFailed as e:
             with contextlib.suppress(GitopsMeshError):  # the failure is the news; a failed read-back must not hide it
                 e.release = await self._latest(req)
@@ -476,9 +505,13 @@ class HelmActions:
         async with self._workdir() as work:
             req = _with_kubeconfig(req, work)
             values = self._write_values(work, req.values)
-            if self._direct_installs:
+            shape = await _shape(req.chart_path)
+            fresh = await self._apply_crds(
+                Action.INSTALL, req, values, work, shape, server_side=req.server_side is not False
+            )
+            if self._direct_installs and shape is not None:
                 try:
-                    installed = await self._install_directly(req, values, work)
+                    installed = await self._install_directly(req, values, work, shape, fresh_discovery=fresh)
                 except direct_install.NotDirect as e:
                     log.debug("install by helm", release=req.release_name, namespace=req.target_namespace, why=str(e))
                 else:
@@ -487,19 +520,50 @@ class HelmActions:
             args = install_args(req, values)
             self._write_post_renderer(Action.INSTALL, req, work)
             self.installs["helm"] += 1
-            return await self._act(Action.INSTALL, req, args, work)
+            return await self._act(Action.INSTALL, req, args, work, fresh_discovery=fresh)
 
-    async def _install_directly(self, req: ActionRequest, values: Path, work: Path) -> Release:
+    async def _apply_crds(
+        self,
+        action: Action,
+        req: ActionRequest,
+        values: Path,
+        work: Path,
+        shape: direct_install.ChartShape | None,
+        *,
+        server_side: bool,
+    ) -> bool:
+        """The chart's crds/ by install.crds / upgrade.crds, as Flux applies them (:mod:`.crds`); True when any
+        CRD was written (helm then needs fresh discovery)."""
+        policy = crds_policy(req, action)
+        if policy is CRDsPolicy.SKIP or (shape is not None and not shape.may_have_crds):
+            return False
+        result = await self._run(action, req, template_crds_args(req, values), work)
+        try:
+            found = crds.crds_of(result.stdout)
+            if not found:
+                return False
+            async with self._client(req) as kube:
+                origin = req.post_render.labels if req.post_render else {}
+                written = await crds.apply_crds(
+                    kube, found, policy=policy.value, origin=origin, server_side=server_side
+                )
+        except crds.CRDsFailed as e:
+            message = f"failed to apply CustomResourceDefinitions: {e}"
+            raise HelmActionFailed(action, commands.one_line(redact(message, req.secrets), MESSAGE_CHARS)) from None
+        return written > 0
+
+    async def _install_directly(
+        self, req: ActionRequest, values: Path, work: Path, shape: direct_install.ChartShape, *, fresh_discovery: bool
+    ) -> Release:
         """Helm renders, :mod:`.direct_install` applies and records; :class:`direct_install.NotDirect` when the
-        install must be helm's own (decided before anything is written)."""
+        install must be helm's own (decided before anything is written). The chart's CRDs were applied before."""
         refusal = direct_request_refusal(req)
         if refusal:
             raise direct_install.NotDirect(refusal)
-        shape = await direct_install.chart_shape(req.chart_path)
-        direct_install.chart_qualifies(shape, skip_crds=req.crds is CRDsPolicy.SKIP, disable_hooks=req.disable_hooks)
+        direct_install.chart_qualifies(shape, skip_crds=True, disable_hooks=req.disable_hooks)
         if not req.storage_empty and await self.history(req):
             raise direct_install.NotDirect("the release name has history")  # helm says it is in use, or replaces
-        result = await self._run(Action.INSTALL, req, render_args(req, values), work)
+        result = await self._run(Action.INSTALL, req, render_args(req, values), work, fresh_discovery=fresh_discovery)
         try:
             rendered = orjson.loads(result.stdout)
         except orjson.JSONDecodeError:
@@ -528,9 +592,13 @@ class HelmActions:
             raise HelmActionFailed(Action.UPGRADE, f'"{req.release_name}" has no deployed releases')
         async with self._workdir() as work:
             req = _with_kubeconfig(req, work)
-            args = upgrade_args(req, self._write_values(work, req.values), last_apply_method=last.apply_method)
+            values = self._write_values(work, req.values)
+            server_side = last.apply_method == "ssa" if req.server_side is None else req.server_side
+            shape = await _shape(req.chart_path)
+            fresh = await self._apply_crds(Action.UPGRADE, req, values, work, shape, server_side=server_side)
+            args = upgrade_args(req, values, last_apply_method=last.apply_method)
             self._write_post_renderer(Action.UPGRADE, req, work)
-            return await self._act(Action.UPGRADE, req, args, work)
+            return await self._act(Action.UPGRADE, req, args, work, fresh_discovery=fresh)
 
     async def rollback(self, req: ActionRequest, to_version: int | None) -> Release:
         check_storage(req)

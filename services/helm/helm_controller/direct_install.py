@@ -1,11 +1,12 @@
 """A first install without helm's own apply: Helm 4 renders the release, we apply its objects and write its record.
 
 Where it sits: :class:`helm_controller.actions.HelmActions` calls :func:`install` for an install that qualifies
-(:func:`request_qualifies`, :func:`chart_qualifies`, :func:`release_qualifies`); anything else — hooks to run, CRDs
-to create, ``install.replace``, client-side apply, kustomize post-renderers, an apiserver older than 1.27, a
-release name with history — goes through ``helm install`` as before. docs/helm-actions.md measures why: on two
-cores a helm process per install spends most of its CPU starting, building its REST mapping and applying, and
-the 1000-release benchmark cannot fit in its budget that way.
+(:func:`chart_qualifies`, :func:`release_qualifies`; the request's own in
+:func:`helm_controller.actions.direct_request_refusal`); anything else — hooks to run, ``install.replace``,
+client-side apply, kustomize post-renderers, an apiserver older than 1.27, a release name with history — goes
+through ``helm install`` as before. A chart's ``crds/`` were applied before either (:mod:`.crds`, as Flux).
+docs/helm-actions.md measures why: on two cores a helm process per install spends most of its CPU starting,
+building its REST mapping and applying, and the 1000-release benchmark cannot fit in its budget that way.
 
 What stays Helm's, byte for byte: ``helm install --dry-run=server -o json`` is Helm's own install up to the
 point where it would write — chart loading, values and schema, the templates with the real apiserver's

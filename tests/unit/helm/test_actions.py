@@ -48,7 +48,9 @@ def test_install_defaults_are_fluxs() -> None:
     assert "--server-side=true" in args
     assert "--force-conflicts" in args
     assert "--take-ownership" in args
-    for absent in ("--skip-crds", "--create-namespace", "--no-hooks", "--kube-as-user", "--replace", "--history-max"):
+    # Flux sets SkipCRDs: the chart's crds/ are applied by helm-controller itself (crds.py), by install.crds.
+    assert "--skip-crds" in args
+    for absent in ("--create-namespace", "--no-hooks", "--kube-as-user", "--replace", "--history-max"):
         assert absent not in args
     assert not any("s3cr3t" in a for a in args)
 
@@ -225,3 +227,13 @@ async def test_helm_processes_are_bounded(tmp_path: Path) -> None:
         most = max(most, running)
     assert most == 2
     assert log.read_text().count("end") == 5
+
+
+def test_crds_policy_defaults_are_fluxs() -> None:
+    assert actions.crds_policy(req(), Action.INSTALL) is CRDsPolicy.CREATE
+    assert actions.crds_policy(req(), Action.UPGRADE) is CRDsPolicy.SKIP
+    assert actions.crds_policy(req(crds=CRDsPolicy.CREATE_REPLACE), Action.UPGRADE) is CRDsPolicy.CREATE_REPLACE
+    args = actions.template_crds_args(req(disable_schema_validation=True), VALUES)
+    assert args[:3] == ["template", "podinfo", "/c/podinfo-6.5.0.tgz"]
+    assert "--include-crds" in args
+    assert "--skip-schema-validation" in args
