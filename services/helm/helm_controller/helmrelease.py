@@ -144,10 +144,12 @@ class HelmReleaseReconciler:
         check_storage_namespace(obj)
         check_cross_namespace(obj, allowed=not self.settings.no_cross_namespace_refs)
         check_dependencies(obj, self.releases.get)
-        await self._chart_template(obj)
+        written = await self._chart_template(obj)
         kind, ns, name = chart_source_key(obj)
         cache = self.charts if kind == "HelmChart" else self.sources.get(kind)  # other kinds: refused above
-        artifact = chart_artifact(obj, cache.get(ns, name) if cache is not None else None)
+        # A HelmChart just created is not in the cache until its watch event: its apply answer stands in, so a new
+        # release waits as "not ready" (SourceNotReady) rather than reporting its own chart as missing.
+        artifact = chart_artifact(obj, (cache.get(ns, name) if cache is not None else None) or written)
         async with self._chart(obj, artifact, kind) as chart:
             values = await compose_values(self.kube, obj["metadata"]["namespace"], spec)
             # Where Flux builds its REST client getter: spec.kubeConfig's cluster from here on.
@@ -173,8 +175,9 @@ class HelmReleaseReconciler:
 
     # --- the chart ---------------------------------------------------------------------------------------
 
-    async def _chart_template(self, obj: KubeObject) -> None:
-        """Server-side apply the HelmChart of ``spec.chart`` and delete the one an edit left behind."""
+    async def _chart_template(self, obj: KubeObject) -> KubeObject | None:
+        """Server-side apply the HelmChart of ``spec.chart`` and delete the one an edit left behind; the apply's
+        answer when one was made."""
         status = obj["status"]
         desired = desired_helmchart(obj)
         stale = stale_helmchart(obj, status.get("helmChart") or "")
@@ -183,12 +186,14 @@ class HelmReleaseReconciler:
                 await self.kube.delete(SOURCE_API, stale.kind, stale.name, namespace=stale.namespace)
         if desired is None:
             status.pop("helmChart", None)
-            return
+            return None
         meta = desired["metadata"]
+        applied = None
         if not chart_current(desired, self.charts.get(meta["namespace"], meta["name"])):
             applied = await self.kube.apply(desired, field_manager=FIELD_MANAGER, force=True)
             await self.charts.observe(applied)
         status["helmChart"] = f"{meta['namespace']}/{meta['name']}"
+        return applied
 
     @contextlib.asynccontextmanager
     async def _chart(self, obj: KubeObject, artifact: Mapping[str, Any], kind: str) -> AsyncIterator[Chart]:
