@@ -11,7 +11,8 @@ updated desired state was detected but not yet reconciled; Non-Compliant: the cu
 - ``Suspended``: ``spec.suspend`` is set;
 - ``Compliant``: Ready=True for the generation it has now (Flux's own readiness of a dependency);
 - ``Pending``: not there yet, never reconciled (no Ready), Ready=Unknown (in progress), a Ready=True from
-  before a spec change, or Ready=False while it waits for a dependency (``DependencyNotReady``: Flux's
+  before a spec change, or Ready=False while it waits for a dependency or its chart (``DependencyNotReady``,
+  a HelmRelease's ``SourceNotReady``: Flux's
   controllers retry that without a failure either);
 - ``Non-Compliant``: any other Ready=False;
 - ``Unknown``: a Ready condition we cannot read.
@@ -27,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Final, NotRequired, TypedDict
 
 from fluxconfig_controller.model import (
     KIND,
@@ -231,6 +232,10 @@ def config_refs(obj: KubeObject) -> list[str]:
 
 # ---- per object ---------------------------------------------------------------------------------------
 
+#: Ready=False reasons that mean "waiting", which Flux's controllers retry without counting a failure: a
+#: dependency not ready, and a HelmRelease's chart source not ready yet (helm-controller's SourceNotReady).
+WAITING_REASONS: Final = frozenset({c.Reason.DEPENDENCY_NOT_READY, "SourceNotReady"})
+
 
 def object_compliance(obj: KubeObject | None) -> ComplianceState:
     """One Flux object's compliance (the module's rules)."""
@@ -246,7 +251,7 @@ def object_compliance(obj: KubeObject | None) -> ComplianceState:
         observed = (obj.get("status") or {}).get("observedGeneration")
         return ComplianceState.COMPLIANT if observed == c.generation_of(obj) else ComplianceState.PENDING
     if status == "False":
-        if ready.get("reason") == c.Reason.DEPENDENCY_NOT_READY:
+        if ready.get("reason") in WAITING_REASONS:
             return ComplianceState.PENDING
         return ComplianceState.NON_COMPLIANT
     if status == "Unknown":
@@ -396,7 +401,7 @@ class ComplianceStatus:
 def _config_refusal(config: KubeObject) -> str | None:
     """The config's own Ready=False message when its controller refused or failed it (not a wait)."""
     ready = c.get(config, c.ConditionType.READY)
-    if ready is None or ready.get("status") != "False" or ready.get("reason") == c.Reason.DEPENDENCY_NOT_READY:
+    if ready is None or ready.get("status") != "False" or ready.get("reason") in WAITING_REASONS:
         return None
     return str(ready.get("message") or ready.get("reason") or "not ready")
 

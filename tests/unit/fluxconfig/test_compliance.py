@@ -92,6 +92,8 @@ def cache(*objs: KubeObject) -> dict[Ref, KubeObject]:
             ComplianceState.NON_COMPLIANT,
         ),
         (flux("Kustomization", "k", cond("False", "DependencyNotReady")), ComplianceState.PENDING),
+        (flux("HelmRelease", "h", cond("False", "SourceNotReady")), ComplianceState.PENDING),
+        (flux("HelmRelease", "h", cond("False", "ArtifactFailed")), ComplianceState.NON_COMPLIANT),
         (flux("Kustomization", "k", cond("True"), spec={"suspend": True}), ComplianceState.SUSPENDED),
         (flux("Kustomization", "k", cond("Maybe")), ComplianceState.UNKNOWN),
     ],
