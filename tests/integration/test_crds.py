@@ -163,7 +163,11 @@ MINIMAL: dict[str, dict[str, Any]] = {
     },
     "FluxConfig": {
         "apiVersion": "clusterconfig.azure.com/v1alpha1",
-        "spec": {"gitRepository": {"url": "https://example.com/repo.git"}, "kustomizations": {"apps": {}}},
+        # az requires exactly one repositoryRef (the CRD's CEL rule says so)
+        "spec": {
+            "gitRepository": {"url": "https://example.com/repo.git", "repositoryRef": {"branch": "main"}},
+            "kustomizations": {"apps": {}},
+        },
     },
 }
 
