@@ -23,8 +23,9 @@ Decisions:
   CPU (docs/helm-actions.md); an invalid object is refused by the apiserver at the same point either way.
 - Helm's CLI keeps a release's records in the namespace it installs into, so a storage namespace other
   than the target namespace cannot be honoured on this path: such a request is refused (InvalidSpec).
-- A first install that needs nothing but rendering and applying (no hooks to run, no CRDs to create,
-  server-side apply, no kustomize post-renderer, a 1.27+ apiserver) is rendered by
+- A chart's ``crds/`` are applied by :mod:`.crds` before helm runs (helm always gets ``--skip-crds``), as Flux.
+- A first install that needs nothing but rendering and applying (no hooks to run, server-side apply, no
+  kustomize post-renderer, a 1.27+ apiserver) is rendered by
   ``helm install --dry-run=server -o json`` and applied and recorded by :mod:`.direct_install`; every other
   install, and every other action, is helm's own.
 """
@@ -193,6 +194,14 @@ def _common(req: ActionRequest, action: Action) -> list[str]:
     return args
 
 
+def server_side_apply(req: ActionRequest, last_apply_method: str | None = None) -> bool:
+    """Flux's serverSideApply: the request's when set; else on for an install (``last_apply_method`` None) and,
+    for an upgrade or rollback, as the release's record was last applied ("ssa" or "csa")."""
+    if req.server_side is not None:
+        return req.server_side
+    return last_apply_method is None or last_apply_method == "ssa"
+
+
 def _apply_method(server_side: bool, force: bool) -> list[str]:
     # Flux always forces conflicts under server-side apply; Helm's replace-on-conflict is client-side only.
     if server_side:
@@ -221,7 +230,7 @@ def install_args(req: ActionRequest, values_file: Path) -> list[str]:
     """``helm install`` as Flux's Install action sets it up."""
     args = ["install", req.release_name, str(req.chart_path), *_common(req, Action.INSTALL)]
     args += ["--values", str(values_file)]
-    args += _apply_method(True if req.server_side is None else req.server_side, False)
+    args += _apply_method(server_side_apply(req), False)
     args += _render_flags(req)
     if req.create_namespace:
         args.append("--create-namespace")
@@ -255,7 +264,7 @@ def render_args(req: ActionRequest, values_file: Path) -> list[str]:
 
 def direct_request_refusal(req: ActionRequest) -> str:
     """Why this install request must go to helm's own install ("" when :mod:`.direct_install` may take it)."""
-    if req.server_side is False:
+    if not server_side_apply(req):
         return "client-side apply"
     if req.replace:
         return "install.replace"
@@ -268,7 +277,7 @@ def direct_request_refusal(req: ActionRequest) -> str:
 
 def upgrade_args(req: ActionRequest, values_file: Path, *, last_apply_method: str) -> list[str]:
     """``helm upgrade``: values reset to the chart's and ours (Flux's default), history capped."""
-    server_side = last_apply_method == "ssa" if req.server_side is None else req.server_side
+    server_side = server_side_apply(req, last_apply_method)
     args = ["upgrade", req.release_name, str(req.chart_path), *_common(req, Action.UPGRADE)]
     args += ["--values", str(values_file), "--reset-values", "--history-max", str(req.max_history)]
     args += _apply_method(server_side, req.force)
@@ -280,7 +289,7 @@ def upgrade_args(req: ActionRequest, values_file: Path, *, last_apply_method: st
 
 def rollback_args(req: ActionRequest, to_version: int | None, *, target_apply_method: str) -> list[str]:
     """``helm rollback`` to ``to_version`` (None: the previous version, helm's 0)."""
-    server_side = target_apply_method == "ssa" if req.server_side is None else req.server_side
+    server_side = server_side_apply(req, target_apply_method)
     args = ["rollback", req.release_name, str(to_version or 0), *_common(req, Action.ROLLBACK)]
     args += ["--history-max", str(req.max_history), *_apply_method(server_side, req.force)]
     if req.cleanup_on_fail:
@@ -506,9 +515,7 @@ class HelmActions:
             req = _with_kubeconfig(req, work)
             values = self._write_values(work, req.values)
             shape = await _shape(req.chart_path)
-            fresh = await self._apply_crds(
-                Action.INSTALL, req, values, work, shape, server_side=req.server_side is not False
-            )
+            fresh = await self._apply_crds(Action.INSTALL, req, values, work, shape, server_side=server_side_apply(req))
             if self._direct_installs and shape is not None:
                 try:
                     installed = await self._install_directly(req, values, work, shape, fresh_discovery=fresh)
@@ -593,7 +600,7 @@ class HelmActions:
         async with self._workdir() as work:
             req = _with_kubeconfig(req, work)
             values = self._write_values(work, req.values)
-            server_side = last.apply_method == "ssa" if req.server_side is None else req.server_side
+            server_side = server_side_apply(req, last.apply_method)
             shape = await _shape(req.chart_path)
             fresh = await self._apply_crds(Action.UPGRADE, req, values, work, shape, server_side=server_side)
             args = upgrade_args(req, values, last_apply_method=last.apply_method)
