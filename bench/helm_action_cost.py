@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from bench.helm_scale import CHART
+from bench.helm_scale import CHART, cpu_of
 from bench.helm_scale import FLUX_HR_VALUES as BENCH_VALUES
 from bench.measures import Measure, emit, percentile
 from gitops_mesh import commands
@@ -149,13 +149,7 @@ class Round:
 
 def cpu_seconds(pid: int | None) -> float:
     """utime + stime of ``pid`` from /proc (0 when there is none to read)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0 if pid is None else cpu_of(pid)
 
 
 def apiserver_pid(stack_dir: str) -> int | None:
