@@ -32,7 +32,7 @@ from gitops_mesh.kube.api_status import AlreadyExists
 from gitops_mesh.kube.client import KubeClient
 from gitops_mesh.kube.health import ObjectRef
 from gitops_mesh.kube_yaml import ManifestLoader
-from helm_controller.direct_install import FIELD_MANAGER, split_manifest
+from helm_controller.direct_install import FIELD_MANAGER, in_crds_dir, split_manifest
 
 CRD_API_GROUP: Final = "apiextensions.k8s.io"
 CRD_KIND: Final = "CustomResourceDefinition"
@@ -46,16 +46,11 @@ class CRDsFailed(GitopsMeshError):
     """The CRDs could not be applied or did not become Established; the message is Flux's."""
 
 
-def _is_crd_source(source: str) -> bool:
-    parts = source.split("/")
-    return "crds" in parts[1:-1]
-
-
 def crds_of(rendered: str) -> list[dict[str, Any]]:
     """The CustomResourceDefinitions among the ``crds/`` documents of ``helm template --include-crds`` output."""
     found: list[dict[str, Any]] = []
     for source, document in split_manifest(rendered):
-        if not _is_crd_source(source):
+        if not in_crds_dir(source.split("/")):
             continue
         try:
             docs = tenant_yaml.load_all(document, what=source, limits=CRD_LIMITS, loader=ManifestLoader)

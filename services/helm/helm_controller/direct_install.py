@@ -101,13 +101,18 @@ class ChartShape:
     may_have_hooks: bool
 
 
+def in_crds_dir(parts: Sequence[str]) -> bool:
+    """A chart path (``<chart>/.../crds/<file>``) inside a ``crds/`` directory, of the chart or a subchart."""
+    return "crds" in parts[1:-1]
+
+
+def _packed_subchart(parts: Sequence[str]) -> bool:
+    return len(parts) > 2 and parts[-2] == "charts" and parts[-1].endswith((".tgz", ".tar.gz"))
+
+
 def _shape_entry(entry: ArchiveEntry) -> bool:
     parts = entry.parts
-    return (
-        "crds" in parts[1:-1]
-        or (len(parts) > 2 and parts[-2] == "charts" and parts[-1].endswith((".tgz", ".tar.gz")))
-        or "templates" in parts[1:-1]
-    )
+    return in_crds_dir(parts) or _packed_subchart(parts) or "templates" in parts[1:-1]
 
 
 def _read_shape(path: Path) -> ChartShape:
@@ -115,10 +120,10 @@ def _read_shape(path: Path) -> ChartShape:
     crds = hooks = False
     for path_name, data in members.items():
         parts = tuple(path_name.split("/"))
-        if "templates" in parts[1:-1] and "crds" not in parts[1:-1] and not parts[-1].endswith((".tgz", ".tar.gz")):
-            hooks = hooks or _HOOK_MARK in data
-        else:
+        if in_crds_dir(parts) or _packed_subchart(parts):
             crds = True
+        else:  # a template
+            hooks = hooks or _HOOK_MARK in data
     return ChartShape(may_have_crds=crds, may_have_hooks=hooks)
 
 
